@@ -1,0 +1,139 @@
+//! The engine façade the command layer talks to: starts executions on the pool, finds, aborts
+//! and drops them, and tracks live sessions.
+
+use std::sync::Arc;
+
+use crate::errors::EngineError;
+use crate::execution::Execution;
+use crate::executions::ExecutionRegistry;
+use crate::ids::{IdGenerator, STANDALONE_SHARD_ID};
+use crate::pool::Pool;
+use crate::port::Job;
+use crate::session::{Session, SessionRegistry};
+
+pub struct Engine {
+    execution_ids: IdGenerator,
+    pub executions: Arc<ExecutionRegistry>,
+    pub sessions: SessionRegistry,
+    pool: Pool,
+}
+
+impl Engine {
+    pub fn new(execution_threads: usize) -> std::io::Result<Engine> {
+        Ok(Engine {
+            execution_ids: IdGenerator::new(STANDALONE_SHARD_ID),
+            executions: Arc::new(ExecutionRegistry::default()),
+            sessions: SessionRegistry::default(),
+            pool: Pool::new(execution_threads, "gearbox-exec")?,
+        })
+    }
+
+    pub fn shard_id(&self) -> &'static str {
+        STANDALONE_SHARD_ID
+    }
+
+    pub fn execution_threads(&self) -> usize {
+        self.pool.size()
+    }
+
+    /// Start `job` of `session` on the execution pool. A `kept` execution stays listed after it
+    /// finishes; any other is removed before anyone waiting on it hears the outcome.
+    pub fn start(&self, session: Arc<Session>, job: Box<dyn Job>, kept: bool, max_executions: usize) -> Arc<Execution> {
+        let exec = Execution::new(self.execution_ids.next_id(), session, job, kept);
+        self.executions.insert(exec.clone(), max_executions);
+        if !kept {
+            let registry = self.executions.clone();
+            let id = exec.id.clone();
+            exec.on_done(move |_| {
+                registry.remove(&id);
+            });
+        }
+        let runner = exec.clone();
+        self.pool.spawn(move || runner.run());
+        exec
+    }
+
+    pub fn get(&self, id: &str) -> Result<Arc<Execution>, EngineError> {
+        self.executions.get(id).ok_or(EngineError::ExecutionPlanNotExist)
+    }
+
+    pub fn abort(&self, id: &str) -> Result<(), EngineError> {
+        let exec = self.executions.get(id).ok_or(EngineError::ExecutionNotExist)?;
+        exec.abort();
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::execution::tests::FixedJob;
+    use crate::execution::{ExecutionStatus, Outcome};
+    use crate::port::{RunControl, StepInfo};
+    use crate::session::tests::session;
+    use crate::value::Value;
+    use std::sync::mpsc;
+    use std::time::Duration;
+
+    #[test]
+    fn a_blocking_execution_is_gone_before_its_waiter_hears() {
+        let engine = Engine::new(1).unwrap();
+        let (tx, rx) = mpsc::channel();
+        let exec = engine.start(session("s"), Box::new(FixedJob(Outcome::default())), false, 100);
+        let registry = engine.executions.clone();
+        let id = exec.id.clone();
+        exec.on_done(move |_| tx.send(registry.get(&id).is_some()).unwrap());
+        assert!(!rx.recv_timeout(Duration::from_secs(5)).unwrap());
+    }
+
+    #[test]
+    fn a_kept_execution_stays_listed_with_its_results() {
+        let engine = Engine::new(1).unwrap();
+        let out = Outcome { results: vec![Value::Int(3)], errors: vec![] };
+        let exec = engine.start(session("s"), Box::new(FixedJob(out.clone())), true, 100);
+        let (tx, rx) = mpsc::channel();
+        exec.on_done(move |o| tx.send(o.clone()).unwrap());
+        assert_eq!(rx.recv_timeout(Duration::from_secs(5)).unwrap(), out);
+        assert_eq!(engine.get(&exec.id).unwrap().status(), ExecutionStatus::Done);
+        assert!(exec.id.ends_with("-1"));
+        assert_eq!(engine.get("nope").err(), Some(EngineError::ExecutionPlanNotExist));
+        assert_eq!(engine.abort("nope").err(), Some(EngineError::ExecutionNotExist));
+    }
+
+    struct SpinJob;
+    impl Job for SpinJob {
+        fn steps(&self) -> Vec<StepInfo> {
+            Vec::new()
+        }
+        fn run(self: Box<Self>, control: &RunControl) -> Outcome {
+            let (tx, rx) = mpsc::channel::<()>();
+            let tx = std::sync::Mutex::new(tx);
+            control.set_interrupter(Some(Arc::new(move || {
+                let _ = tx.lock().unwrap().send(());
+            })));
+            rx.recv_timeout(Duration::from_secs(5)).expect("interrupted");
+            control.set_interrupter(None);
+            Outcome::failed(if control.is_aborted() { "aborted" } else { "not aborted" })
+        }
+    }
+
+    #[test]
+    fn aborting_a_running_execution_calls_the_runtime_interrupter() {
+        let engine = Engine::new(1).unwrap();
+        let exec = engine.start(session("s"), Box::new(SpinJob), true, 100);
+        while exec.status() == ExecutionStatus::Created {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        // The job installs its interrupter right after it starts: retry until it is seen.
+        let (tx, rx) = mpsc::channel();
+        exec.on_done(move |o| tx.send(o.errors.clone()).unwrap());
+        let errors = loop {
+            engine.abort(&exec.id).unwrap();
+            if let Ok(e) = rx.recv_timeout(Duration::from_millis(20)) {
+                break e;
+            }
+        };
+        assert_eq!(errors, vec!["aborted".to_string()]);
+        assert_eq!(exec.status(), ExecutionStatus::Done);
+    }
+}

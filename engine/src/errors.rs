@@ -1,0 +1,72 @@
+//! The one catalogue of user-visible error texts.
+//!
+//! Clients and user code match on these strings, so they are copied exactly from RedisGears 1.2
+//! (see `shared/spec/redisgears-1x.md`). Most lack an `ERR ` prefix because RedisGears replied them
+//! with `RedisModule_ReplyWithError(ctx, "<text>")`, which sends the text as the whole error line;
+//! redis-py and gears-cli then show the text verbatim. The few that carry `ERR ` (RG.TRIGGER's)
+//! had it upstream too. Texts with a `{}` are formatted by [`EngineError`]'s `Display`.
+
+use thiserror::Error;
+
+pub const BLOCKING_NOT_ALLOWED: &str =
+    "Can not run gears inside a multi exec, lua, or when blocking is not allowed";
+pub const EXECUTION_PLAN_NOT_EXIST: &str = "execution plan does not exist";
+pub const EXECUTION_NOT_EXIST: &str = "execution does not exist";
+pub const EXECUTION_STILL_RUNNING: &str = "execution is still running";
+pub const DROP_RUNNING_EXECUTION: &str = "can not drop a not yet finished execution, abort it first.";
+pub const ID_MISSING: &str = "ID is missing";
+pub const DESCRIPTION_MISSING: &str = "DESCRIPTION is missing";
+pub const REPLACE_WITH_MISSING: &str = "REPLACE_WITH is missing";
+pub const BAD_SESSION_ID: &str = "ID must be compose of: ['A'-'Z' | 'a'-'z' | '0' - '9' | '-' | '_']";
+pub const NO_CLUSTER: &str = "no cluster detected - use `RG.GETEXECUTION <id> [SHARD]` instead";
+pub const UNKNOWN_SUBCOMMAND: &str = "unknown subcommand";
+pub const NO_CLUSTER_MODE: &str = "no cluster mode";
+pub const EXECUTION_ABORTED: &str = "Execution was aborted";
+pub const SCRIPT_NOT_UTF8: &str = "script is not valid UTF-8";
+pub const REMOTE_NOT_SUPPORTED: &str = "Execute remote is not longer supported";
+pub const FREE_INTERPRETER_NOT_SUPPORTED: &str = "Free interpreter is not longer supported";
+
+/// Errors the engine returns; `Display` is the exact reply text.
+#[derive(Debug, Error, Clone, PartialEq)]
+pub enum EngineError {
+    #[error("{}", EXECUTION_PLAN_NOT_EXIST)]
+    ExecutionPlanNotExist,
+    #[error("{}", EXECUTION_NOT_EXIST)]
+    ExecutionNotExist,
+    #[error("{}", EXECUTION_STILL_RUNNING)]
+    StillRunning,
+    #[error("{}", DROP_RUNNING_EXECUTION)]
+    DropRunning,
+    #[error("Session {0} already exists")]
+    SessionExists(String),
+    #[error("Can not replace with {0}, session does not exists.")]
+    ReplaceMissing(String),
+    #[error("Unknown arguments were given: {0}")]
+    UnknownArgument(String),
+    #[error("Unsupported config parameter: {0}")]
+    UnsupportedConfig(String),
+    #[error("Config value {0} not modifiable at runtime")]
+    NotModifiable(String),
+    #[error("Failed setting config value {0}")]
+    FailedSetting(String),
+    #[error("Unknown option {0}")]
+    UnknownOption(String),
+    #[error("Session {0} does not exists")]
+    SessionNotExists(String),
+    /// Text produced by a script or a runtime, passed through unchanged.
+    #[error("{0}")]
+    Script(String),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn texts_are_exact() {
+        assert_eq!(EngineError::ExecutionPlanNotExist.to_string(), "execution plan does not exist");
+        assert_eq!(EngineError::UnknownArgument("FOO".into()).to_string(), "Unknown arguments were given: FOO");
+        assert_eq!(EngineError::SessionExists("s".into()).to_string(), "Session s already exists");
+        assert_eq!(EngineError::Script("boom".into()).to_string(), "boom");
+    }
+}

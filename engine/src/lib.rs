@@ -1,0 +1,22 @@
+//! The gearbox engine: the part of the product that knows what an execution, a session and a
+//! RedisGears id are, and nothing of Redis, CPython or wasmtime.
+//!
+//! The Redis command layer (`gearbox::commands`) drives it; the runtimes (`gearbox::runtime::*`)
+//! implement its ports ([`port`]). Keeping it free of FFI lets it be tested alone (`cargo test -p
+//! gearbox-engine`) and lets the native and wasm runtimes share one bookkeeping.
+
+pub mod engine;
+pub mod errors;
+pub mod execution;
+pub mod executions;
+pub mod ids;
+pub mod pool;
+pub mod port;
+pub mod session;
+pub mod value;
+
+pub use engine::Engine;
+pub use execution::{Execution, ExecutionStatus, Outcome};
+pub use port::{Host, Interpreter, Job, KeyRecord, KeyValue, LogLevel, RunControl, Runtime, StepInfo};
+pub use session::{Session, SessionRegistry};
+pub use value::Value;

@@ -1,0 +1,171 @@
+//! The ports between the engine and the outside: what a runtime (native sub-interpreters, wasm
+//! instances) implements, and what the host (the Redis side) offers to a script's interpreter.
+//!
+//! A runtime never sees Redis types and the host never sees Python or wasm types: everything that
+//! crosses is a [`Value`], a [`KeyRecord`] or plain Rust data.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crate::execution::Outcome;
+use crate::value::Value;
+
+/// Redis log levels a script may use with `log()`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogLevel {
+    Debug,
+    Verbose,
+    Notice,
+    Warning,
+}
+
+impl LogLevel {
+    pub fn parse(name: &str) -> Option<LogLevel> {
+        match name.to_ascii_lowercase().as_str() {
+            "debug" => Some(LogLevel::Debug),
+            "verbose" => Some(LogLevel::Verbose),
+            "notice" => Some(LogLevel::Notice),
+            "warning" => Some(LogLevel::Warning),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogLevel::Debug => "debug",
+            LogLevel::Verbose => "verbose",
+            LogLevel::Notice => "notice",
+            LogLevel::Warning => "warning",
+        }
+    }
+}
+
+/// The value part of a key read by the KeysReader.
+#[derive(Clone, Debug, PartialEq)]
+pub enum KeyValue {
+    /// Not read (`readValue=False`), or a type whose value RedisGears does not read.
+    None,
+    String(Vec<u8>),
+    Hash(Vec<(Vec<u8>, Vec<u8>)>),
+    List(Vec<Vec<u8>>),
+}
+
+/// One key as the KeysReader hands it to a script.
+#[derive(Clone, Debug, PartialEq)]
+pub struct KeyRecord {
+    pub key: Vec<u8>,
+    /// `string, hash, list, set, zset, module, empty, unknown` (streams are `unknown`, as in 1.2).
+    pub key_type: &'static str,
+    pub value: KeyValue,
+}
+
+/// What a script's interpreter may ask of Redis. One per session: it carries the ACL user of
+/// the client whose `RG.PYEXECUTE` created the session.
+pub trait Host: Send + Sync {
+    /// Run a Redis command (`execute()`); errors come back as `Value::Error`.
+    fn call(&self, args: &[Vec<u8>]) -> Value;
+    /// Read keys for the KeysReader under one acquisition of the Redis lock.
+    fn read_keys(&self, keys: &[Vec<u8>], read_value: bool) -> Vec<KeyRecord>;
+    fn log(&self, level: LogLevel, message: &str);
+    /// A gears config or user ("extra") config, as a string.
+    fn config_get(&self, name: &str) -> Option<String>;
+    /// Whether a call may have to wait for the Redis lock; a runtime must then let go of its
+    /// interpreter (GIL / store) while it waits, or it may deadlock with Redis' main thread.
+    fn may_wait_for_lock(&self) -> bool;
+    /// Take the Redis lock for an `atomic()` block (no-op on the main thread).
+    fn atomic_begin(&self) -> Result<(), String>;
+    fn atomic_end(&self);
+}
+
+/// One step of an execution plan, as RG.GETEXECUTION shows it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StepInfo {
+    pub kind: String,
+    pub name: String,
+    pub arg: String,
+}
+
+/// Lets the engine stop a running job: the flag says "stop", the interrupter (set by the runtime
+/// while it runs user code) makes running code notice.
+#[derive(Default)]
+pub struct RunControl {
+    aborted: AtomicBool,
+    interrupter: Mutex<Option<Arc<dyn Fn() + Send + Sync>>>,
+}
+
+impl RunControl {
+    pub fn is_aborted(&self) -> bool {
+        self.aborted.load(Ordering::SeqCst)
+    }
+
+    /// Mark aborted and return the interrupter to call (outside any lock), if code is running.
+    pub fn abort(&self) -> Option<Arc<dyn Fn() + Send + Sync>> {
+        self.aborted.store(true, Ordering::SeqCst);
+        self.interrupter.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Set by the runtime while it runs user code; cleared when it stops.
+    pub fn set_interrupter(&self, f: Option<Arc<dyn Fn() + Send + Sync>>) {
+        *self.interrupter.lock().unwrap_or_else(|e| e.into_inner()) = f;
+    }
+}
+
+/// The work of one execution, prepared by a script and run on an execution thread.
+pub trait Job: Send {
+    fn steps(&self) -> Vec<StepInfo>;
+    fn run(self: Box<Self>, control: &RunControl) -> Outcome;
+}
+
+/// What running a script's top-level code produced.
+pub enum ScriptOutcome {
+    /// The script neither ran nor registered anything.
+    Done,
+    /// The script called `run()`: this is the execution to start.
+    Run(Box<dyn Job>),
+}
+
+/// A script's interpreter (a session's runtime half).
+pub trait Interpreter: Send + Sync {
+    /// Run top-level code on the calling thread, giving up after `timeout`. `Err` is the exact
+    /// text to reply (a formatted Python exception).
+    fn run_script(&self, source: &str, timeout: Duration) -> Result<ScriptOutcome, String>;
+}
+
+/// A way of making interpreters (one per mode).
+pub trait Runtime: Send + Sync {
+    fn mode_name(&self) -> &'static str;
+    fn create_interpreter(&self, host: Arc<dyn Host>) -> Result<Box<dyn Interpreter>, String>;
+    /// Live interpreters made by this runtime (for INFO and tests of session lifetime).
+    fn live_interpreters(&self) -> usize;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicUsize;
+
+    #[test]
+    fn abort_returns_the_interrupter_only_while_set() {
+        let ctl = RunControl::default();
+        assert!(!ctl.is_aborted());
+        let hits = Arc::new(AtomicUsize::new(0));
+        let h = hits.clone();
+        ctl.set_interrupter(Some(Arc::new(move || {
+            h.fetch_add(1, Ordering::SeqCst);
+        })));
+        let f = ctl.abort().expect("interrupter set");
+        f();
+        assert_eq!(hits.load(Ordering::SeqCst), 1);
+        assert!(ctl.is_aborted());
+        ctl.set_interrupter(None);
+        assert!(ctl.abort().is_none());
+    }
+
+    #[test]
+    fn log_levels_parse_case_insensitively() {
+        assert_eq!(LogLevel::parse("WARNING"), Some(LogLevel::Warning));
+        assert_eq!(LogLevel::parse("loud"), None);
+        assert_eq!(LogLevel::Notice.as_str(), "notice");
+    }
+}

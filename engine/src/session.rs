@@ -1,0 +1,116 @@
+//! Sessions: one per `RG.PYEXECUTE`, owning the script's interpreter.
+//!
+//! A session is an `Arc`: the command running the script holds it, and so does every execution
+//! the script starts (later: registrations, triggers, time events). When the last holder lets go
+//! the interpreter is dropped, which frees it. The registry keeps only weak references, so it
+//! never extends a session's life; it exists to answer RG.PYDUMPSESSIONS and to refuse a second
+//! live session with the same `ID`.
+
+use std::sync::{Arc, Mutex, Weak};
+
+use crate::errors::EngineError;
+use crate::port::Interpreter;
+
+pub struct Session {
+    pub id: String,
+    pub description: Option<String>,
+    interpreter: Box<dyn Interpreter>,
+}
+
+impl Session {
+    pub fn new(id: String, description: Option<String>, interpreter: Box<dyn Interpreter>) -> Arc<Session> {
+        Arc::new(Session { id, description, interpreter })
+    }
+
+    pub fn interpreter(&self) -> &dyn Interpreter {
+        self.interpreter.as_ref()
+    }
+}
+
+/// A live session as RG.PYDUMPSESSIONS shows it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SessionSummary {
+    pub id: String,
+    pub description: Option<String>,
+    /// Holders other than the registry's own look-up.
+    pub ref_count: usize,
+}
+
+#[derive(Default)]
+pub struct SessionRegistry {
+    sessions: Mutex<Vec<Weak<Session>>>,
+}
+
+impl SessionRegistry {
+    /// Track a new session; refuses an id that a live session already has.
+    pub fn add(&self, session: &Arc<Session>) -> Result<(), EngineError> {
+        let mut all = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
+        all.retain(|w| w.strong_count() > 0);
+        if all.iter().filter_map(Weak::upgrade).any(|s| s.id == session.id) {
+            return Err(EngineError::SessionExists(session.id.clone()));
+        }
+        all.push(Arc::downgrade(session));
+        Ok(())
+    }
+
+    /// Whether a live session has this id.
+    pub fn contains(&self, id: &str) -> bool {
+        self.summaries().iter().any(|s| s.id == id)
+    }
+
+    /// Live sessions, oldest first.
+    pub fn summaries(&self) -> Vec<SessionSummary> {
+        let mut all = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
+        all.retain(|w| w.strong_count() > 0);
+        all.iter()
+            .filter_map(Weak::upgrade)
+            .map(|s| SessionSummary {
+                id: s.id.clone(),
+                description: s.description.clone(),
+                ref_count: Arc::strong_count(&s) - 1,
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::port::ScriptOutcome;
+    use std::time::Duration;
+
+    pub struct NullInterpreter;
+    impl Interpreter for NullInterpreter {
+        fn run_script(&self, _: &str, _: Duration) -> Result<ScriptOutcome, String> {
+            Ok(ScriptOutcome::Done)
+        }
+    }
+
+    pub fn session(id: &str) -> Arc<Session> {
+        Session::new(id.to_string(), None, Box::new(NullInterpreter))
+    }
+
+    #[test]
+    fn registry_reports_live_sessions_with_their_holders() {
+        let reg = SessionRegistry::default();
+        let a = session("a");
+        reg.add(&a).unwrap();
+        let extra = a.clone();
+        assert_eq!(reg.summaries(), vec![SessionSummary { id: "a".into(), description: None, ref_count: 2 }]);
+        drop(extra);
+        assert_eq!(reg.summaries()[0].ref_count, 1);
+        drop(a);
+        assert!(reg.summaries().is_empty());
+    }
+
+    #[test]
+    fn a_live_id_cannot_be_reused_but_a_dead_one_can() {
+        let reg = SessionRegistry::default();
+        let a = session("same");
+        reg.add(&a).unwrap();
+        assert_eq!(reg.add(&session("same")), Err(EngineError::SessionExists("same".into())));
+        assert!(reg.contains("same"));
+        drop(a);
+        assert!(reg.add(&session("same")).is_ok());
+    }
+}
