@@ -53,6 +53,13 @@ impl SessionRegistry {
         Ok(())
     }
 
+    /// Track a session without checking its id (an `UPGRADE` may reuse a live id).
+    pub fn track(&self, session: &Arc<Session>) {
+        let mut all = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
+        all.retain(|w| w.strong_count() > 0);
+        all.push(Arc::downgrade(session));
+    }
+
     /// Whether a live session has this id.
     pub fn contains(&self, id: &str) -> bool {
         self.summaries().iter().any(|s| s.id == id)
@@ -112,5 +119,9 @@ pub(crate) mod tests {
         assert!(reg.contains("same"));
         drop(a);
         assert!(reg.add(&session("same")).is_ok());
+        let b = session("b");
+        reg.track(&b);
+        reg.track(&b);
+        assert_eq!(reg.summaries().len(), 2, "track does not check ids");
     }
 }

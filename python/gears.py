@@ -1,0 +1,355 @@
+"""gears: the RedisGears 1.x Python API as gearbox scripts see it.
+
+This file is loaded once into every session's interpreter (a CPython sub-interpreter in native
+mode; later a wasm instance) after `_gearbox` (the host functions) and `gears_pipeline` (readers
+and steps). The host runs a script with `_run_script(source)`; the names in `_EXPORTS` are the
+script's globals, as in RedisGears' GearsBuilder.py. Semantics follow
+`shared/spec/redisgears-1x.md`; quirks users depend on (flatmap order, sort() ascending,
+aggregate's `a if a else zero`) are kept on purpose.
+"""
+import builtins
+import copy
+import sys
+import types
+
+import _gearbox
+import gears_pipeline as _pipeline
+from gears_pipeline import flat_error
+
+error = _gearbox.error
+forcestopped = _gearbox.forcestopped
+
+_READERS = ("KeysReader", "KeysOnlyReader", "StreamReader", "PythonReader", "ShardsIDReader", "CommandReader")
+_LOG_LEVELS = ("debug", "verbose", "notice", "warning")
+
+
+class _ScriptState:
+    """What the running top-level script has asked for (one run() at most)."""
+
+    in_script = False
+    pending = None
+
+
+_state = _ScriptState()
+
+
+def _not_yet(name):
+    def missing(*args, **kwargs):
+        raise error("%s is not supported by gearbox yet" % name)
+
+    missing.__name__ = name
+    return missing
+
+
+# ---------------------------------------------------------------- runtime functions
+
+
+def execute(*args):
+    """Run a Redis command as the user who ran RG.PYEXECUTE; errors raise gears.error."""
+    if not args:
+        return []
+    return _gearbox.call(*args)
+
+
+class atomic:
+    """Hold the Redis lock for the whole block (nothing else runs meanwhile)."""
+
+    def __enter__(self):
+        _gearbox.atomic_begin()
+        return self
+
+    def __exit__(self, *exc):
+        _gearbox.atomic_end()
+        return False
+
+
+def hashtag():
+    """A hashtag mapping to this shard's first slot (stand-alone: slot 0)."""
+    return "06S"
+
+
+def log(msg, level="notice"):
+    if msg in _LOG_LEVELS and level not in _LOG_LEVELS:
+        msg, level = level, msg
+        _gearbox.log("warning", "log(level, msg) is deprecated, use log(msg, level=...)")
+    if not isinstance(msg, str):
+        raise error("log message must be a string")
+    if level not in _LOG_LEVELS:
+        raise error("log level must be one of %s" % ", ".join(_LOG_LEVELS))
+    _gearbox.log(level, msg)
+
+
+def configGet(key):
+    return _gearbox.config_get(key)
+
+
+def gearsConfigGet(key, default=None):
+    value = _gearbox.config_get(key)
+    return default if value is None else value
+
+
+def _deprecated(name, f):
+    def alias(*args, **kwargs):
+        _gearbox.log("warning", "%s is deprecated, use %s" % (name, f.__name__))
+        return f(*args, **kwargs)
+
+    alias.__name__ = name
+    return alias
+
+
+Log = _deprecated("Log", log)
+ConfigGet = _deprecated("ConfigGet", configGet)
+GearsConfigGet = _deprecated("GearsConfigGet", gearsConfigGet)
+
+
+def isAsyncAllow():
+    return False
+
+
+registerTE = _not_yet("registerTE")
+gearsFuture = _not_yet("gearsFuture")
+call_next = _not_yet("call_next")
+get_command = _not_yet("get_command")
+override_reply = _not_yet("override_reply")
+createFuture = _not_yet("createFuture")
+setFutureResults = _not_yet("setFutureResults")
+setFutureException = _not_yet("setFutureException")
+runCoroutine = _not_yet("runCoroutine")
+
+
+# ---------------------------------------------------------------- the builder
+
+_STEP_INFO = {
+    "map": ("map", "RedisGearsPy_PyCallbackMapper"),
+    "flatmap": ("flatmap", "RedisGearsPy_PyCallbackFlatMapper"),
+    "foreach": ("foreach", "RedisGearsPy_PyCallbackForEach"),
+    "filter": ("filter", "RedisGearsPy_PyCallbackFilter"),
+    "accumulate": ("accumulate", "RedisGearsPy_PyCallbackAccumulate"),
+    "localgroupby": ("accumulatebykey", "RedisGearsPy_PyCallbackAccumulateByKey"),
+    "groupby": ("accumulatebykey", "RedisGearsPy_PyCallbackAccumulateByKey"),
+    "batchgroupby": ("group", "RedisGearsPy_PyCallbackReducer"),
+    "limit": ("limit", "Limit"),
+    "collect": ("collect", "Collect"),
+    "repartition": ("repartition", "RedisGearsPy_PyCallbackExtractor"),
+}
+
+
+def _check_functions(op, args, count, label=None):
+    if len(args) != count:
+        raise error("wrong number of args to %s function" % op)
+    for f in args:
+        if not isinstance(f, types.FunctionType):
+            raise error("%s argument must be a function" % (label or op))
+
+
+def _zero_or(a, zero):
+    # RedisGears' helpers use `a if a else deepcopy(zero)`: a falsy accumulator restarts.
+    return a if a else copy.deepcopy(zero)
+
+
+class GearsBuilder:
+    def __init__(self, reader="KeysReader", defaultArg="*", desc=None):
+        if not isinstance(reader, str):
+            raise error("reader argument must be a string")
+        if reader not in _READERS:
+            raise error("the given reader does not exists: %s" % reader)
+        if desc is not None and not isinstance(desc, str):
+            raise error("desc argument must be a string")
+        self.reader = reader
+        self.defaultArg = defaultArg
+        self.desc = desc
+        self.steps = []
+
+    def _add(self, name, *args):
+        self.steps.append((name, args))
+        return self
+
+    def map(self, *args):
+        _check_functions("map", args, 1)
+        return self._add("map", *args)
+
+    def flatmap(self, *args):
+        _check_functions("flatmap", args, 1)
+        return self._add("flatmap", *args)
+
+    def foreach(self, *args):
+        _check_functions("foreach", args, 1)
+        return self._add("foreach", *args)
+
+    def filter(self, *args):
+        _check_functions("filter", args, 1)
+        return self._add("filter", *args)
+
+    def accumulate(self, *args):
+        _check_functions("accumulate", args, 1)
+        return self._add("accumulate", *args)
+
+    def localgroupby(self, *args):
+        _check_functions("localgroupby", args, 2)
+        return self._add("localgroupby", *args)
+
+    def groupby(self, *args):
+        _check_functions("groupby", args, 2)
+        return self._add("groupby", *args)
+
+    def batchgroupby(self, *args):
+        _check_functions("batchgroupby", args, 2)
+        return self._add("batchgroupby", *args)
+
+    def repartition(self, *args):
+        _check_functions("repartition", args, 1)
+        return self._add("repartition", *args)
+
+    def collect(self, *args):
+        if args:
+            raise error("wrong number of args to collect function")
+        return self._add("collect")
+
+    def limit(self, *args):
+        if len(args) not in (1, 2):
+            raise error("wrong number of args to limit function")
+        if not all(isinstance(a, int) and not isinstance(a, bool) for a in args):
+            raise error("limit argument must be a number")
+        length, start = args[0], (args[1] if len(args) == 2 else 0)
+        return self._add("limit", length, start)
+
+    def aggregate(self, zero, seqOp, combOp):
+        _check_functions("aggregate", (seqOp, combOp), 2)
+        self.accumulate(lambda a, r: seqOp(_zero_or(a, zero), r))
+        self.collect()
+        return self.accumulate(lambda a, r: combOp(_zero_or(a, zero), r))
+
+    def __localAggregateby__(self, extractor, zero, seqOp):
+        _check_functions("localAggregateby", (extractor, seqOp), 2)
+        return self.localgroupby(extractor, lambda k, a, r: seqOp(k, _zero_or(a, zero), r))
+
+    def aggregateby(self, extractor, zero, seqOp, combOp):
+        _check_functions("aggregateby", (extractor, seqOp, combOp), 3)
+        self.__localAggregateby__(extractor, zero, seqOp)
+        return self.groupby(lambda r: r["key"], lambda k, a, r: combOp(k, _zero_or(a, zero), r["value"]))
+
+    def count(self):
+        return self.aggregate(0, lambda a, r: a + 1, lambda a, r: a + r)
+
+    def countby(self, extractor=lambda x: x):
+        _check_functions("countby", (extractor,), 1)
+        return self.aggregateby(extractor, 0, lambda k, a, r: a + 1, lambda k, a, r: a + r)
+
+    def sort(self, reverse=True):
+        self.aggregate([], lambda a, r: a + [r], lambda a, r: a + r)
+        self.map(lambda r: sorted(r, reverse=reverse))
+        return self.flatmap(lambda r: r)
+
+    def distinct(self):
+        self.aggregate(set(), lambda a, r: a | set([r]), lambda a, r: a | r)
+        return self.flatmap(lambda x: list(x))
+
+    def avg(self, extractor=lambda x: float(x)):
+        _check_functions("avg", (extractor,), 1, label="avg")
+        self.map(extractor)
+        self.aggregate((0, 0), lambda a, r: (a[0] + r, a[1] + 1), lambda a, r: (a[0] + r[0], a[1] + r[1]))
+        return self.map(lambda x: x[0] / x[1])
+
+    # ------------------------------------------------------------ actions
+
+    def _reader(self, arg, kwargs):
+        if self.reader == "KeysReader":
+            if not isinstance(arg, str):
+                raise error("regex argument must be a string")
+            no_scan, read_value = kwargs.get("noScan", False), kwargs.get("readValue", True)
+            if not isinstance(no_scan, bool):
+                raise error("noScan argument must be a boolean")
+            if not isinstance(read_value, bool):
+                raise error("readValue argument must be a boolean")
+            return lambda: _pipeline.keys_reader(arg, no_scan, read_value)
+        if self.reader == "KeysOnlyReader":
+            count, no_scan = kwargs.get("count", 1000), kwargs.get("noScan", False)
+            generator = kwargs.get("patternGenerator")
+            return lambda: _pipeline.keys_only_reader(arg, count, no_scan, generator)
+        if self.reader == "StreamReader":
+            if not isinstance(arg, str):
+                raise error("regex argument must be a string")
+            from_id = kwargs.get("fromId", "0-0")
+            return lambda: _pipeline.stream_reader(arg, from_id)
+        if self.reader == "PythonReader":
+            if arg is None or arg == "*":
+                raise error("python reader function is not given")
+            if not isinstance(arg, types.FunctionType):
+                raise error("pyreader argument must be a function")
+            return lambda: _pipeline.python_reader(arg)
+        if self.reader == "ShardsIDReader":
+            return _pipeline.shards_id_reader
+        raise error("Given reader do not support run or not exists")
+
+    def run(self, arg=None, convertToStr=True, collect=True, **kwargs):
+        mode = kwargs.get("mode", "async")
+        if not isinstance(mode, str):
+            raise error("execution mode must be a string")
+        if mode not in ("async", "async_local"):
+            raise error("unknown execution mode")
+        if not _state.in_script:
+            raise error("run() inside an execution (nested executions) is not supported by gearbox yet")
+        if _state.pending is not None:
+            raise error("Can not run more then 1 executions in a single script")
+        reader = self._reader(self.defaultArg if arg is None else arg, kwargs)
+        steps = list(self.steps)
+        if convertToStr:
+            steps.append(("map", (str,)))
+        if collect:
+            steps.append(("collect", ()))
+        info = [("reader", self.reader, str(arg if arg is not None else self.defaultArg))]
+        info += [_STEP_INFO[name] + ("",) for name, _ in steps]
+        _state.pending = (lambda: _pipeline.run_plan(reader, steps), info)
+        return None
+
+    def register(self, *args, **kwargs):
+        raise error("register() is not supported by gearbox yet (registrations land with the events work)")
+
+
+GB = GearsBuilder
+
+# ---------------------------------------------------------------- scripts
+
+_EXPORTS = (
+    "GearsBuilder", "GB", "execute", "atomic", "hashtag", "log", "configGet", "gearsConfigGet",
+    "registerTE", "gearsFuture", "call_next", "get_command", "override_reply", "isAsyncAllow",
+    "flat_error", "createFuture", "setFutureResults", "setFutureException", "runCoroutine",
+    "Log", "ConfigGet", "GearsConfigGet", "error", "forcestopped",
+)
+
+
+def _globals():
+    g = {name: globals()[name] for name in _EXPORTS}
+    g["__name__"] = "not_main"
+    g["__builtins__"] = builtins
+    g["redisgears"] = _redisgears
+    return g
+
+
+def _run_script(source):
+    """Run a script's top level. None: nothing to run; ("run", plan, steps); ("error", text)."""
+    _state.pending = None
+    _state.in_script = True
+    try:
+        exec(compile(source, "<string>", "exec"), _globals())
+    except _gearbox.ScriptTimeout:
+        _state.pending = None
+        return ("error", "Script ran past ScriptTimeoutMS (%s ms) and was stopped" % configGet("ScriptTimeoutMS"))
+    except BaseException as e:
+        _state.pending = None
+        return ("error", _pipeline.format_exception(e))
+    finally:
+        _state.in_script = False
+    pending, _state.pending = _state.pending, None
+    if pending is None:
+        return None
+    return ("run",) + pending
+
+
+# `redisgears`, the C module of RedisGears, for scripts that call it directly.
+_redisgears = types.ModuleType("redisgears")
+_redisgears.executeCommand = execute
+_redisgears.log = lambda msg, level="notice": log(msg, level)
+_redisgears.registerTimeEvent = registerTE
+_redisgears.config_get = configGet
+sys.modules["redisgears"] = _redisgears

@@ -1,0 +1,255 @@
+"""The execution side of gearbox's RedisGears API: readers and steps, run as Python generators
+inside the script's own interpreter (native sub-interpreter or wasm instance).
+
+Records never cross the host boundary per step: readers fetch them from Redis in batches
+(`_gearbox.call('SCAN', ...)`, `_gearbox.read_keys(...)`), every step transforms a Python
+iterator, and only the final results go back to the host.
+
+An error raised by a callback drops that record and is appended, formatted, to the execution's
+error list (RedisGears semantics); `_gearbox.forcestopped` (RG.ABORTEXECUTION) is a
+BaseException and ends the whole execution.
+"""
+import itertools
+import sys
+import traceback
+import types
+
+import _gearbox
+
+_OWN_FILES = ("gears.py", "gears_pipeline.py")
+
+
+class flat_error(Exception):
+    """An error whose text is reported exactly as given, without a traceback."""
+
+
+def attempt_traceback():
+    return _gearbox.config_get("PythonAttemptTraceback") not in ("0", None)
+
+
+def format_exception(e):
+    """Render an exception the way RedisGears does (PythonAttemptTraceback)."""
+    if isinstance(e, flat_error):
+        return str(e.args[0]) if e.args else ""
+    if attempt_traceback():
+        # Only the script's own frames: RedisGears' API was C and left none of its own.
+        frames = [f for f in traceback.extract_tb(e.__traceback__) if f.filename not in _OWN_FILES]
+        head = ["Traceback (most recent call last):\n"] if frames else []
+        return str(head + traceback.format_list(frames) + traceback.format_exception_only(type(e), e))
+    return "Error type: %s, Value: %s" % (type(e), e)
+
+
+# ---------------------------------------------------------------- readers
+
+
+def keys_reader(pattern, no_scan, read_value):
+    if no_scan:
+        yield from _gearbox.read_keys([pattern], read_value)
+        return
+    cursor = "0"
+    while True:
+        cursor, keys = _gearbox.call("SCAN", cursor, "MATCH", pattern, "COUNT", "1000")
+        if keys:
+            yield from _gearbox.read_keys(keys, read_value)
+        if cursor == "0":
+            return
+
+
+def keys_only_reader(pattern, count, no_scan, pattern_generator):
+    if pattern_generator is not None:
+        pattern, no_scan = pattern_generator()
+    if no_scan:
+        if _gearbox.call("EXISTS", pattern):
+            yield pattern
+        return
+    cursor = "0"
+    while True:
+        cursor, keys = _gearbox.call("SCAN", cursor, "MATCH", pattern, "COUNT", str(int(count)))
+        yield from keys
+        if cursor == "0":
+            return
+
+
+def stream_reader(key, from_id):
+    last = from_id
+    while True:
+        reply = _gearbox.call("XREAD", "COUNT", "1000", "STREAMS", key, last)
+        if not reply:
+            return
+        entries = reply[0][1]
+        if not entries:
+            return
+        for entry_id, fields in entries:
+            value = {fields[i]: fields[i + 1] for i in range(0, len(fields) - 1, 2)}
+            yield {"key": key, "id": entry_id, "value": value}
+            last = entry_id
+
+
+def python_reader(fn):
+    result = fn()
+    if isinstance(result, types.GeneratorType):
+        yield from result
+    else:
+        yield result
+
+
+def shards_id_reader():
+    yield "1"
+
+
+# ---------------------------------------------------------------- steps
+# Each step is a generator function (records, errors, *callbacks) -> records.
+
+
+def step_map(records, errors, f):
+    for r in records:
+        try:
+            out = f(r)
+        except Exception as e:
+            errors.append(format_exception(e))
+            continue
+        yield out
+
+
+def step_flatmap(records, errors, f):
+    for r in records:
+        try:
+            out = f(r)
+        except Exception as e:
+            errors.append(format_exception(e))
+            continue
+        if isinstance(out, list):
+            # RedisGears pops from the end of the list: elements come out reversed.
+            yield from reversed(out)
+        else:
+            yield out
+
+
+def step_foreach(records, errors, f):
+    for r in records:
+        try:
+            f(r)
+        except Exception as e:
+            errors.append(format_exception(e))
+            continue
+        yield r
+
+
+def step_filter(records, errors, f):
+    for r in records:
+        try:
+            keep = f(r)
+        except Exception as e:
+            errors.append(format_exception(e))
+            continue
+        if keep:
+            yield r
+
+
+def step_accumulate(records, errors, f):
+    acc, have = None, False
+    for r in records:
+        try:
+            acc = f(acc, r)
+            have = True
+        except Exception as e:
+            errors.append(format_exception(e))
+    if have:
+        yield acc
+
+
+def _grouped(records, errors, extractor):
+    for r in records:
+        try:
+            key = extractor(r)
+        except Exception as e:
+            errors.append(format_exception(e))
+            continue
+        yield key, r
+
+
+def step_groupby(records, errors, extractor, reducer):
+    groups = {}
+    for key, r in _grouped(records, errors, extractor):
+        try:
+            groups[key] = reducer(key, groups.get(key), r)
+        except Exception as e:
+            errors.append(format_exception(e))
+    for key, value in groups.items():
+        yield {"key": key, "value": value}
+
+
+def step_batchgroupby(records, errors, extractor, reducer):
+    groups = {}
+    for key, r in _grouped(records, errors, extractor):
+        groups.setdefault(key, []).append(r)
+    for key, batch in groups.items():
+        try:
+            value = reducer(key, batch)
+        except Exception as e:
+            errors.append(format_exception(e))
+            continue
+        yield {"key": key, "value": value}
+
+
+def step_limit(records, errors, length, start):
+    return itertools.islice(records, start, start + length)
+
+
+def step_collect(records, errors):
+    # One shard: collecting to the initiator moves nothing.
+    return records
+
+
+def step_repartition(records, errors, extractor):
+    # One shard: every record's shard is this one, but the extractor still runs (and may fail).
+    for key, r in _grouped(records, errors, extractor):
+        yield r
+
+
+STEPS = {
+    "map": step_map,
+    "flatmap": step_flatmap,
+    "foreach": step_foreach,
+    "filter": step_filter,
+    "accumulate": step_accumulate,
+    "localgroupby": step_groupby,
+    "groupby": step_groupby,
+    "batchgroupby": step_batchgroupby,
+    "limit": step_limit,
+    "collect": step_collect,
+    "repartition": step_repartition,
+}
+
+
+def run_plan(reader, steps):
+    """Run a plan; returns (results, errors) for the host. `reader()` gives the records,
+    `steps` is a list of (name, args)."""
+    errors = []
+    results = []
+    try:
+        records = _guarded_reader(reader, errors)
+        for name, args in steps:
+            records = STEPS[name](records, errors, *args)
+        for r in records:
+            results.append(r)
+    except _gearbox.forcestopped:
+        return [], errors + ["Execution was aborted"]
+    except _gearbox.error as e:
+        errors.append(str(e))
+    except Exception as e:
+        errors.append(format_exception(e))
+    return results, errors
+
+
+def _guarded_reader(reader, errors):
+    """A reader's own failure (bad stream id, a raising PythonReader) ends reading and is
+    reported once in the errors list."""
+    try:
+        yield from reader()
+    except _gearbox.forcestopped:
+        raise
+    except _gearbox.error as e:
+        errors.append(str(e))
+    except Exception as e:
+        errors.append(format_exception(e))

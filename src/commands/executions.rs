@@ -1,0 +1,159 @@
+//! Execution commands: RG.DUMPEXECUTIONS, RG.GETEXECUTION, RG.GETRESULTS,
+//! RG.GETRESULTSBLOCKING, RG.DROPEXECUTION, RG.ABORTEXECUTION (shapes: spec §1.1).
+
+use gearbox_engine::errors::{self, EngineError};
+use gearbox_engine::execution::ExecutionReport;
+use gearbox_engine::Value;
+
+use super::{text, Reply};
+use crate::gearbox;
+use crate::host::redis_ffi::{self, Ctx};
+
+fn engine_error(e: EngineError) -> Reply {
+    Reply::error(e.to_string())
+}
+
+pub fn dump(_: Ctx, args: &[Vec<u8>]) -> Reply {
+    if args.len() != 1 {
+        return Reply::WrongArity;
+    }
+    let list = gearbox::get()
+        .engine
+        .executions
+        .all()
+        .iter()
+        .map(|e| {
+            Value::Array(vec![
+                Value::bulk("executionId"),
+                Value::bulk(e.id.clone()),
+                Value::bulk("status"),
+                Value::bulk(e.status().as_str()),
+                Value::bulk("registered"),
+                Value::Int(0),
+            ])
+        })
+        .collect();
+    Reply::Value(Value::Array(list))
+}
+
+fn plan_value(report: &ExecutionReport) -> Value {
+    let steps = report
+        .steps
+        .iter()
+        .map(|s| {
+            Value::Array(vec![
+                Value::bulk("type"),
+                Value::bulk(s.kind.clone()),
+                Value::bulk("duration"),
+                Value::Int(0),
+                Value::bulk("name"),
+                Value::bulk(s.name.clone()),
+                Value::bulk("arg"),
+                Value::bulk(s.arg.clone()),
+            ])
+        })
+        .collect();
+    let finished = report.status.is_finished();
+    Value::Array(vec![
+        Value::bulk("status"),
+        Value::bulk(report.status.as_str()),
+        Value::bulk("shards_received"),
+        Value::Int(0),
+        Value::bulk("shards_completed"),
+        Value::Int(0),
+        Value::bulk("results"),
+        Value::Int(report.result_count.map(|n| n as i64).filter(|_| finished).unwrap_or(-1)),
+        Value::bulk("errors"),
+        Value::bulks(report.errors.iter().map(|e| e.as_bytes().to_vec())),
+        Value::bulk("total_duration"),
+        Value::Int(report.total_ms as i64),
+        Value::bulk("read_duration"),
+        Value::Int(0),
+        Value::bulk("steps"),
+        Value::Array(steps),
+    ])
+}
+
+pub fn get_execution(_: Ctx, args: &[Vec<u8>]) -> Reply {
+    if args.len() < 2 || args.len() > 3 {
+        return Reply::WrongArity;
+    }
+    if let Some(scope) = args.get(2) {
+        match text(scope).to_ascii_uppercase().as_str() {
+            "SHARD" => {}
+            "CLUSTER" => return Reply::error(errors::NO_CLUSTER),
+            _ => return Reply::error(errors::UNKNOWN_SUBCOMMAND),
+        }
+    }
+    let engine = &gearbox::get().engine;
+    match engine.get(&text(&args[1])) {
+        Ok(exec) => {
+            let shard = Value::Array(vec![
+                Value::bulk("shard_id"),
+                Value::bulk(engine.shard_id()),
+                Value::bulk("execution_plan"),
+                plan_value(&exec.report()),
+            ]);
+            Reply::Value(Value::Array(vec![shard]))
+        }
+        Err(e) => engine_error(e),
+    }
+}
+
+pub fn get_results(_: Ctx, args: &[Vec<u8>]) -> Reply {
+    if args.len() != 2 {
+        return Reply::WrongArity;
+    }
+    match gearbox::get().engine.get(&text(&args[1])) {
+        Ok(exec) => match exec.outcome() {
+            Some(outcome) => Reply::Value(outcome.to_reply()),
+            None => engine_error(EngineError::StillRunning),
+        },
+        Err(e) => engine_error(e),
+    }
+}
+
+pub fn get_results_blocking(ctx: Ctx, args: &[Vec<u8>]) -> Reply {
+    if args.len() != 2 {
+        return Reply::WrongArity;
+    }
+    let exec = match gearbox::get().engine.get(&text(&args[1])) {
+        Ok(exec) => exec,
+        Err(e) => return engine_error(e),
+    };
+    if let Some(outcome) = exec.outcome() {
+        return Reply::Value(outcome.to_reply());
+    }
+    if super::pyexecute::blocking_forbidden(ctx) {
+        return Reply::error(errors::BLOCKING_NOT_ALLOWED);
+    }
+    let client = redis_ffi::block_client(ctx);
+    exec.on_done(move |outcome| client.reply(&outcome.to_reply()));
+    Reply::Blocked
+}
+
+pub fn drop_execution(_: Ctx, args: &[Vec<u8>]) -> Reply {
+    if args.len() != 2 {
+        return Reply::WrongArity;
+    }
+    match gearbox::get().engine.executions.drop_finished(&text(&args[1])) {
+        Ok(()) => Reply::ok(),
+        Err(e) => engine_error(e),
+    }
+}
+
+pub fn abort(_: Ctx, args: &[Vec<u8>]) -> Reply {
+    if args.len() != 2 {
+        return Reply::WrongArity;
+    }
+    match gearbox::get().engine.abort(&text(&args[1])) {
+        Ok(()) => Reply::ok(),
+        Err(e) => engine_error(e),
+    }
+}
+
+/// How many executions are listed (INFO rg_nexecutions).
+pub fn count() -> usize {
+    gearbox::get().engine.executions.len()
+}
+

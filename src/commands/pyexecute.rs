@@ -1,0 +1,167 @@
+//! RG.PYEXECUTE: parse the options, create the script's session (its own interpreter), run its
+//! top level under ScriptTimeoutMS on this (Redis' main) thread, then reply `OK`, start the
+//! execution its `run()` asked for (blocking the client, or replying the id with UNBLOCKING), or
+//! reply the script's error. A session nobody holds any more is freed right away.
+
+use std::sync::Arc;
+
+use gearbox_engine::errors::{self, EngineError};
+use gearbox_engine::ids::{is_valid_session_id, random_session_id};
+use gearbox_engine::port::ScriptOutcome;
+use gearbox_engine::{Session, Value};
+use redis_module::raw;
+
+use super::{text, Reply};
+use crate::gearbox;
+use crate::host::redis_ffi::{self, Ctx};
+use crate::host::RedisHost;
+
+#[derive(Debug, Default, PartialEq)]
+pub struct Options {
+    pub unblocking: bool,
+    pub id: Option<String>,
+    pub description: Option<String>,
+    pub upgrade: bool,
+    pub replace_with: Option<String>,
+    pub force_reinstall: bool,
+    pub requirements: Vec<String>,
+}
+
+/// Parse the arguments after the script (case-insensitive, any order, REQUIREMENTS last).
+pub fn parse_options(args: &[Vec<u8>]) -> Result<Options, String> {
+    let mut opts = Options::default();
+    let mut i = 0;
+    while i < args.len() {
+        let word = text(&args[i]);
+        let value = args.get(i + 1).map(|v| text(v));
+        match word.to_ascii_uppercase().as_str() {
+            "UNBLOCKING" => opts.unblocking = true,
+            "UPGRADE" => opts.upgrade = true,
+            "FORCE_REINSTALL_REQUIREMENTS" => opts.force_reinstall = true,
+            "ID" => {
+                let id = value.ok_or(errors::ID_MISSING)?;
+                if !is_valid_session_id(&id) {
+                    return Err(errors::BAD_SESSION_ID.to_string());
+                }
+                opts.id = Some(id);
+                i += 1;
+            }
+            "DESCRIPTION" => {
+                opts.description = Some(value.ok_or(errors::DESCRIPTION_MISSING)?);
+                i += 1;
+            }
+            "REPLACE_WITH" => {
+                opts.replace_with = Some(value.ok_or(errors::REPLACE_WITH_MISSING)?);
+                i += 1;
+            }
+            "REQUIREMENTS" => {
+                opts.requirements = args[i + 1..].iter().map(|a| text(a)).collect();
+                break;
+            }
+            _ => return Err(EngineError::UnknownArgument(word).to_string()),
+        }
+        i += 1;
+    }
+    Ok(opts)
+}
+
+/// Inside MULTI, Lua, or a context that may not block (e.g. `execute()` from a script).
+pub fn blocking_forbidden(ctx: Ctx) -> bool {
+    let flags = redis_ffi::context_flags(ctx);
+    let forbidden = raw::REDISMODULE_CTX_FLAGS_MULTI | raw::REDISMODULE_CTX_FLAGS_LUA | raw::REDISMODULE_CTX_FLAGS_DENY_BLOCKING;
+    flags & forbidden != 0
+}
+
+pub fn pyexecute(ctx: Ctx, args: &[Vec<u8>]) -> Reply {
+    if args.len() < 2 {
+        return Reply::WrongArity;
+    }
+    if blocking_forbidden(ctx) {
+        return Reply::error(errors::BLOCKING_NOT_ALLOWED);
+    }
+    let opts = match parse_options(&args[2..]) {
+        Ok(o) => o,
+        Err(e) => return Reply::error(e),
+    };
+    let Ok(source) = std::str::from_utf8(&args[1]) else {
+        return Reply::error(errors::SCRIPT_NOT_UTF8);
+    };
+    if !opts.requirements.is_empty() {
+        redis_ffi::log(
+            "warning",
+            &format!("gearbox: REQUIREMENTS {:?} refused: installing packages is not supported yet", opts.requirements),
+        );
+        return Reply::error("Could not satisfy requirements, look at the log file for more information.");
+    }
+    let gb = gearbox::get();
+    if let Some(old) = &opts.replace_with {
+        if !gb.engine.sessions.contains(old) {
+            return Reply::error(EngineError::ReplaceMissing(old.clone()).to_string());
+        }
+    }
+    let id = opts.id.clone().unwrap_or_else(random_session_id);
+    if !opts.upgrade && gb.engine.sessions.contains(&id) {
+        return Reply::error(EngineError::SessionExists(id).to_string());
+    }
+    let host = Arc::new(RedisHost::new(redis_ffi::current_user(ctx), gearbox::config_get));
+    let interpreter = match gb.runtime.create_interpreter(host) {
+        Ok(i) => i,
+        Err(e) => return Reply::error(format!("could not create the script's interpreter: {e}")),
+    };
+    let session = Session::new(id, opts.description.clone(), interpreter);
+    gb.engine.sessions.track(&session);
+    let (timeout, max_executions) = {
+        let config = gb.config();
+        (config.script_timeout(), config.max_executions())
+    };
+    match session.interpreter().run_script(source, timeout) {
+        Err(text) => Reply::error(text),
+        Ok(ScriptOutcome::Done) => Reply::ok(),
+        Ok(ScriptOutcome::Run(job)) if opts.unblocking => {
+            let exec = gb.engine.start(session, job, true, max_executions);
+            Reply::Value(Value::bulk(exec.id.clone()))
+        }
+        Ok(ScriptOutcome::Run(job)) => {
+            let client = redis_ffi::block_client(ctx);
+            let exec = gb.engine.start(session, job, false, max_executions);
+            exec.on_done(move |outcome| client.reply(&outcome.to_reply()));
+            Reply::Blocked
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(list: &[&str]) -> Vec<Vec<u8>> {
+        list.iter().map(|s| s.as_bytes().to_vec()).collect()
+    }
+
+    #[test]
+    fn options_in_any_order_and_case() {
+        let o = parse_options(&args(&["id", "s1", "UNBLOCKING", "Description", "d"])).unwrap();
+        assert_eq!(o, Options { unblocking: true, id: Some("s1".into()), description: Some("d".into()), ..Default::default() });
+    }
+
+    #[test]
+    fn requirements_swallow_the_rest() {
+        let o = parse_options(&args(&["REQUIREMENTS", "numpy", "UNBLOCKING"])).unwrap();
+        assert_eq!(o.requirements, vec!["numpy".to_string(), "UNBLOCKING".to_string()]);
+        assert!(!o.unblocking);
+        assert!(parse_options(&args(&["REQUIREMENTS"])).unwrap().requirements.is_empty());
+    }
+
+    #[test]
+    fn errors_use_redisgears_texts() {
+        assert_eq!(parse_options(&args(&["ID"])), Err("ID is missing".into()));
+        assert_eq!(parse_options(&args(&["DESCRIPTION"])), Err("DESCRIPTION is missing".into()));
+        assert_eq!(parse_options(&args(&["REPLACE_WITH"])), Err("REPLACE_WITH is missing".into()));
+        assert_eq!(parse_options(&args(&["ID", "a b"])), Err(errors::BAD_SESSION_ID.into()));
+        assert_eq!(parse_options(&args(&["FOO"])), Err("Unknown arguments were given: FOO".into()));
+        assert_eq!(
+            parse_options(&args(&["FORCE_REQUIREMENTS_REINSTALLATION"])),
+            Err("Unknown arguments were given: FORCE_REQUIREMENTS_REINSTALLATION".into())
+        );
+    }
+}

@@ -1,0 +1,84 @@
+//! Session and interpreter commands: RG.PYDUMPSESSIONS, RG.PYSTATS, RG.PYDUMPREQS.
+
+use gearbox_engine::errors::EngineError;
+use gearbox_engine::session::SessionSummary;
+use gearbox_engine::Value;
+
+use super::{text, Reply};
+use crate::gearbox;
+use crate::host::redis_ffi::Ctx;
+use crate::memory;
+
+fn session_value(s: &SessionSummary) -> Value {
+    Value::Array(vec![
+        Value::bulk("ID"),
+        Value::bulk(s.id.clone()),
+        Value::bulk("sessionDescription"),
+        s.description.clone().map(Value::bulk).unwrap_or(Value::Nil),
+        Value::bulk("refCount"),
+        Value::Int(s.ref_count as i64),
+        Value::bulk("linked"),
+        Value::bulk("primary"),
+        Value::bulk("dead"),
+        Value::bulk("false"),
+        Value::bulk("requirementInstallationNeeded"),
+        Value::Int(0),
+        Value::bulk("requirements"),
+        Value::Array(Vec::new()),
+        Value::bulk("registrations"),
+        Value::Array(Vec::new()),
+    ])
+}
+
+/// RG.PYDUMPSESSIONS [VERBOSE] [DEAD] [SESSIONS s1 s2 ...]
+pub fn dump_sessions(_: Ctx, args: &[Vec<u8>]) -> Reply {
+    let mut wanted: Option<Vec<String>> = None;
+    let mut dead_only = false;
+    let mut i = 1;
+    while i < args.len() {
+        let word = text(&args[i]);
+        match word.to_ascii_uppercase().as_str() {
+            "VERBOSE" => {}
+            "DEAD" => dead_only = true,
+            "SESSIONS" => {
+                wanted = Some(args[i + 1..].iter().map(|a| text(a)).collect());
+                break;
+            }
+            _ => return Reply::error(EngineError::UnknownOption(word).to_string()),
+        }
+        i += 1;
+    }
+    // Sessions are never kept once replaced, so no live session is dead.
+    let live = if dead_only { Vec::new() } else { gearbox::get().engine.sessions.summaries() };
+    let items = match wanted {
+        None => live.iter().map(session_value).collect(),
+        Some(names) => names
+            .iter()
+            .map(|name| match live.iter().find(|s| &s.id == name) {
+                Some(s) => session_value(s),
+                None => Value::bulk(EngineError::SessionNotExists(name.clone()).to_string()),
+            })
+            .collect(),
+    };
+    Reply::Value(Value::Array(items))
+}
+
+/// RG.PYSTATS. gearbox does not route Python's allocator through Redis (RedisGears'
+/// OverridePythonAllocators=0), so the figures are the process' resident memory: current
+/// (CurrAllocated) and peak (PeakAllocated and TotalAllocated).
+pub fn py_stats(_: Ctx, _: &[Vec<u8>]) -> Reply {
+    let m = memory::process_memory();
+    Reply::Value(Value::Array(vec![
+        Value::bulk("TotalAllocated"),
+        Value::Int(m.peak_rss as i64),
+        Value::bulk("PeakAllocated"),
+        Value::Int(m.peak_rss as i64),
+        Value::bulk("CurrAllocated"),
+        Value::Int(m.rss as i64),
+    ]))
+}
+
+/// RG.PYDUMPREQS: gearbox installs no requirements yet, so the list is empty.
+pub fn dump_requirements(_: Ctx, _: &[Vec<u8>]) -> Reply {
+    Reply::Value(Value::Array(Vec::new()))
+}

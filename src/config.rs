@@ -1,0 +1,264 @@
+//! Load-time arguments and RG.CONFIGGET/RG.CONFIGSET parameters: gearbox's `mode` and limits,
+//! the RedisGears 1.x knobs (spec §3), and any user key ("extra config").
+//!
+//! Built-in names match case-insensitively on SET and at load, case-sensitively on GET, as in
+//! RedisGears. Unknown names are user keys: stored verbatim and readable from scripts.
+
+use gearbox_engine::errors::EngineError;
+
+/// Which runtime gives each script its interpreter.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    Native,
+    Wasm,
+}
+
+impl Mode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Native => "native",
+            Mode::Wasm => "wasm",
+        }
+    }
+}
+
+struct NumericSpec {
+    name: &'static str,
+    default: i64,
+    min: i64,
+    runtime: bool,
+}
+
+const NUMERIC: &[NumericSpec] = &[
+    NumericSpec { name: "MaxExecutions", default: 1000, min: 1, runtime: true },
+    NumericSpec { name: "MaxExecutionsPerRegistration", default: 100, min: 0, runtime: true },
+    NumericSpec { name: "ProfileExecutions", default: 0, min: 0, runtime: true },
+    NumericSpec { name: "PythonAttemptTraceback", default: 1, min: 0, runtime: true },
+    NumericSpec { name: "ExecutionMaxIdleTime", default: 5000, min: 1, runtime: true },
+    NumericSpec { name: "PythonInstallReqMaxIdleTime", default: 30000, min: 1, runtime: true },
+    NumericSpec { name: "SendMsgRetries", default: 3, min: 0, runtime: true },
+    NumericSpec { name: "ExecutionThreads", default: 3, min: 1, runtime: false },
+    NumericSpec { name: "OverridePythonAllocators", default: 0, min: 0, runtime: false },
+    NumericSpec { name: "DownloadDeps", default: 0, min: 0, runtime: false },
+    NumericSpec { name: "ForceDownloadDepsOnEnterprise", default: 0, min: 0, runtime: false },
+    NumericSpec { name: "CreateVenv", default: 0, min: 0, runtime: false },
+    // gearbox's own: wall-clock limit of a script's top-level code on Redis' main thread.
+    NumericSpec { name: "ScriptTimeoutMS", default: 5000, min: 1, runtime: true },
+];
+
+const STRINGS: &[(&str, &str)] = &[
+    ("DependenciesUrl", ""),
+    ("DependenciesSha256", ""),
+    ("PythonInstallationDir", ""),
+];
+
+/// What RG.CONFIGGET answers for one name.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ConfigValue {
+    Int(i64),
+    Str(String),
+    List(Vec<String>),
+}
+
+/// What RG.CONFIGSET answers for one pair.
+#[derive(Clone, Debug, PartialEq)]
+pub enum SetOutcome {
+    Set,
+    SavedAsExtra,
+}
+
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub mode: Mode,
+    numeric: Vec<i64>,
+    strings: Vec<String>,
+    plugins: Vec<String>,
+    extra: Vec<(String, String)>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            mode: Mode::Native,
+            numeric: NUMERIC.iter().map(|s| s.default).collect(),
+            strings: STRINGS.iter().map(|(_, d)| d.to_string()).collect(),
+            plugins: Vec::new(),
+            extra: Vec::new(),
+        }
+    }
+}
+
+fn numeric_index(name: &str, case_sensitive: bool) -> Option<usize> {
+    NUMERIC.iter().position(|s| if case_sensitive { s.name == name } else { s.name.eq_ignore_ascii_case(name) })
+}
+
+fn string_index(name: &str, case_sensitive: bool) -> Option<usize> {
+    STRINGS.iter().position(|(n, _)| if case_sensitive { *n == name } else { n.eq_ignore_ascii_case(name) })
+}
+
+fn parse_number(name: &str, value: &str, min: i64) -> Result<i64, String> {
+    let n: i64 = value.trim().parse().map_err(|_| format!("{name} must be an integer, got '{value}'"))?;
+    if n < min {
+        return Err(format!("{name} must be at least {min}, got {n}"));
+    }
+    Ok(n)
+}
+
+impl Config {
+    /// Parse `MODULE LOAD` arguments: name/value pairs. Any error is a sentence for the log.
+    pub fn from_load_args(args: &[String]) -> Result<Config, String> {
+        if args.len() % 2 != 0 {
+            return Err(format!(
+                "module arguments must be name/value pairs; '{}' has no value",
+                args.last().map(String::as_str).unwrap_or("")
+            ));
+        }
+        let mut config = Config::default();
+        for pair in args.chunks(2) {
+            let (name, value) = (&pair[0], &pair[1]);
+            if name.eq_ignore_ascii_case("mode") {
+                config.mode = match value.to_ascii_lowercase().as_str() {
+                    "native" => Mode::Native,
+                    "wasm" => Mode::Wasm,
+                    _ => return Err(format!("mode must be 'native' or 'wasm', got '{value}'")),
+                };
+            } else if name.eq_ignore_ascii_case("Plugin") {
+                config.plugins.push(value.clone());
+            } else {
+                config.set_one(name, value, true)?;
+            }
+        }
+        Ok(config)
+    }
+
+    fn set_one(&mut self, name: &str, value: &str, at_load: bool) -> Result<SetOutcome, String> {
+        if let Some(i) = numeric_index(name, false) {
+            let spec = &NUMERIC[i];
+            if !at_load && !spec.runtime {
+                return Err(EngineError::NotModifiable(name.to_string()).to_string());
+            }
+            self.numeric[i] = parse_number(spec.name, value, spec.min)
+                .map_err(|e| if at_load { e } else { EngineError::FailedSetting(name.to_string()).to_string() })?;
+            return Ok(SetOutcome::Set);
+        }
+        if let Some(i) = string_index(name, false) {
+            if !at_load {
+                return Err(EngineError::NotModifiable(name.to_string()).to_string());
+            }
+            self.strings[i] = value.to_string();
+            return Ok(SetOutcome::Set);
+        }
+        if name.eq_ignore_ascii_case("mode") || name.eq_ignore_ascii_case("Plugin") {
+            return Err(EngineError::NotModifiable(name.to_string()).to_string());
+        }
+        match self.extra.iter_mut().find(|(k, _)| k == name) {
+            Some(entry) => entry.1 = value.to_string(),
+            None => self.extra.push((name.to_string(), value.to_string())),
+        }
+        Ok(SetOutcome::SavedAsExtra)
+    }
+
+    /// RG.CONFIGSET of one pair; `Err` is the text of the error element.
+    pub fn set(&mut self, name: &str, value: &str) -> Result<SetOutcome, String> {
+        self.set_one(name, value, false)
+    }
+
+    /// RG.CONFIGGET of one name; `Err` is the text of the error element.
+    pub fn get(&self, name: &str) -> Result<ConfigValue, String> {
+        if let Some(i) = numeric_index(name, true) {
+            return Ok(ConfigValue::Int(self.numeric[i]));
+        }
+        if let Some(i) = string_index(name, true) {
+            return Ok(ConfigValue::Str(self.strings[i].clone()));
+        }
+        if name == "mode" {
+            return Ok(ConfigValue::Str(self.mode.as_str().to_string()));
+        }
+        if name == "Plugin" {
+            return Ok(ConfigValue::List(self.plugins.clone()));
+        }
+        self.extra
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| ConfigValue::Str(v.clone()))
+            .ok_or_else(|| EngineError::UnsupportedConfig(name.to_string()).to_string())
+    }
+
+    /// `configGet()` from a script: any config as a string, None if unknown.
+    pub fn get_as_string(&self, name: &str) -> Option<String> {
+        match self.get(name).ok()? {
+            ConfigValue::Int(n) => Some(n.to_string()),
+            ConfigValue::Str(s) => Some(s),
+            ConfigValue::List(l) => Some(l.join(",")),
+        }
+    }
+
+    fn number(&self, name: &str) -> i64 {
+        numeric_index(name, true).map(|i| self.numeric[i]).unwrap_or(0)
+    }
+
+    pub fn max_executions(&self) -> usize {
+        self.number("MaxExecutions") as usize
+    }
+
+    pub fn execution_threads(&self) -> usize {
+        self.number("ExecutionThreads") as usize
+    }
+
+    pub fn attempt_traceback(&self) -> bool {
+        self.number("PythonAttemptTraceback") != 0
+    }
+
+    pub fn script_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.number("ScriptTimeoutMS") as u64)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(list: &[&str]) -> Vec<String> {
+        list.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn defaults_match_redisgears() {
+        let c = Config::default();
+        assert_eq!(c.mode, Mode::Native);
+        assert_eq!(c.get("MaxExecutions"), Ok(ConfigValue::Int(1000)));
+        assert_eq!(c.get("ExecutionThreads"), Ok(ConfigValue::Int(3)));
+        assert_eq!(c.get("PythonAttemptTraceback"), Ok(ConfigValue::Int(1)));
+        assert_eq!(c.script_timeout().as_millis(), 5000);
+    }
+
+    #[test]
+    fn load_args_set_builtins_case_insensitively_and_keep_user_keys() {
+        let c = Config::from_load_args(&args(&["mode", "wasm", "maxexecutions", "7", "TestConfig", "TestVal"])).unwrap();
+        assert_eq!(c.mode, Mode::Wasm);
+        assert_eq!(c.max_executions(), 7);
+        assert_eq!(c.get("TestConfig"), Ok(ConfigValue::Str("TestVal".into())));
+        assert_eq!(c.get_as_string("MaxExecutions"), Some("7".into()));
+    }
+
+    #[test]
+    fn load_args_refuse_bad_values_and_odd_counts() {
+        assert!(Config::from_load_args(&args(&["MaxExecutions", "abc"])).unwrap_err().contains("MaxExecutions"));
+        assert!(Config::from_load_args(&args(&["mode", "jvm"])).unwrap_err().contains("mode"));
+        assert!(Config::from_load_args(&args(&["ExecutionThreads", "0"])).is_err());
+        assert!(Config::from_load_args(&args(&["lonely"])).unwrap_err().contains("lonely"));
+    }
+
+    #[test]
+    fn configset_texts_follow_redisgears() {
+        let mut c = Config::default();
+        assert_eq!(c.set("maxExecutions", "5"), Ok(SetOutcome::Set));
+        assert_eq!(c.max_executions(), 5);
+        assert_eq!(c.set("ExecutionThreads", "5"), Err("Config value ExecutionThreads not modifiable at runtime".into()));
+        assert_eq!(c.set("MaxExecutions", "x"), Err("Failed setting config value MaxExecutions".into()));
+        assert_eq!(c.set("Mine", "v"), Ok(SetOutcome::SavedAsExtra));
+        assert_eq!(c.get("Mine"), Ok(ConfigValue::Str("v".into())));
+        assert_eq!(c.get("maxexecutions"), Err("Unsupported config parameter: maxexecutions".into()));
+        assert_eq!(c.get_as_string("nope"), None);
+    }
+}

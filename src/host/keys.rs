@@ -1,0 +1,119 @@
+//! The KeysReader's host half: read a batch of keys (type and value) under one acquisition of
+//! the Redis lock, in the record shapes RedisGears gives scripts (spec §2.4).
+
+use gearbox_engine::{KeyRecord, KeyValue, Value};
+
+/// Runs a command; the caller holds the Redis lock.
+pub trait Caller {
+    fn call_locked(&self, args: &[Vec<u8>]) -> Value;
+}
+
+fn args(parts: &[&[u8]]) -> Vec<Vec<u8>> {
+    parts.iter().map(|p| p.to_vec()).collect()
+}
+
+fn bulk_list(v: Value) -> Vec<Vec<u8>> {
+    match v {
+        Value::Array(items) => items
+            .into_iter()
+            .filter_map(|i| match i {
+                Value::Bulk(b) => Some(b),
+                Value::Status(s) => Some(s.into_bytes()),
+                _ => None,
+            })
+            .collect(),
+        _ => Vec::new(),
+    }
+}
+
+fn type_name(reply: &Value) -> &'static str {
+    let name = match reply {
+        Value::Status(s) => s.as_str(),
+        Value::Bulk(b) => std::str::from_utf8(b).unwrap_or(""),
+        _ => "",
+    };
+    match name {
+        "string" => "string",
+        "hash" => "hash",
+        "list" => "list",
+        "set" => "set",
+        "zset" => "zset",
+        "none" => "empty",
+        // RedisGears 1.2 reports streams as 'unknown' (its docs say 'stream'); modules as 'module'.
+        "stream" => "unknown",
+        "" => "unknown",
+        _ => "module",
+    }
+}
+
+/// Read one key.
+pub fn read_key(caller: &dyn Caller, key: &[u8], read_value: bool) -> KeyRecord {
+    if !read_value {
+        return KeyRecord { key: key.to_vec(), key_type: "", value: KeyValue::None };
+    }
+    let key_type = type_name(&caller.call_locked(&args(&[b"TYPE", key])));
+    let value = match key_type {
+        "string" => match caller.call_locked(&args(&[b"GET", key])) {
+            Value::Bulk(b) => KeyValue::String(b),
+            _ => KeyValue::None,
+        },
+        "hash" => {
+            let flat = bulk_list(caller.call_locked(&args(&[b"HGETALL", key])));
+            KeyValue::Hash(flat.chunks(2).filter(|c| c.len() == 2).map(|c| (c[0].clone(), c[1].clone())).collect())
+        }
+        "list" => KeyValue::List(bulk_list(caller.call_locked(&args(&[b"LRANGE", key, b"0", b"-1"])))),
+        _ => KeyValue::None,
+    };
+    KeyRecord { key: key.to_vec(), key_type, value }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    struct FakeRedis(HashMap<Vec<u8>, Value>);
+    impl Caller for FakeRedis {
+        fn call_locked(&self, args: &[Vec<u8>]) -> Value {
+            let mut k = args[0].clone();
+            k.push(b' ');
+            k.extend_from_slice(&args[1]);
+            self.0.get(&k).cloned().unwrap_or(Value::Nil)
+        }
+    }
+
+    fn redis() -> FakeRedis {
+        let mut m = HashMap::new();
+        m.insert(b"TYPE s".to_vec(), Value::Status("string".into()));
+        m.insert(b"GET s".to_vec(), Value::bulk("v"));
+        m.insert(b"TYPE h".to_vec(), Value::Status("hash".into()));
+        m.insert(b"HGETALL h".to_vec(), Value::bulks(["f", "1"]));
+        m.insert(b"TYPE l".to_vec(), Value::Status("list".into()));
+        m.insert(b"LRANGE l".to_vec(), Value::bulks(["a", "b"]));
+        m.insert(b"TYPE x".to_vec(), Value::Status("stream".into()));
+        m.insert(b"TYPE gone".to_vec(), Value::Status("none".into()));
+        FakeRedis(m)
+    }
+
+    #[test]
+    fn records_follow_redisgears_shapes() {
+        let r = redis();
+        assert_eq!(read_key(&r, b"s", true).value, KeyValue::String(b"v".to_vec()));
+        assert_eq!(read_key(&r, b"h", true).value, KeyValue::Hash(vec![(b"f".to_vec(), b"1".to_vec())]));
+        assert_eq!(read_key(&r, b"l", true).value, KeyValue::List(vec![b"a".to_vec(), b"b".to_vec()]));
+        assert_eq!(read_key(&r, b"x", true).key_type, "unknown");
+        let gone = read_key(&r, b"gone", true);
+        assert_eq!((gone.key_type, gone.value), ("empty", KeyValue::None));
+    }
+
+    #[test]
+    fn without_read_value_nothing_is_asked() {
+        struct Panics;
+        impl Caller for Panics {
+            fn call_locked(&self, _: &[Vec<u8>]) -> Value {
+                panic!("must not call Redis")
+            }
+        }
+        assert_eq!(read_key(&Panics, b"k", false).value, KeyValue::None);
+    }
+}

@@ -1,0 +1,67 @@
+//! The Redis global lock as seen from gearbox threads.
+//!
+//! Redis' main thread always holds it while it runs module code. A background (execution)
+//! thread takes it per `execute()` call, or for a whole `atomic()` block; a thread-local depth
+//! records that this thread already holds it so nested calls do not try to take it again.
+//! Rule: never wait for this lock while holding an interpreter (the runtimes release their GIL
+//! or store before calling in here; see `Host::may_wait_for_lock`).
+
+use std::cell::Cell;
+
+use super::redis_ffi;
+
+thread_local! {
+    static HELD: Cell<u32> = const { Cell::new(0) };
+}
+
+/// Whether a call from this thread would have to wait for the lock.
+pub fn must_wait() -> bool {
+    !redis_ffi::is_main_thread() && HELD.with(|h| h.get()) == 0
+}
+
+/// Holds the Redis lock (if this thread did not already) until dropped.
+pub struct RedisLock {
+    taken: bool,
+}
+
+impl RedisLock {
+    pub fn acquire() -> RedisLock {
+        let taken = must_wait();
+        if taken {
+            redis_ffi::lock();
+        }
+        HELD.with(|h| h.set(h.get() + 1));
+        RedisLock { taken }
+    }
+}
+
+impl Drop for RedisLock {
+    fn drop(&mut self) {
+        HELD.with(|h| h.set(h.get().saturating_sub(1)));
+        if self.taken {
+            redis_ffi::unlock();
+        }
+    }
+}
+
+thread_local! {
+    static ATOMIC: std::cell::RefCell<Option<RedisLock>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Enter an `atomic()` block on this thread.
+pub fn atomic_begin() -> Result<(), String> {
+    ATOMIC.with(|a| {
+        let mut slot = a.borrow_mut();
+        if slot.is_some() {
+            return Err("Already inside an atomic block".to_string());
+        }
+        *slot = Some(RedisLock::acquire());
+        Ok(())
+    })
+}
+
+/// Leave the `atomic()` block of this thread (no-op when there is none).
+pub fn atomic_end() {
+    let lock = ATOMIC.with(|a| a.borrow_mut().take());
+    drop(lock);
+}

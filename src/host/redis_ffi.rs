@@ -1,0 +1,343 @@
+//! The one file that calls the Redis module API (through `redis_module::raw`): contexts, the
+//! Redis lock, `RedisModule_Call`, replies, blocked clients, users, logging and INFO.
+//!
+//! Everything above this file works with `Value`s, byte vectors and small safe handles.
+
+use std::ffi::{c_char, c_int, c_void, CString};
+use std::sync::OnceLock;
+use std::thread::ThreadId;
+
+use gearbox_engine::Value;
+use redis_module::raw;
+
+/// A Redis module context pointer (command context, thread-safe context or the detached one).
+#[derive(Clone, Copy, Debug)]
+pub struct Ctx(pub *mut raw::RedisModuleCtx);
+
+// SAFETY: a context pointer is only used under the rules of the module API: the detached
+// context only while holding the Redis lock (see `lock`), a command context on the main thread.
+unsafe impl Send for Ctx {}
+// SAFETY: as above.
+unsafe impl Sync for Ctx {}
+
+static DETACHED: OnceLock<Ctx> = OnceLock::new();
+static MAIN_THREAD: OnceLock<ThreadId> = OnceLock::new();
+
+/// `RedisModule_Init`: fill the API table. First call of `RedisModule_OnLoad`.
+pub fn init_api(ctx: *mut raw::RedisModuleCtx, name: &std::ffi::CStr, version: c_int) -> bool {
+    // SAFETY: called once by OnLoad with the context Redis gave it.
+    unsafe { raw::Export_RedisModule_Init(ctx, name.as_ptr(), version, raw::REDISMODULE_APIVER_1 as c_int) == raw::REDISMODULE_OK as c_int }
+}
+
+/// Remember the main thread and make the detached context used for calls from scripts.
+pub fn init_globals(ctx: Ctx) {
+    let _ = MAIN_THREAD.set(std::thread::current().id());
+    // SAFETY: on the main thread at load; the detached context lives as long as the process.
+    let detached = unsafe { raw::RedisModule_GetDetachedThreadSafeContext.expect("API")(ctx.0) };
+    let _ = DETACHED.set(Ctx(detached));
+}
+
+pub fn is_main_thread() -> bool {
+    MAIN_THREAD.get().is_some_and(|id| *id == std::thread::current().id())
+}
+
+pub fn detached() -> Ctx {
+    *DETACHED.get().expect("gearbox: detached context used before load")
+}
+
+/// Take Redis' global lock from a background thread.
+pub fn lock() {
+    // SAFETY: the detached context exists for the process' life; callers pair this with unlock.
+    unsafe { raw::RedisModule_ThreadSafeContextLock.expect("API")(detached().0) }
+}
+
+pub fn unlock() {
+    // SAFETY: paired with `lock` on the same thread.
+    unsafe { raw::RedisModule_ThreadSafeContextUnlock.expect("API")(detached().0) }
+}
+
+/// The bytes of a RedisModuleString.
+pub fn string_bytes(s: *const raw::RedisModuleString) -> Vec<u8> {
+    let mut len = 0usize;
+    // SAFETY: `s` is a live string handed to us by Redis; the pointer is valid for `len` bytes.
+    unsafe {
+        let ptr = raw::RedisModule_StringPtrLen.expect("API")(s, &mut len);
+        if ptr.is_null() {
+            return Vec::new();
+        }
+        std::slice::from_raw_parts(ptr as *const u8, len).to_vec()
+    }
+}
+
+/// A command's arguments (argv[0] is the command name).
+pub fn args_of(argv: *mut *mut raw::RedisModuleString, argc: c_int) -> Vec<Vec<u8>> {
+    if argv.is_null() || argc <= 0 {
+        return Vec::new();
+    }
+    // SAFETY: Redis passes `argc` valid strings.
+    let slice = unsafe { std::slice::from_raw_parts(argv, argc as usize) };
+    slice.iter().map(|s| string_bytes(*s)).collect()
+}
+
+pub fn context_flags(ctx: Ctx) -> u32 {
+    // SAFETY: a live context.
+    unsafe { raw::RedisModule_GetContextFlags.expect("API")(ctx.0) as u32 }
+}
+
+/// Text safe to pass as a C string to Redis (NUL and CR/LF would cut or break the protocol).
+fn c_text(s: &str) -> CString {
+    let cleaned: String = s.chars().map(|c| if c == '\0' || c == '\r' || c == '\n' { ' ' } else { c }).collect();
+    CString::new(cleaned).unwrap_or_default()
+}
+
+/// Run a command through `RedisModule_Call` as `user` (ACL-checked, replicated). The caller
+/// holds the Redis lock (or is the main thread).
+pub fn call(ctx: Ctx, user: Option<&User>, args: &[Vec<u8>]) -> Value {
+    let Some(name) = args.first() else {
+        return Value::Array(Vec::new());
+    };
+    let Ok(cmd) = CString::new(name.clone()) else {
+        return Value::Error("ERR command name contains a NUL byte".into());
+    };
+    // SAFETY: under the Redis lock; strings we create are freed after the call; the reply is
+    // converted and freed before returning.
+    unsafe {
+        if let Some(u) = user {
+            raw::RedisModule_SetContextUser.expect("API")(ctx.0, u.0);
+        }
+        let create = raw::RedisModule_CreateString.expect("API");
+        let mut argv: Vec<*mut raw::RedisModuleString> =
+            args[1..].iter().map(|a| create(ctx.0, a.as_ptr() as *const c_char, a.len())).collect();
+        let fmt = if user.is_some() { c"!vCE" } else { c"!vE" };
+        let reply = raw::RedisModule_Call.expect("API")(ctx.0, cmd.as_ptr(), fmt.as_ptr(), argv.as_mut_ptr(), argv.len());
+        let errno = *libc::__errno_location();
+        let free = raw::RedisModule_FreeString.expect("API");
+        for s in argv {
+            free(ctx.0, s);
+        }
+        if user.is_some() {
+            raw::RedisModule_SetContextUser.expect("API")(ctx.0, std::ptr::null());
+        }
+        if reply.is_null() {
+            return Value::Error(call_failure_text(&String::from_utf8_lossy(name), errno));
+        }
+        let value = reply_value(reply);
+        raw::RedisModule_FreeCallReply.expect("API")(reply);
+        value
+    }
+}
+
+fn call_failure_text(cmd: &str, errno: c_int) -> String {
+    match errno {
+        libc::ENOENT => format!("ERR unknown command '{cmd}'"),
+        libc::EINVAL => format!("ERR wrong number of arguments for '{cmd}' command"),
+        libc::EACCES => format!("NOPERM this user has no permissions to run the '{cmd}' command or access its keys"),
+        libc::ENOSPC => "OOM command not allowed when used memory > 'maxmemory'".to_string(),
+        libc::EROFS => "READONLY You can't write against a read only replica.".to_string(),
+        _ => format!("ERR could not run '{cmd}' (errno {errno})"),
+    }
+}
+
+unsafe fn reply_string(reply: *mut raw::RedisModuleCallReply) -> Vec<u8> {
+    let mut len = 0usize;
+    // SAFETY (caller): `reply` is live; the pointer is valid for `len` bytes.
+    let ptr = raw::RedisModule_CallReplyStringPtr.expect("API")(reply, &mut len);
+    if ptr.is_null() {
+        return Vec::new();
+    }
+    std::slice::from_raw_parts(ptr as *const u8, len).to_vec()
+}
+
+unsafe fn reply_value(reply: *mut raw::RedisModuleCallReply) -> Value {
+    // SAFETY (caller): `reply` is live for the duration of this call.
+    let kind = raw::RedisModule_CallReplyType.expect("API")(reply) as isize;
+    match kind {
+        raw::REDISMODULE_REPLY_STRING => {
+            let mut len = 0usize;
+            let proto = raw::RedisModule_CallReplyProto.expect("API")(reply, &mut len);
+            let bytes = reply_string(reply);
+            if !proto.is_null() && len > 0 && *proto == b'+' as c_char {
+                Value::Status(String::from_utf8_lossy(&bytes).into_owned())
+            } else {
+                Value::Bulk(bytes)
+            }
+        }
+        raw::REDISMODULE_REPLY_ERROR => Value::Error(String::from_utf8_lossy(&reply_string(reply)).into_owned()),
+        raw::REDISMODULE_REPLY_INTEGER => Value::Int(raw::RedisModule_CallReplyInteger.expect("API")(reply)),
+        raw::REDISMODULE_REPLY_ARRAY => {
+            let n = raw::RedisModule_CallReplyLength.expect("API")(reply);
+            let element = raw::RedisModule_CallReplyArrayElement.expect("API");
+            Value::Array((0..n).map(|i| reply_value(element(reply, i))).collect())
+        }
+        raw::REDISMODULE_REPLY_NULL => Value::Nil,
+        _ => Value::Bulk(reply_string(reply)),
+    }
+}
+
+/// An ACL user, referenced for the life of a session.
+pub struct User(*mut raw::RedisModuleUser);
+
+// SAFETY: a user handle is an opaque pointer; it is only used and freed under the Redis lock.
+unsafe impl Send for User {}
+// SAFETY: as above.
+unsafe impl Sync for User {}
+
+/// The user running the current command.
+pub fn current_user(ctx: Ctx) -> Option<User> {
+    // SAFETY: on the main thread inside a command; the name string is freed after use.
+    unsafe {
+        let name = raw::RedisModule_GetCurrentUserName.expect("API")(ctx.0);
+        if name.is_null() {
+            return None;
+        }
+        let user = raw::RedisModule_GetModuleUserFromUserName.expect("API")(name);
+        raw::RedisModule_FreeString.expect("API")(ctx.0, name);
+        (!user.is_null()).then_some(User(user))
+    }
+}
+
+impl User {
+    /// Free the handle; the caller holds the Redis lock.
+    pub fn free_locked(self) {
+        // SAFETY: under the Redis lock, once (self is consumed).
+        unsafe { raw::RedisModule_FreeModuleUser.expect("API")(self.0) };
+    }
+}
+
+/// Write a message to the Redis log.
+pub fn log(level: &str, message: &str) {
+    let level = c_text(level);
+    let message = c_text(message);
+    // SAFETY: the detached context may log from any thread; "%s" with a C string.
+    unsafe { raw::RedisModule_Log.expect("API")(detached().0, level.as_ptr(), c"%s".as_ptr(), message.as_ptr()) };
+}
+
+/// Log during load, with the loading context.
+pub fn log_with(ctx: Ctx, level: &str, message: &str) {
+    let level = c_text(level);
+    let message = c_text(message);
+    // SAFETY: a live context; "%s" with a C string.
+    unsafe { raw::RedisModule_Log.expect("API")(ctx.0, level.as_ptr(), c"%s".as_ptr(), message.as_ptr()) };
+}
+
+/// Write `value` as the reply on `ctx`.
+pub fn reply(ctx: Ctx, value: &Value) {
+    // SAFETY: a live context able to reply (command or blocked-client thread-safe context).
+    unsafe {
+        match value {
+            Value::Nil => {
+                raw::RedisModule_ReplyWithNull.expect("API")(ctx.0);
+            }
+            Value::Int(n) => {
+                raw::RedisModule_ReplyWithLongLong.expect("API")(ctx.0, *n);
+            }
+            Value::Double(d) => {
+                let s = Value::format_double(*d);
+                raw::RedisModule_ReplyWithStringBuffer.expect("API")(ctx.0, s.as_ptr() as *const c_char, s.len());
+            }
+            Value::Bulk(b) => {
+                raw::RedisModule_ReplyWithStringBuffer.expect("API")(ctx.0, b.as_ptr() as *const c_char, b.len());
+            }
+            Value::Status(s) => {
+                let s = c_text(s);
+                raw::RedisModule_ReplyWithSimpleString.expect("API")(ctx.0, s.as_ptr());
+            }
+            Value::Error(e) => {
+                let e = c_text(e);
+                raw::RedisModule_ReplyWithError.expect("API")(ctx.0, e.as_ptr());
+            }
+            Value::Array(items) => {
+                raw::RedisModule_ReplyWithArray.expect("API")(ctx.0, items.len() as std::ffi::c_long);
+                for item in items {
+                    reply(ctx, item);
+                }
+            }
+        }
+    }
+}
+
+pub fn reply_wrong_arity(ctx: Ctx) {
+    // SAFETY: a live command context.
+    unsafe { raw::RedisModule_WrongArity.expect("API")(ctx.0) };
+}
+
+/// A client blocked until an execution finishes. Replies once; if dropped without replying it
+/// answers an error so the client never hangs.
+pub struct BlockedClient(*mut raw::RedisModuleBlockedClient);
+
+// SAFETY: the module API allows replying to and unblocking a blocked client from any thread.
+unsafe impl Send for BlockedClient {}
+
+pub fn block_client(ctx: Ctx) -> BlockedClient {
+    // SAFETY: on the main thread inside a command that may block (checked by the caller).
+    let bc = unsafe { raw::RedisModule_BlockClient.expect("API")(ctx.0, None, None, None, 0) };
+    // SAFETY: measuring time makes the blocked command show in SLOWLOG with its real duration.
+    unsafe { raw::RedisModule_BlockedClientMeasureTimeStart.expect("API")(bc) };
+    BlockedClient(bc)
+}
+
+impl BlockedClient {
+    pub fn reply(mut self, value: &Value) {
+        self.finish(value);
+    }
+
+    fn finish(&mut self, value: &Value) {
+        if self.0.is_null() {
+            return;
+        }
+        let bc = std::mem::replace(&mut self.0, std::ptr::null_mut());
+        // SAFETY: the documented pattern: a thread-safe context bound to the blocked client
+        // collects the reply, then the client is unblocked; no Redis lock is needed.
+        unsafe {
+            raw::RedisModule_BlockedClientMeasureTimeEnd.expect("API")(bc);
+            let tctx = raw::RedisModule_GetThreadSafeContext.expect("API")(bc);
+            reply(Ctx(tctx), value);
+            raw::RedisModule_FreeThreadSafeContext.expect("API")(tctx);
+            raw::RedisModule_UnblockClient.expect("API")(bc, std::ptr::null_mut::<c_void>());
+        }
+    }
+}
+
+impl Drop for BlockedClient {
+    fn drop(&mut self) {
+        self.finish(&Value::Error("execution was dropped before it finished".into()));
+    }
+}
+
+/// Register a command; false if Redis refused it.
+pub fn create_command(ctx: Ctx, name: &str, handler: raw::RedisModuleCmdFunc, flags: &str, first: c_int, last: c_int, step: c_int) -> bool {
+    let (Ok(name), Ok(flags)) = (CString::new(name), CString::new(flags)) else {
+        return false;
+    };
+    // SAFETY: at load, with the load context; Redis copies the name and flags.
+    unsafe { raw::RedisModule_CreateCommand.expect("API")(ctx.0, name.as_ptr(), handler, flags.as_ptr(), first, last, step) == raw::REDISMODULE_OK as c_int }
+}
+
+pub fn register_info(ctx: Ctx, f: raw::RedisModuleInfoFunc) {
+    // SAFETY: at load, with the load context.
+    unsafe { raw::RedisModule_RegisterInfoFunc.expect("API")(ctx.0, f) };
+}
+
+/// An INFO callback's context.
+#[derive(Clone, Copy)]
+pub struct InfoCtx(pub *mut raw::RedisModuleInfoCtx);
+
+impl InfoCtx {
+    pub fn section(self, name: &str) {
+        let name = c_text(name);
+        // SAFETY: inside the INFO callback.
+        unsafe { raw::RedisModule_InfoAddSection.expect("API")(self.0, name.as_ptr()) };
+    }
+
+    pub fn field_int(self, name: &str, value: i64) {
+        let name = c_text(name);
+        // SAFETY: inside the INFO callback.
+        unsafe { raw::RedisModule_InfoAddFieldLongLong.expect("API")(self.0, name.as_ptr(), value) };
+    }
+
+    pub fn field_str(self, name: &str, value: &str) {
+        let (name, value) = (c_text(name), c_text(value));
+        // SAFETY: inside the INFO callback.
+        unsafe { raw::RedisModule_InfoAddFieldCString.expect("API")(self.0, name.as_ptr(), value.as_ptr()) };
+    }
+}

@@ -1,0 +1,210 @@
+//! Conversions between the engine's values and Python objects, with RedisGears' rules:
+//! replies become `str` (or `bytearray` when not UTF-8), ints, lists and None (spec §2.5);
+//! results become RESP by §2.7 (`+`/`-` prefixed strings are status/error, floats `%lf`,
+//! anything else `"PY RECORD"`).
+//!
+//! Every function here must be called attached to the interpreter that owns the objects.
+
+use std::ffi::c_char;
+use std::ptr;
+
+use gearbox_engine::{KeyRecord, KeyValue, Value};
+use pyo3_ffi as ffi;
+
+use super::cpython::utf8_of;
+
+/// A new `str` from UTF-8 bytes, or a `bytearray` when they are not UTF-8. New reference.
+pub unsafe fn text_or_bytearray(bytes: &[u8]) -> *mut ffi::PyObject {
+    // SAFETY (caller): attached. Both constructors copy the bytes.
+    match std::str::from_utf8(bytes) {
+        Ok(s) => ffi::PyUnicode_FromStringAndSize(s.as_ptr() as *const c_char, s.len() as ffi::Py_ssize_t),
+        Err(_) => ffi::PyByteArray_FromStringAndSize(bytes.as_ptr() as *const c_char, bytes.len() as ffi::Py_ssize_t),
+    }
+}
+
+unsafe fn text(s: &str) -> *mut ffi::PyObject {
+    // SAFETY (caller): attached.
+    ffi::PyUnicode_FromStringAndSize(s.as_ptr() as *const c_char, s.len() as ffi::Py_ssize_t)
+}
+
+/// A Redis reply as a Python object (new reference; NULL with an exception set on failure).
+/// A top-level error is not handled here: the caller raises it.
+pub unsafe fn reply_to_py(value: &Value) -> *mut ffi::PyObject {
+    // SAFETY (caller): attached. Each branch returns a new reference or NULL.
+    match value {
+        Value::Nil => ffi::Py_NewRef(ffi::Py_None()),
+        Value::Int(n) => ffi::PyLong_FromLongLong(*n),
+        Value::Double(d) => ffi::PyFloat_FromDouble(*d),
+        Value::Bulk(b) => text_or_bytearray(b),
+        Value::Status(s) | Value::Error(s) => text(s),
+        Value::Array(items) => {
+            let list = ffi::PyList_New(items.len() as ffi::Py_ssize_t);
+            if list.is_null() {
+                return list;
+            }
+            for (i, item) in items.iter().enumerate() {
+                let obj = reply_to_py(item);
+                if obj.is_null() {
+                    ffi::Py_DecRef(list);
+                    return ptr::null_mut();
+                }
+                // SetItem steals `obj`.
+                ffi::PyList_SetItem(list, i as ffi::Py_ssize_t, obj);
+            }
+            list
+        }
+    }
+}
+
+/// One `execute()` argument: bytes-like objects raw, `str` as UTF-8, anything else `str(x)`.
+pub unsafe fn arg_bytes(obj: *mut ffi::PyObject) -> Option<Vec<u8>> {
+    // SAFETY (caller): attached; `obj` is a live borrowed reference.
+    if ffi::PyBytes_Check(obj) != 0 {
+        let data = ffi::PyBytes_AsString(obj) as *const u8;
+        let len = ffi::PyBytes_Size(obj) as usize;
+        return Some(std::slice::from_raw_parts(data, len).to_vec());
+    }
+    if ffi::PyByteArray_Check(obj) != 0 {
+        let data = ffi::PyByteArray_AsString(obj) as *const u8;
+        let len = ffi::PyByteArray_Size(obj) as usize;
+        return Some(std::slice::from_raw_parts(data, len).to_vec());
+    }
+    if ffi::PyUnicode_Check(obj) != 0 {
+        let mut len: ffi::Py_ssize_t = 0;
+        let data = ffi::PyUnicode_AsUTF8AndSize(obj, &mut len);
+        if data.is_null() {
+            return None; // e.g. lone surrogates: the exception stays set for the caller
+        }
+        return Some(std::slice::from_raw_parts(data as *const u8, len as usize).to_vec());
+    }
+    let s = ffi::PyObject_Str(obj);
+    if s.is_null() {
+        return None;
+    }
+    let out = arg_bytes(s);
+    ffi::Py_DecRef(s);
+    out
+}
+
+/// A result record as RESP, by RedisGears' rules (§2.7).
+pub unsafe fn result_to_value(obj: *mut ffi::PyObject) -> Value {
+    // SAFETY (caller): attached; `obj` is a live borrowed reference.
+    if ffi::PyUnicode_Check(obj) != 0 {
+        let s = utf8_of(obj).unwrap_or_default();
+        if s.len() > 1 && s.starts_with('+') {
+            return Value::Status(s[1..].to_string());
+        }
+        if s.len() > 1 && s.starts_with('-') {
+            return Value::Error(s[1..].to_string());
+        }
+        return Value::Bulk(s.into_bytes());
+    }
+    if ffi::PyLong_Check(obj) != 0 {
+        let mut overflow = 0;
+        let n = ffi::PyLong_AsLongLongAndOverflow(obj, &mut overflow);
+        if overflow == 0 && !(n == -1 && !ffi::PyErr_Occurred().is_null()) {
+            return Value::Int(n);
+        }
+        ffi::PyErr_Clear();
+        let s = ffi::PyObject_Str(obj);
+        let v = Value::Bulk(utf8_of(s).unwrap_or_default().into_bytes());
+        ffi::Py_DecRef(s);
+        return v;
+    }
+    if ffi::PyFloat_Check(obj) != 0 {
+        return Value::Double(ffi::PyFloat_AsDouble(obj));
+    }
+    if ffi::PyBytes_Check(obj) != 0 || ffi::PyByteArray_Check(obj) != 0 {
+        return Value::Bulk(arg_bytes(obj).unwrap_or_default());
+    }
+    if ffi::PyList_Check(obj) != 0 {
+        let n = ffi::PyList_Size(obj);
+        let mut items = Vec::with_capacity(n.max(0) as usize);
+        for i in 0..n {
+            items.push(result_to_value(ffi::PyList_GetItem(obj, i)));
+        }
+        return Value::Array(items);
+    }
+    Value::bulk("PY RECORD")
+}
+
+/// A list of results (borrowed `list`) as values.
+pub unsafe fn result_list(list: *mut ffi::PyObject) -> Vec<Value> {
+    // SAFETY (caller): attached; `list` is a live list.
+    if list.is_null() || ffi::PyList_Check(list) == 0 {
+        return Vec::new();
+    }
+    (0..ffi::PyList_Size(list)).map(|i| result_to_value(ffi::PyList_GetItem(list, i))).collect()
+}
+
+/// A list of error texts (borrowed `list`); non-str items are rendered with `str()`.
+pub unsafe fn error_list(list: *mut ffi::PyObject) -> Vec<String> {
+    // SAFETY (caller): attached; `list` is a live list.
+    if list.is_null() || ffi::PyList_Check(list) == 0 {
+        return Vec::new();
+    }
+    (0..ffi::PyList_Size(list))
+        .map(|i| {
+            let item = ffi::PyList_GetItem(list, i);
+            let s = ffi::PyObject_Str(item);
+            let text = utf8_of(s).unwrap_or_default();
+            ffi::Py_DecRef(s);
+            text
+        })
+        .collect()
+}
+
+unsafe fn set_item(dict: *mut ffi::PyObject, key: &str, value: *mut ffi::PyObject) -> bool {
+    // SAFETY (caller): attached; `value` is a new reference, consumed here.
+    if value.is_null() {
+        return false;
+    }
+    let k = text(key);
+    let ok = !k.is_null() && ffi::PyDict_SetItem(dict, k, value) == 0;
+    ffi::Py_DecRef(k);
+    ffi::Py_DecRef(value);
+    ok
+}
+
+unsafe fn key_value_to_py(value: &KeyValue) -> *mut ffi::PyObject {
+    // SAFETY (caller): attached. Returns a new reference or NULL.
+    match value {
+        KeyValue::None => ffi::Py_NewRef(ffi::Py_None()),
+        KeyValue::String(b) => text_or_bytearray(b),
+        KeyValue::List(items) => reply_to_py(&Value::Array(items.iter().map(|b| Value::Bulk(b.clone())).collect())),
+        KeyValue::Hash(pairs) => {
+            let dict = ffi::PyDict_New();
+            for (field, val) in pairs {
+                let (f, v) = (text_or_bytearray(field), text_or_bytearray(val));
+                let ok = !f.is_null() && !v.is_null() && ffi::PyDict_SetItem(dict, f, v) == 0;
+                ffi::Py_DecRef(f);
+                ffi::Py_DecRef(v);
+                if !ok {
+                    ffi::Py_DecRef(dict);
+                    return ptr::null_mut();
+                }
+            }
+            dict
+        }
+    }
+}
+
+/// A KeysReader record: `{'key', 'event', 'type', 'value'}`, or only `key` and `event` when the
+/// value was not read (RedisGears drops `type` and `value` entirely then).
+pub unsafe fn key_record_to_py(record: &KeyRecord, read_value: bool) -> *mut ffi::PyObject {
+    // SAFETY (caller): attached. Returns a new reference or NULL with an exception set.
+    let dict = ffi::PyDict_New();
+    if dict.is_null() {
+        return dict;
+    }
+    let mut ok = set_item(dict, "key", text_or_bytearray(&record.key))
+        && set_item(dict, "event", ffi::Py_NewRef(ffi::Py_None()));
+    if read_value {
+        ok = ok && set_item(dict, "type", text(record.key_type)) && set_item(dict, "value", key_value_to_py(&record.value));
+    }
+    if !ok {
+        ffi::Py_DecRef(dict);
+        return ptr::null_mut();
+    }
+    dict
+}

@@ -1,0 +1,296 @@
+//! The one place that drives CPython's interpreter and thread-state machinery: start-up at
+//! module load, creating and ending own-GIL sub-interpreters, attaching a thread to one,
+//! letting go of its GIL around blocking work, and injecting an exception into a running thread.
+//!
+//! Rules kept here (see ARCHITECTURE.md, "Threads and locks"):
+//! * a thread state lives for one attachment only (`Attached`), so no thread state outlives the
+//!   thread that made it and `Py_EndInterpreter` always finds none but its own;
+//! * the main interpreter's GIL is released right after start-up and only taken for a moment
+//!   to create a sub-interpreter;
+//! * code that may wait for the Redis lock runs inside `allow_threads`.
+
+use std::ffi::{c_char, c_ulong, c_void, CStr, CString};
+use std::marker::PhantomData;
+use std::ptr;
+
+use pyo3_ffi as ffi;
+
+/// A sub-interpreter. Only `cpython.rs` dereferences it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct InterpPtr(*mut ffi::PyInterpreterState);
+
+// SAFETY: an interpreter state is a process-wide object; every use goes through `attach`, which
+// takes that interpreter's own GIL first.
+unsafe impl Send for InterpPtr {}
+// SAFETY: as above: shared references only ever lead to `attach`.
+unsafe impl Sync for InterpPtr {}
+
+/// Proof that the calling thread holds the GIL of one interpreter; `!Send`, so it stays on the
+/// thread that attached. Dropping it detaches and restores what the thread had before.
+pub struct Attached {
+    tstate: *mut ffi::PyThreadState,
+    previous: *mut ffi::PyThreadState,
+    _not_send: PhantomData<*mut ()>,
+}
+
+fn status_error(status: &ffi::PyStatus) -> String {
+    if status.err_msg.is_null() {
+        "unknown error".to_string()
+    } else {
+        // SAFETY: err_msg is a static C string set by CPython when the status is an exception.
+        unsafe { CStr::from_ptr(status.err_msg) }.to_string_lossy().into_owned()
+    }
+}
+
+/// The running libpython's version, e.g. (3, 13, 0).
+pub fn python_version() -> (u32, u32, u32) {
+    // SAFETY: Py_GetVersion returns a static string and may be called before initialisation.
+    let text = unsafe { CStr::from_ptr(ffi::Py_GetVersion()) }.to_string_lossy();
+    let head = text.split_whitespace().next().unwrap_or("0.0.0");
+    let mut parts = head.split('.').map(|p| p.chars().take_while(char::is_ascii_digit).collect::<String>());
+    let mut next = || parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
+    (next(), next(), next())
+}
+
+/// Start CPython in this process: make libpython's symbols visible to C extensions (Redis loads
+/// modules with RTLD_LOCAL), register the builtin module `init_builtin` provides, initialise
+/// with no signal handlers and an explicit home, then release the main GIL.
+pub fn initialize(home: &str, builtin_name: &CStr, init_builtin: unsafe extern "C" fn() -> *mut ffi::PyObject) -> Result<(), String> {
+    // SAFETY: Py_IsInitialized may be called at any time.
+    if unsafe { ffi::Py_IsInitialized() } != 0 {
+        return Err("another module already started a Python interpreter in this process".into());
+    }
+    reopen_libpython_global();
+    // SAFETY: before Py_Initialize, as AppendInittab requires; the name is a static C string.
+    if unsafe { ffi::PyImport_AppendInittab(builtin_name.as_ptr(), Some(init_builtin)) } != 0 {
+        return Err("could not register the gearbox builtin module".into());
+    }
+    let home = CString::new(home).map_err(|_| "the Python home contains a NUL byte".to_string())?;
+    // SAFETY: PyConfig is a plain C struct that PyConfig_InitIsolatedConfig fully initialises;
+    // it is cleared on every path below.
+    unsafe {
+        let mut config: ffi::PyConfig = std::mem::zeroed();
+        ffi::PyConfig_InitIsolatedConfig(&mut config);
+        config.install_signal_handlers = 0;
+        config.write_bytecode = 0;
+        config.parse_argv = 0;
+        let status = ffi::PyConfig_SetBytesString(&mut config, &mut config.home, home.as_ptr());
+        if ffi::PyStatus_Exception(status) != 0 {
+            ffi::PyConfig_Clear(&mut config);
+            return Err(format!("could not set the Python home: {}", status_error(&status)));
+        }
+        let status = ffi::Py_InitializeFromConfig(&config);
+        ffi::PyConfig_Clear(&mut config);
+        if ffi::PyStatus_Exception(status) != 0 {
+            return Err(format!("Python failed to start: {}", status_error(&status)));
+        }
+        // The main interpreter is only used to create sub-interpreters: let go of its GIL.
+        ffi::PyEval_SaveThread();
+    }
+    Ok(())
+}
+
+fn reopen_libpython_global() {
+    // SAFETY: dladdr only reads the loader's tables; dlopen with RTLD_NOLOAD only promotes an
+    // already loaded library to global symbol visibility and never loads a new one.
+    unsafe {
+        let mut info: libc::Dl_info = std::mem::zeroed();
+        let symbol = ffi::Py_IsInitialized as *const c_void;
+        if libc::dladdr(symbol, &mut info) != 0 && !info.dli_fname.is_null() {
+            libc::dlopen(info.dli_fname, libc::RTLD_NOW | libc::RTLD_NOLOAD | libc::RTLD_GLOBAL);
+        }
+    }
+}
+
+/// Create an own-GIL sub-interpreter and run `bootstrap` attached to it. Works on any thread.
+pub fn new_interpreter<T>(bootstrap: impl FnOnce(&Attached) -> Result<T, String>) -> Result<(InterpPtr, T), String> {
+    let config = ffi::PyInterpreterConfig {
+        use_main_obmalloc: 0,
+        allow_fork: 0,
+        allow_exec: 0,
+        allow_threads: 1,
+        allow_daemon_threads: 0,
+        check_multi_interp_extensions: 1,
+        gil: ffi::PyInterpreterConfig_OWN_GIL,
+    };
+    // SAFETY: a fresh thread state of the main interpreter is attached (taking the main GIL)
+    // because Py_NewInterpreterFromConfig needs a current thread state; on success that state is
+    // detached by CPython and the new interpreter's is current; on failure ours is current again.
+    // Each state is cleared and deleted while current, which is what CPython requires.
+    unsafe {
+        let previous = detach_current();
+        let main_ts = ffi::PyThreadState_New(ffi::PyInterpreterState_Main());
+        ffi::PyEval_RestoreThread(main_ts);
+        let mut sub_ts: *mut ffi::PyThreadState = ptr::null_mut();
+        let status = ffi::Py_NewInterpreterFromConfig(&mut sub_ts, &config);
+        if ffi::PyStatus_Exception(status) != 0 || sub_ts.is_null() {
+            ffi::PyThreadState_Clear(main_ts);
+            ffi::PyThreadState_DeleteCurrent();
+            reattach(previous);
+            return Err(format!("could not create a sub-interpreter: {}", status_error(&status)));
+        }
+        let interp = InterpPtr(ffi::PyThreadState_GetInterpreter(sub_ts));
+        let attached = Attached { tstate: sub_ts, previous: ptr::null_mut(), _not_send: PhantomData };
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| bootstrap(&attached)));
+        let result = match result {
+            Ok(r) => r,
+            Err(_) => Err("the interpreter bootstrap panicked".to_string()),
+        };
+        if result.is_err() {
+            ffi::Py_EndInterpreter(sub_ts);
+            std::mem::forget(attached);
+        } else {
+            drop(attached);
+        }
+        ffi::PyEval_RestoreThread(main_ts);
+        ffi::PyThreadState_Clear(main_ts);
+        ffi::PyThreadState_DeleteCurrent();
+        reattach(previous);
+        result.map(|t| (interp, t))
+    }
+}
+
+/// Detach whatever thread state is current on this thread (releasing its GIL); returns it.
+unsafe fn detach_current() -> *mut ffi::PyThreadState {
+    // SAFETY (caller): none beyond being called from Rust code that owns this thread's state.
+    let current = ffi::PyThreadState_GetUnchecked();
+    if !current.is_null() {
+        ffi::PyEval_SaveThread();
+    }
+    current
+}
+
+unsafe fn reattach(previous: *mut ffi::PyThreadState) {
+    if !previous.is_null() {
+        // SAFETY (caller): `previous` was detached by `detach_current` on this same thread.
+        ffi::PyEval_RestoreThread(previous);
+    }
+}
+
+/// Attach the calling thread to `interp`, waiting for its GIL. Nested use (another interpreter
+/// already attached on this thread) detaches the outer one until the guard drops.
+pub fn attach(interp: InterpPtr) -> Attached {
+    // SAFETY: a new thread state for this thread is created and made current; the interpreter is
+    // alive because callers hold the session that owns it (see `NativeInterpreter`).
+    unsafe {
+        let previous = detach_current();
+        let tstate = ffi::PyThreadState_New(interp.0);
+        ffi::PyEval_RestoreThread(tstate);
+        Attached { tstate, previous, _not_send: PhantomData }
+    }
+}
+
+impl Drop for Attached {
+    fn drop(&mut self) {
+        // SAFETY: `tstate` is this thread's current state (Attached is !Send and guards nest), so
+        // it may be cleared and deleted here; then the outer state, if any, is restored.
+        unsafe {
+            ffi::PyThreadState_Clear(self.tstate);
+            ffi::PyThreadState_DeleteCurrent();
+            reattach(self.previous);
+        }
+    }
+}
+
+/// Run `f` without the current interpreter's GIL (for work that may wait for the Redis lock).
+/// `f` must not touch Python objects.
+///
+/// # Safety
+/// The calling thread must be attached (hold some interpreter's GIL).
+pub unsafe fn without_gil<T>(f: impl FnOnce() -> T) -> T {
+    // SAFETY (caller): attached; our state is saved and restored around `f`, and a panic in `f`
+    // is carried past the restore so the state stays consistent.
+    let saved = ffi::PyEval_SaveThread();
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+    ffi::PyEval_RestoreThread(saved);
+    match result {
+        Ok(v) => v,
+        Err(p) => std::panic::resume_unwind(p),
+    }
+}
+
+impl Attached {
+    /// The identity CPython knows this thread by (for `interrupt`).
+    pub fn thread_ident(&self) -> c_ulong {
+        // SAFETY: a pure query of the calling thread's id.
+        unsafe { ffi::PyThread_get_thread_ident() }
+    }
+}
+
+/// End a sub-interpreter. Nothing may be attached to it on any thread.
+pub fn end_interpreter(interp: InterpPtr) {
+    // SAFETY: a fresh thread state is made current so Py_EndInterpreter finds exactly one state
+    // (its own); afterwards no state is current and the outer one, if any, is restored.
+    unsafe {
+        let previous = detach_current();
+        let tstate = ffi::PyThreadState_New(interp.0);
+        ffi::PyEval_RestoreThread(tstate);
+        ffi::Py_EndInterpreter(tstate);
+        reattach(previous);
+    }
+}
+
+/// Raise `exception` (a type object of `interp`) in the thread `thread` the next time it runs
+/// Python code in `interp`, if `still_wanted()` (checked while holding that interpreter's GIL).
+pub fn interrupt(interp: InterpPtr, thread: c_ulong, exception: *mut ffi::PyObject, still_wanted: impl FnOnce() -> bool) {
+    let attached = attach(interp);
+    if still_wanted() {
+        // SAFETY: we hold `interp`'s GIL; `exception` is a type object owned by `interp`'s builtin
+        // module, alive as long as the interpreter, which the caller keeps alive.
+        unsafe {
+            ffi::PyThreadState_SetAsyncExc(thread as std::ffi::c_long, exception);
+        }
+    }
+    drop(attached);
+}
+
+/// Compile and run `source` as module `name` (registered in `sys.modules`); returns the module.
+pub fn exec_module(_py: &Attached, name: &CStr, source: &str, filename: &CStr) -> Result<*mut ffi::PyObject, String> {
+    let source = CString::new(source).map_err(|_| "module source contains a NUL byte".to_string())?;
+    // SAFETY: attached (proof `_py`); the code object is a new reference we release; the module
+    // returned by ExecCodeModuleEx is a new reference handed to the caller.
+    unsafe {
+        let code = ffi::Py_CompileString(source.as_ptr(), filename.as_ptr(), ffi::Py_file_input);
+        if code.is_null() {
+            return Err(take_error_text());
+        }
+        let module = ffi::PyImport_ExecCodeModuleEx(name.as_ptr(), code, filename.as_ptr() as *mut c_char);
+        ffi::Py_DecRef(code);
+        if module.is_null() {
+            return Err(take_error_text());
+        }
+        Ok(module)
+    }
+}
+
+/// Fetch and clear the pending exception as `Type: message` (for bootstrap failures).
+pub fn take_error_text() -> String {
+    // SAFETY: called attached, right after a failed API call; all references are released.
+    unsafe {
+        let exc = ffi::PyErr_GetRaisedException();
+        if exc.is_null() {
+            return "unknown Python error".to_string();
+        }
+        let text = ffi::PyObject_Repr(exc);
+        let out = utf8_of(text).unwrap_or_else(|| "unprintable Python error".to_string());
+        ffi::Py_DecRef(text);
+        ffi::Py_DecRef(exc);
+        out
+    }
+}
+
+/// The UTF-8 text of a `str` object (None if it is not one); does not consume the reference.
+pub unsafe fn utf8_of(obj: *mut ffi::PyObject) -> Option<String> {
+    if obj.is_null() || ffi::PyUnicode_Check(obj) == 0 {
+        return None;
+    }
+    let mut len: ffi::Py_ssize_t = 0;
+    // SAFETY (caller): attached; `obj` is a live str.
+    let data = ffi::PyUnicode_AsUTF8AndSize(obj, &mut len);
+    if data.is_null() {
+        ffi::PyErr_Clear();
+        return None;
+    }
+    let bytes = std::slice::from_raw_parts(data as *const u8, len as usize);
+    Some(String::from_utf8_lossy(bytes).into_owned())
+}

@@ -1,0 +1,339 @@
+//! `_gearbox`: the builtin module every sub-interpreter imports, through which `gears.py` reaches
+//! the host (Redis). Multi-phase init with per-module state, declared safe for own-GIL
+//! sub-interpreters, so each interpreter has its own module object, its own exception types and
+//! its own reference to its session's [`Host`].
+//!
+//! Functions: `call(*args)`, `read_keys(keys, read_value)`, `log(level, msg)`,
+//! `config_get(name)`, `atomic_begin()`, `atomic_end()`. Exceptions: `error` (`gears.error`),
+//! `forcestopped` (raised into an aborted execution) and `ScriptTimeout` (raised into top-level
+//! code that ran past ScriptTimeoutMS); the last two derive from BaseException so a script's
+//! `except Exception` does not swallow them.
+//!
+//! Every function is an entry from C: it catches panics and turns them into a Python exception.
+
+use std::ffi::{c_char, c_int, c_void, CStr};
+use std::ptr;
+use std::sync::{Arc, OnceLock};
+
+use gearbox_engine::{Host, LogLevel};
+use pyo3_ffi as ffi;
+
+use super::convert;
+use super::cpython::{self, utf8_of};
+
+pub const MODULE_NAME: &CStr = c"_gearbox";
+
+/// Per-interpreter state of the module.
+struct ModState {
+    host: Option<Arc<dyn Host>>,
+}
+
+struct Def(*mut ffi::PyModuleDef);
+// SAFETY: the definition is built once, never freed, and only handed to CPython, which
+// synchronises its own use of it.
+unsafe impl Send for Def {}
+// SAFETY: as above.
+unsafe impl Sync for Def {}
+
+static DEFINITION: OnceLock<Def> = OnceLock::new();
+
+fn method(name: &'static CStr, f: ffi::PyCFunctionFast, doc: &'static CStr) -> ffi::PyMethodDef {
+    ffi::PyMethodDef {
+        ml_name: name.as_ptr(),
+        ml_meth: ffi::PyMethodDefPointer { PyCFunctionFast: f },
+        ml_flags: ffi::METH_FASTCALL,
+        ml_doc: doc.as_ptr(),
+    }
+}
+
+fn definition() -> *mut ffi::PyModuleDef {
+    DEFINITION
+        .get_or_init(|| {
+            let methods = vec![
+                method(c"call", call, c"call(*args): run a Redis command; errors raise gears.error"),
+                method(c"read_keys", read_keys, c"read_keys(keys, read_value): KeysReader records"),
+                method(c"log", log, c"log(level, message): write to the Redis log"),
+                method(c"config_get", config_get, c"config_get(name): a config value as str, or None"),
+                method(c"atomic_begin", atomic_begin, c"take the Redis lock for an atomic() block"),
+                method(c"atomic_end", atomic_end, c"release the Redis lock of an atomic() block"),
+                ffi::PyMethodDef::zeroed(),
+            ];
+            let slots = vec![
+                ffi::PyModuleDef_Slot { slot: ffi::Py_mod_exec, value: module_exec as *mut c_void },
+                ffi::PyModuleDef_Slot {
+                    slot: ffi::Py_mod_multiple_interpreters,
+                    value: ffi::Py_MOD_PER_INTERPRETER_GIL_SUPPORTED,
+                },
+                ffi::PyModuleDef_Slot::default(),
+            ];
+            let def = Box::new(ffi::PyModuleDef {
+                m_base: ffi::PyModuleDef_HEAD_INIT,
+                m_name: MODULE_NAME.as_ptr(),
+                m_doc: c"gearbox host functions (internal; use the names gears.py exports)".as_ptr(),
+                m_size: std::mem::size_of::<ModState>() as ffi::Py_ssize_t,
+                m_methods: Box::leak(methods.into_boxed_slice()).as_mut_ptr(),
+                m_slots: Box::leak(slots.into_boxed_slice()).as_mut_ptr(),
+                m_traverse: None,
+                m_clear: None,
+                m_free: Some(module_free),
+            });
+            Def(Box::leak(def))
+        })
+        .0
+}
+
+/// The init function registered with `PyImport_AppendInittab`.
+pub unsafe extern "C" fn init_module() -> *mut ffi::PyObject {
+    // SAFETY: multi-phase init: hand CPython the static definition.
+    ffi::PyModuleDef_Init(definition())
+}
+
+unsafe extern "C" fn module_exec(module: *mut ffi::PyObject) -> c_int {
+    let result = std::panic::catch_unwind(|| {
+        // SAFETY: called by CPython with the new module and its interpreter's GIL; the state
+        // block is ours (m_size) and uninitialised, so it is written, not assigned.
+        unsafe {
+            let state = ffi::PyModule_GetState(module) as *mut ModState;
+            if state.is_null() {
+                return -1;
+            }
+            ptr::write(state, ModState { host: None });
+            let ok = add_exception(module, c"error", c"gears.error", ffi::PyExc_Exception)
+                && add_exception(module, c"forcestopped", c"gears.forcestopped", ffi::PyExc_BaseException)
+                && add_exception(module, c"ScriptTimeout", c"gears.ScriptTimeout", ffi::PyExc_BaseException);
+            if ok {
+                0
+            } else {
+                -1
+            }
+        }
+    });
+    result.unwrap_or(-1)
+}
+
+unsafe fn add_exception(module: *mut ffi::PyObject, attr: &CStr, qualified: &CStr, base: *mut ffi::PyObject) -> bool {
+    // SAFETY (caller): attached; the new type is a new reference, AddObjectRef takes its own.
+    let exc = ffi::PyErr_NewException(qualified.as_ptr(), base, ptr::null_mut());
+    if exc.is_null() {
+        return false;
+    }
+    let ok = ffi::PyModule_AddObjectRef(module, attr.as_ptr(), exc) == 0;
+    ffi::Py_DecRef(exc);
+    ok
+}
+
+unsafe extern "C" fn module_free(module: *mut c_void) {
+    let _ = std::panic::catch_unwind(|| {
+        // SAFETY: called once by CPython when the module dies; the state was written by
+        // module_exec (if exec failed before writing, the host is absent and the block zeroed,
+        // which we detect by the null state pointer of a module that never ran exec).
+        unsafe {
+            let state = ffi::PyModule_GetState(module as *mut ffi::PyObject) as *mut ModState;
+            if !state.is_null() {
+                ptr::drop_in_place(state);
+            }
+        }
+    });
+}
+
+/// Give the `_gearbox` module of the attached interpreter its session's host.
+pub unsafe fn install_host(module: *mut ffi::PyObject, host: Arc<dyn Host>) {
+    // SAFETY (caller): attached to the interpreter that owns `module`, which ran module_exec.
+    let state = ffi::PyModule_GetState(module) as *mut ModState;
+    if !state.is_null() {
+        (*state).host = Some(host);
+    }
+}
+
+/// A borrowed pointer to one of the module's exception types.
+pub unsafe fn exception_type(module: *mut ffi::PyObject, attr: &CStr) -> *mut ffi::PyObject {
+    // SAFETY (caller): attached. The module keeps its own reference, so dropping ours leaves a
+    // pointer valid for the interpreter's life.
+    let exc = ffi::PyObject_GetAttrString(module, attr.as_ptr());
+    if !exc.is_null() {
+        ffi::Py_DecRef(exc);
+    }
+    exc
+}
+
+unsafe fn host_of(module: *mut ffi::PyObject) -> Option<Arc<dyn Host>> {
+    // SAFETY (caller): called from one of our functions, so `module` is our module.
+    let state = ffi::PyModule_GetState(module) as *mut ModState;
+    if state.is_null() {
+        return None;
+    }
+    (*state).host.clone()
+}
+
+unsafe fn raise(kind: *mut ffi::PyObject, message: &str) -> *mut ffi::PyObject {
+    // SAFETY (caller): attached. The message is copied by PyUnicode_FromStringAndSize.
+    let text = ffi::PyUnicode_FromStringAndSize(message.as_ptr() as *const c_char, message.len() as ffi::Py_ssize_t);
+    if !text.is_null() {
+        ffi::PyErr_SetObject(kind, text);
+        ffi::Py_DecRef(text);
+    }
+    ptr::null_mut()
+}
+
+unsafe fn raise_gears_error(module: *mut ffi::PyObject, message: &str) -> *mut ffi::PyObject {
+    // SAFETY (caller): attached; `module` is ours.
+    let kind = exception_type(module, c"error");
+    raise(if kind.is_null() { ffi::PyExc_RuntimeError } else { kind }, message)
+}
+
+/// Run `f` as an entry from C: a panic becomes a RuntimeError, never an unwind into CPython.
+fn entry(f: impl FnOnce() -> *mut ffi::PyObject) -> *mut ffi::PyObject {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+        Ok(obj) => obj,
+        // SAFETY: we are inside a call from CPython, so attached.
+        Err(_) => unsafe { raise(ffi::PyExc_RuntimeError, "gearbox: internal error (panic) in a host function") },
+    }
+}
+
+/// Run `f` without this interpreter's GIL when the host may wait for the Redis lock.
+unsafe fn maybe_without_gil<T>(host: &Arc<dyn Host>, f: impl FnOnce() -> T) -> T {
+    if host.may_wait_for_lock() {
+        // SAFETY (caller): attached, inside a call from CPython.
+        cpython::without_gil(f)
+    } else {
+        f()
+    }
+}
+
+unsafe fn args_slice<'a>(args: *const *mut ffi::PyObject, nargs: ffi::Py_ssize_t) -> &'a [*mut ffi::PyObject] {
+    if nargs <= 0 || args.is_null() {
+        return &[];
+    }
+    // SAFETY (caller): CPython passes `nargs` valid borrowed references.
+    std::slice::from_raw_parts(args, nargs as usize)
+}
+
+unsafe extern "C" fn call(module: *mut ffi::PyObject, args: *mut *mut ffi::PyObject, nargs: ffi::Py_ssize_t) -> *mut ffi::PyObject {
+    entry(|| {
+        // SAFETY: called by CPython with the GIL of the module's interpreter.
+        unsafe {
+            let args = args_slice(args, nargs);
+            if args.is_empty() {
+                return ffi::PyList_New(0);
+            }
+            if ffi::PyUnicode_Check(args[0]) == 0 && ffi::PyBytes_Check(args[0]) == 0 {
+                return raise_gears_error(module, "the given command must be a string");
+            }
+            let mut parts = Vec::with_capacity(args.len());
+            for &a in args {
+                match convert::arg_bytes(a) {
+                    Some(b) => parts.push(b),
+                    None => return ptr::null_mut(),
+                }
+            }
+            let Some(host) = host_of(module) else {
+                return raise_gears_error(module, "gearbox: this interpreter has no host");
+            };
+            let reply = maybe_without_gil(&host, || host.call(&parts));
+            match reply {
+                gearbox_engine::Value::Error(message) => raise_gears_error(module, &message),
+                other => convert::reply_to_py(&other),
+            }
+        }
+    })
+}
+
+unsafe extern "C" fn read_keys(module: *mut ffi::PyObject, args: *mut *mut ffi::PyObject, nargs: ffi::Py_ssize_t) -> *mut ffi::PyObject {
+    entry(|| {
+        // SAFETY: called by CPython with the GIL of the module's interpreter.
+        unsafe {
+            let args = args_slice(args, nargs);
+            if args.len() != 2 || ffi::PyList_Check(args[0]) == 0 {
+                return raise(ffi::PyExc_TypeError, "read_keys(keys: list, read_value: bool)");
+            }
+            let read_value = ffi::PyObject_IsTrue(args[1]) == 1;
+            let n = ffi::PyList_Size(args[0]);
+            let mut keys = Vec::with_capacity(n.max(0) as usize);
+            for i in 0..n {
+                match convert::arg_bytes(ffi::PyList_GetItem(args[0], i)) {
+                    Some(k) => keys.push(k),
+                    None => return ptr::null_mut(),
+                }
+            }
+            let Some(host) = host_of(module) else {
+                return raise_gears_error(module, "gearbox: this interpreter has no host");
+            };
+            let records = maybe_without_gil(&host, || host.read_keys(&keys, read_value));
+            let list = ffi::PyList_New(records.len() as ffi::Py_ssize_t);
+            if list.is_null() {
+                return list;
+            }
+            for (i, record) in records.iter().enumerate() {
+                let obj = convert::key_record_to_py(record, read_value);
+                if obj.is_null() {
+                    ffi::Py_DecRef(list);
+                    return ptr::null_mut();
+                }
+                ffi::PyList_SetItem(list, i as ffi::Py_ssize_t, obj);
+            }
+            list
+        }
+    })
+}
+
+unsafe extern "C" fn log(module: *mut ffi::PyObject, args: *mut *mut ffi::PyObject, nargs: ffi::Py_ssize_t) -> *mut ffi::PyObject {
+    entry(|| {
+        // SAFETY: called by CPython with the GIL of the module's interpreter.
+        unsafe {
+            let args = args_slice(args, nargs);
+            let (Some(level), Some(message)) = (args.first().and_then(|a| utf8_of(*a)), args.get(1).and_then(|a| utf8_of(*a))) else {
+                return raise(ffi::PyExc_TypeError, "log(level: str, message: str)");
+            };
+            let Some(level) = LogLevel::parse(&level) else {
+                return raise_gears_error(module, "invalid log level");
+            };
+            if let Some(host) = host_of(module) {
+                host.log(level, &message);
+            }
+            ffi::Py_NewRef(ffi::Py_None())
+        }
+    })
+}
+
+unsafe extern "C" fn config_get(module: *mut ffi::PyObject, args: *mut *mut ffi::PyObject, nargs: ffi::Py_ssize_t) -> *mut ffi::PyObject {
+    entry(|| {
+        // SAFETY: called by CPython with the GIL of the module's interpreter.
+        unsafe {
+            let args = args_slice(args, nargs);
+            let Some(name) = args.first().and_then(|a| utf8_of(*a)) else {
+                return raise(ffi::PyExc_TypeError, "config name must be a string");
+            };
+            match host_of(module).and_then(|h| h.config_get(&name)) {
+                Some(v) => convert::text_or_bytearray(v.as_bytes()),
+                None => ffi::Py_NewRef(ffi::Py_None()),
+            }
+        }
+    })
+}
+
+unsafe extern "C" fn atomic_begin(module: *mut ffi::PyObject, _args: *mut *mut ffi::PyObject, _nargs: ffi::Py_ssize_t) -> *mut ffi::PyObject {
+    entry(|| {
+        // SAFETY: called by CPython with the GIL of the module's interpreter.
+        unsafe {
+            let Some(host) = host_of(module) else {
+                return raise_gears_error(module, "gearbox: this interpreter has no host");
+            };
+            match maybe_without_gil(&host, || host.atomic_begin()) {
+                Ok(()) => ffi::Py_NewRef(ffi::Py_None()),
+                Err(message) => raise_gears_error(module, &message),
+            }
+        }
+    })
+}
+
+unsafe extern "C" fn atomic_end(module: *mut ffi::PyObject, _args: *mut *mut ffi::PyObject, _nargs: ffi::Py_ssize_t) -> *mut ffi::PyObject {
+    entry(|| {
+        // SAFETY: called by CPython with the GIL of the module's interpreter.
+        unsafe {
+            if let Some(host) = host_of(module) {
+                host.atomic_end();
+            }
+            ffi::Py_NewRef(ffi::Py_None())
+        }
+    })
+}

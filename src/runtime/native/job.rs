@@ -1,0 +1,180 @@
+//! Calls into `gears.py`: running a script's top level (`gears._run_script`) and running an
+//! execution's plan (the callable `run()` left behind) on an execution thread.
+//!
+//! `_run_script(source)` answers `None` (nothing to run), `("error", text)` (the exact reply
+//! text, already formatted by PythonAttemptTraceback) or `("run", plan, steps)` where `plan()`
+//! returns `(results, errors)` and `steps` lists `(type, name, arg)` for RG.GETEXECUTION.
+
+use std::ffi::c_char;
+use std::sync::{Arc, Mutex};
+
+use gearbox_engine::errors;
+use gearbox_engine::{Job, Outcome, RunControl, StepInfo};
+use pyo3_ffi as ffi;
+
+use super::convert;
+use super::cpython::{self, utf8_of, Attached};
+use super::{deactivate, InterpCore, ObjPtr};
+
+/// An owned reference to a plan callable, released attached to its interpreter.
+pub struct Plan {
+    callable: ObjPtr,
+    steps: Vec<StepInfo>,
+}
+
+pub enum ScriptResult {
+    Done,
+    Run(Plan),
+}
+
+unsafe fn tuple_str(tuple: *mut ffi::PyObject, i: ffi::Py_ssize_t) -> String {
+    // SAFETY (caller): attached; `tuple` is a live tuple with more than `i` items.
+    let item = ffi::PyTuple_GetItem(tuple, i);
+    if item.is_null() {
+        ffi::PyErr_Clear();
+        return String::new();
+    }
+    if ffi::PyUnicode_Check(item) != 0 {
+        return utf8_of(item).unwrap_or_default();
+    }
+    let s = ffi::PyObject_Str(item);
+    let out = utf8_of(s).unwrap_or_default();
+    ffi::Py_DecRef(s);
+    out
+}
+
+unsafe fn steps_of(list: *mut ffi::PyObject) -> Vec<StepInfo> {
+    // SAFETY (caller): attached; `list` is borrowed.
+    if list.is_null() || ffi::PyList_Check(list) == 0 {
+        return Vec::new();
+    }
+    (0..ffi::PyList_Size(list))
+        .filter_map(|i| {
+            let step = ffi::PyList_GetItem(list, i);
+            if ffi::PyTuple_Check(step) == 0 || ffi::PyTuple_Size(step) < 3 {
+                return None;
+            }
+            Some(StepInfo { kind: tuple_str(step, 0), name: tuple_str(step, 1), arg: tuple_str(step, 2) })
+        })
+        .collect()
+}
+
+unsafe fn gears_function(name: &std::ffi::CStr) -> Result<*mut ffi::PyObject, String> {
+    // SAFETY (caller): attached. Returns a new reference.
+    let gears = ffi::PyImport_ImportModule(c"gears".as_ptr());
+    if gears.is_null() {
+        return Err(cpython::take_error_text());
+    }
+    let f = ffi::PyObject_GetAttrString(gears, name.as_ptr());
+    ffi::Py_DecRef(gears);
+    if f.is_null() {
+        return Err(cpython::take_error_text());
+    }
+    Ok(f)
+}
+
+/// Run a script's top level through `gears._run_script`.
+pub fn run_script(_py: &Attached, source: &str) -> Result<ScriptResult, String> {
+    // SAFETY: attached (proof `_py`); every new reference is released on every path.
+    unsafe {
+        let f = gears_function(c"_run_script")?;
+        let src = ffi::PyUnicode_FromStringAndSize(source.as_ptr() as *const c_char, source.len() as ffi::Py_ssize_t);
+        if src.is_null() {
+            ffi::Py_DecRef(f);
+            return Err(cpython::take_error_text());
+        }
+        let result = ffi::PyObject_CallOneArg(f, src);
+        ffi::Py_DecRef(src);
+        ffi::Py_DecRef(f);
+        if result.is_null() {
+            return Err(cpython::take_error_text());
+        }
+        let out = if result == ffi::Py_None() {
+            Ok(ScriptResult::Done)
+        } else if ffi::PyTuple_Check(result) != 0 && ffi::PyTuple_Size(result) >= 2 {
+            match tuple_str(result, 0).as_str() {
+                "run" if ffi::PyTuple_Size(result) >= 3 => {
+                    let callable = ffi::PyTuple_GetItem(result, 1);
+                    ffi::Py_IncRef(callable);
+                    let steps = steps_of(ffi::PyTuple_GetItem(result, 2));
+                    Ok(ScriptResult::Run(Plan { callable: ObjPtr(callable), steps }))
+                }
+                _ => Err(tuple_str(result, 1)),
+            }
+        } else {
+            Err("gears._run_script returned an unexpected value".to_string())
+        };
+        ffi::Py_DecRef(result);
+        out
+    }
+}
+
+/// An execution's plan, run on an execution thread attached to the session's interpreter.
+pub struct NativeJob {
+    core: Arc<InterpCore>,
+    plan: Option<Plan>,
+}
+
+impl NativeJob {
+    pub(super) fn new(core: Arc<InterpCore>, plan: Plan) -> NativeJob {
+        NativeJob { core, plan: Some(plan) }
+    }
+}
+
+unsafe fn outcome_of(result: *mut ffi::PyObject) -> Outcome {
+    // SAFETY (caller): attached; `result` is borrowed.
+    if ffi::PyTuple_Check(result) == 0 || ffi::PyTuple_Size(result) != 2 {
+        return Outcome::failed("gears plan returned an unexpected value");
+    }
+    Outcome {
+        results: convert::result_list(ffi::PyTuple_GetItem(result, 0)),
+        errors: convert::error_list(ffi::PyTuple_GetItem(result, 1)),
+    }
+}
+
+impl Job for NativeJob {
+    fn steps(&self) -> Vec<StepInfo> {
+        self.plan.as_ref().map(|p| p.steps.clone()).unwrap_or_default()
+    }
+
+    fn run(mut self: Box<Self>, control: &RunControl) -> Outcome {
+        let Some(plan) = self.plan.take() else {
+            return Outcome::failed("execution plan already ran");
+        };
+        let py = cpython::attach(self.core.interp);
+        let active = Arc::new(Mutex::new(true));
+        control.set_interrupter(Some(self.core.interrupter(py.thread_ident(), self.core.abort_exception, active.clone())));
+        // SAFETY: attached; the plan callable is our owned reference, released here.
+        let outcome = unsafe {
+            let result = if control.is_aborted() { std::ptr::null_mut() } else { ffi::PyObject_CallNoArgs(plan.callable.0) };
+            deactivate(&active);
+            control.set_interrupter(None);
+            let outcome = if control.is_aborted() && result.is_null() {
+                ffi::PyErr_Clear();
+                Outcome::failed(errors::EXECUTION_ABORTED)
+            } else if result.is_null() {
+                Outcome::failed(cpython::take_error_text())
+            } else {
+                outcome_of(result)
+            };
+            if !result.is_null() {
+                ffi::Py_DecRef(result);
+            }
+            ffi::Py_DecRef(plan.callable.0);
+            outcome
+        };
+        drop(py);
+        outcome
+    }
+}
+
+impl Drop for NativeJob {
+    fn drop(&mut self) {
+        if let Some(plan) = self.plan.take() {
+            let py = cpython::attach(self.core.interp);
+            // SAFETY: attached to the interpreter that owns the callable.
+            unsafe { ffi::Py_DecRef(plan.callable.0) };
+            drop(py);
+        }
+    }
+}

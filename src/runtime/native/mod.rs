@@ -1,0 +1,175 @@
+//! Native mode: every session is its own CPython sub-interpreter with its own GIL.
+//!
+//! An interpreter is created per script (never per execution), bootstrapped with the `_gearbox`
+//! host module and `gears.py`, and ended when the session's last holder drops it. Executions run
+//! on the engine's pool: each attaches to its session's interpreter for the length of the job.
+//! Unsafe code lives in `cpython.rs` (interpreter and thread states), `convert.rs` and
+//! `hostmodule.rs` (objects); this file only composes them.
+
+mod convert;
+mod cpython;
+mod hostmodule;
+mod job;
+
+use std::ffi::c_ulong;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use gearbox_engine::port::ScriptOutcome;
+use gearbox_engine::{Host, Interpreter, Runtime};
+use pyo3_ffi as ffi;
+
+use super::watchdog::Watchdog;
+use cpython::{Attached, InterpPtr};
+use job::NativeJob;
+
+/// The API every script sees, shared with the wasm runtime.
+const GEARS_PY: &str = include_str!("../../../python/gears.py");
+/// Readers and steps, imported by `gears.py`.
+const PIPELINE_PY: &str = include_str!("../../../python/gears_pipeline.py");
+/// Run first in every sub-interpreter: works around CPython versions known to crash.
+const BOOT_PY: &str = include_str!("boot.py");
+
+/// A borrowed pointer to an object owned by one interpreter.
+#[derive(Clone, Copy)]
+struct ObjPtr(*mut ffi::PyObject);
+// SAFETY: only dereferenced attached to the owning interpreter (see `cpython::interrupt`).
+unsafe impl Send for ObjPtr {}
+// SAFETY: as above.
+unsafe impl Sync for ObjPtr {}
+
+impl ObjPtr {
+    fn get(self) -> *mut ffi::PyObject {
+        self.0
+    }
+}
+
+/// An interpreter, ended when the last `Arc` goes: held by the session, by its jobs and by any
+/// interrupter in flight, so none of them can outlive it.
+struct InterpCore {
+    interp: InterpPtr,
+    abort_exception: ObjPtr,
+    timeout_exception: ObjPtr,
+    live: Arc<AtomicUsize>,
+    /// Dropped after the interpreter ended (fields drop after `drop`), so freeing the host, which
+    /// takes the Redis lock, never happens while this interpreter's GIL is held.
+    _host: Arc<dyn Host>,
+}
+
+impl Drop for InterpCore {
+    fn drop(&mut self) {
+        cpython::end_interpreter(self.interp);
+        self.live.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+impl InterpCore {
+    /// An interrupter for code running on `thread`: raises `exception` there while `active`.
+    fn interrupter(self: &Arc<Self>, thread: c_ulong, exception: ObjPtr, active: Arc<Mutex<bool>>) -> Arc<dyn Fn() + Send + Sync> {
+        let core = self.clone();
+        Arc::new(move || {
+            cpython::interrupt(core.interp, thread, exception.get(), || *active.lock().unwrap_or_else(|e| e.into_inner()));
+        })
+    }
+}
+
+/// Marks the end of a stretch of user code: must be called attached, so an interrupter (which
+/// checks the flag attached) can never fire after it.
+fn deactivate(active: &Mutex<bool>) {
+    *active.lock().unwrap_or_else(|e| e.into_inner()) = false;
+}
+
+pub struct NativeRuntime {
+    live: Arc<AtomicUsize>,
+    watchdog: Watchdog,
+}
+
+impl NativeRuntime {
+    /// Start CPython in this process. Call once, on Redis' main thread, at module load.
+    pub fn start() -> Result<NativeRuntime, String> {
+        let (major, minor, patch) = cpython::python_version();
+        if (major, minor) < (3, 13) {
+            return Err(format!("Python {major}.{minor}.{patch} is too old: gearbox needs 3.13+ (own-GIL sub-interpreters)"));
+        }
+        cpython::initialize(env!("GEARBOX_PYTHON_HOME"), hostmodule::MODULE_NAME, hostmodule::init_module)?;
+        let watchdog = Watchdog::start("gearbox-watchdog", Duration::from_millis(100)).map_err(|e| e.to_string())?;
+        Ok(NativeRuntime { live: Arc::new(AtomicUsize::new(0)), watchdog })
+    }
+
+    pub fn python_version() -> String {
+        let (a, b, c) = cpython::python_version();
+        format!("{a}.{b}.{c}")
+    }
+}
+
+fn bootstrap(py: &Attached, host: Arc<dyn Host>) -> Result<(ObjPtr, ObjPtr), String> {
+    cpython::exec_module(py, c"_gearbox_boot", BOOT_PY, c"boot.py").map(|m| {
+        // SAFETY: attached (proof `py`); the module is a new reference we no longer need.
+        unsafe { ffi::Py_DecRef(m) }
+    })?;
+    // SAFETY: attached; the imported module is a new reference released below after use.
+    unsafe {
+        let module = ffi::PyImport_ImportModule(hostmodule::MODULE_NAME.as_ptr());
+        if module.is_null() {
+            return Err(cpython::take_error_text());
+        }
+        hostmodule::install_host(module, host);
+        let abort = hostmodule::exception_type(module, c"forcestopped");
+        let timeout = hostmodule::exception_type(module, c"ScriptTimeout");
+        ffi::Py_DecRef(module);
+        for (name, source, file) in [
+            (c"gears_pipeline", PIPELINE_PY, c"gears_pipeline.py"),
+            (c"gears", GEARS_PY, c"gears.py"),
+        ] {
+            ffi::Py_DecRef(cpython::exec_module(py, name, source, file)?);
+        }
+        Ok((ObjPtr(abort), ObjPtr(timeout)))
+    }
+}
+
+impl Runtime for NativeRuntime {
+    fn mode_name(&self) -> &'static str {
+        "native"
+    }
+
+    fn create_interpreter(&self, host: Arc<dyn Host>) -> Result<Box<dyn Interpreter>, String> {
+        let (interp, (abort, timeout)) = cpython::new_interpreter(|py| bootstrap(py, host.clone()))?;
+        self.live.fetch_add(1, Ordering::SeqCst);
+        let core = Arc::new(InterpCore {
+            interp,
+            abort_exception: abort,
+            timeout_exception: timeout,
+            live: self.live.clone(),
+            _host: host,
+        });
+        Ok(Box::new(NativeInterpreter { core, watchdog: self.watchdog.clone() }))
+    }
+
+    fn live_interpreters(&self) -> usize {
+        self.live.load(Ordering::SeqCst)
+    }
+}
+
+struct NativeInterpreter {
+    core: Arc<InterpCore>,
+    watchdog: Watchdog,
+}
+
+impl Interpreter for NativeInterpreter {
+    fn run_script(&self, source: &str, timeout: Duration) -> Result<ScriptOutcome, String> {
+        let py = cpython::attach(self.core.interp);
+        let active = Arc::new(Mutex::new(true));
+        let interrupter = self.core.interrupter(py.thread_ident(), self.core.timeout_exception, active.clone());
+        let armed = self.watchdog.arm(timeout, interrupter);
+        let outcome = job::run_script(&py, source);
+        deactivate(&active);
+        drop(armed);
+        // A timeout raised after the script returned is discarded with the thread state.
+        drop(py);
+        match outcome? {
+            job::ScriptResult::Done => Ok(ScriptOutcome::Done),
+            job::ScriptResult::Run(plan) => Ok(ScriptOutcome::Run(Box::new(NativeJob::new(self.core.clone(), plan)))),
+        }
+    }
+}
