@@ -1,0 +1,57 @@
+# gearbox — build, run and test.
+#   make run    install what is missing, build the module, start redis-server with it (127.0.0.1)
+#   make test   unit tests (engine + module) and end-to-end tests against real redis-servers
+#   make bench  (see benches/) performance figures next to Lua references
+# Variables: PORT (6379), MODE (native), MODULE_ARGS (extra load-time name/value pairs),
+#            PYO3_PYTHON (a Python 3.13+ with shared libpython; found automatically),
+#            CARGO_TARGET_DIR (where cargo builds; default ./target), PYTEST_ARGS.
+
+SHELL := /bin/bash
+PORT ?= 6379
+MODE ?= native
+MODULE_ARGS ?=
+PYTEST_ARGS ?=
+TARGET_DIR := $(or $(CARGO_TARGET_DIR),$(CURDIR)/target)
+MODULE := $(TARGET_DIR)/release/libgearbox.so
+VENV := $(CURDIR)/.venv
+
+.PHONY: all deps build run test unit-test e2e-test venv clean
+
+all: build
+
+deps:
+	@scripts/install-deps.sh
+
+# The Python to build against: found once per make invocation.
+python-path = $(shell scripts/find-python.sh)
+
+build: deps
+	@py="$(python-path)"; [ -n "$$py" ] || { scripts/find-python.sh; exit 1; }; \
+	echo "building gearbox against $$py"; \
+	PYO3_PYTHON="$$py" cargo build --release --locked
+
+run: build
+	@echo "starting redis-server on 127.0.0.1:$(PORT) with gearbox (mode $(MODE)); connect with: redis-cli -p $(PORT)"
+	@echo "try:  redis-cli -p $(PORT) RG.PYEXECUTE \"GB().map(lambda r: r['key']).run()\"   (Ctrl-C stops the server)"
+	exec redis-server --port $(PORT) --bind 127.0.0.1 --save "" --appendonly no \
+		--loadmodule $(MODULE) mode $(MODE) $(MODULE_ARGS)
+
+$(VENV)/.installed: tests/requirements.txt
+	@py="$(python-path)"; [ -n "$$py" ] || { scripts/find-python.sh; exit 1; }; \
+	"$$py" -m venv $(VENV) && $(VENV)/bin/pip install --quiet --disable-pip-version-check -r tests/requirements.txt
+	@touch $@
+
+venv: $(VENV)/.installed
+
+unit-test: deps
+	@py="$(python-path)"; [ -n "$$py" ] || { scripts/find-python.sh; exit 1; }; \
+	PYO3_PYTHON="$$py" cargo test --release --locked --workspace
+
+e2e-test: build venv
+	GEARBOX_MODULE=$(MODULE) PATH="$(VENV)/bin:$$PATH" $(VENV)/bin/python -m pytest tests/e2e $(PYTEST_ARGS)
+
+test: unit-test e2e-test
+
+clean:
+	cargo clean
+	rm -rf $(VENV)
