@@ -332,9 +332,6 @@ def _run_script(source):
     _state.in_script = True
     try:
         exec(compile(source, "<string>", "exec"), _globals())
-    except _gearbox.ScriptTimeout:
-        _state.pending = None
-        return ("error", "Script ran past ScriptTimeoutMS (%s ms) and was stopped" % configGet("ScriptTimeoutMS"))
     except BaseException as e:
         _state.pending = None
         return ("error", _pipeline.format_exception(e))

@@ -26,6 +26,11 @@ pub const SCRIPT_NOT_UTF8: &str = "script is not valid UTF-8";
 pub const REMOTE_NOT_SUPPORTED: &str = "Execute remote is not longer supported";
 pub const FREE_INTERPRETER_NOT_SUPPORTED: &str = "Free interpreter is not longer supported";
 
+/// The reply to a script whose top level ran past ScriptTimeoutMS (gearbox's own text).
+pub fn script_timeout(limit_ms: u128) -> String {
+    format!("Script ran past ScriptTimeoutMS ({limit_ms} ms) and was stopped")
+}
+
 /// Errors the engine returns; `Display` is the exact reply text.
 #[derive(Debug, Error, Clone, PartialEq)]
 pub enum EngineError {

@@ -9,7 +9,7 @@
 //!   to create a sub-interpreter;
 //! * code that may wait for the Redis lock runs inside `allow_threads`.
 
-use std::ffi::{c_char, c_ulong, c_void, CStr, CString};
+use std::ffi::{c_char, c_int, c_ulong, c_void, CStr, CString};
 use std::marker::PhantomData;
 use std::ptr;
 
@@ -230,18 +230,43 @@ pub fn end_interpreter(interp: InterpPtr) {
     }
 }
 
+/// How hard `interrupt` pushes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Push {
+    /// An asynchronous exception, seen at the next bytecode boundary.
+    Raise,
+    /// Also a trace function on every thread of the interpreter that raises at every line, so
+    /// code that catches the first exception (`except BaseException: pass`) cannot go on.
+    RaiseAtEveryLine,
+}
+
 /// Raise `exception` (a type object of `interp`) in the thread `thread` the next time it runs
 /// Python code in `interp`, if `still_wanted()` (checked while holding that interpreter's GIL).
-pub fn interrupt(interp: InterpPtr, thread: c_ulong, exception: *mut ffi::PyObject, still_wanted: impl FnOnce() -> bool) {
+pub fn interrupt(interp: InterpPtr, thread: c_ulong, exception: *mut ffi::PyObject, push: Push, still_wanted: impl FnOnce() -> bool) {
     let attached = attach(interp);
     if still_wanted() {
         // SAFETY: we hold `interp`'s GIL; `exception` is a type object owned by `interp`'s builtin
-        // module, alive as long as the interpreter, which the caller keeps alive.
+        // module, alive as long as the interpreter, which the caller keeps alive. A trace
+        // function set here lives on each thread state and is removed when that state is
+        // cleared, which every attachment does when it ends.
         unsafe {
             ffi::PyThreadState_SetAsyncExc(thread as std::ffi::c_long, exception);
+            if push == Push::RaiseAtEveryLine {
+                ffi::PyEval_SetTraceAllThreads(Some(raise_at_every_line), exception);
+            }
         }
     }
     drop(attached);
+}
+
+unsafe extern "C" fn raise_at_every_line(exception: *mut ffi::PyObject, _frame: *mut ffi::PyFrameObject, what: c_int, _arg: *mut ffi::PyObject) -> c_int {
+    if what == ffi::PyTrace_LINE || what == ffi::PyTrace_CALL {
+        // SAFETY: called by CPython with the GIL held; `exception` is the type object passed
+        // to PyEval_SetTraceAllThreads, alive with the interpreter.
+        unsafe { ffi::PyErr_SetNone(exception) };
+        return -1;
+    }
+    0
 }
 
 /// Compile and run `source` as module `name` (registered in `sys.modules`); returns the module.

@@ -143,7 +143,8 @@ impl Job for NativeJob {
         };
         let py = cpython::attach(self.core.interp);
         let active = Arc::new(Mutex::new(true));
-        control.set_interrupter(Some(self.core.interrupter(py.thread_ident(), self.core.abort_exception, active.clone())));
+        let fired = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        control.set_interrupter(Some(self.core.interrupter(py.thread_ident(), self.core.abort_exception, active.clone(), false, fired)));
         // SAFETY: attached; the plan callable is our owned reference, released here.
         let outcome = unsafe {
             let result = if control.is_aborted() { std::ptr::null_mut() } else { ffi::PyObject_CallNoArgs(plan.callable.0) };

@@ -16,12 +16,13 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use gearbox_engine::errors;
 use gearbox_engine::port::ScriptOutcome;
 use gearbox_engine::{Host, Interpreter, Runtime};
 use pyo3_ffi as ffi;
 
 use super::watchdog::Watchdog;
-use cpython::{Attached, InterpPtr};
+use cpython::{Attached, InterpPtr, Push};
 use job::NativeJob;
 
 /// The API every script sees, shared with the wasm runtime.
@@ -66,10 +67,21 @@ impl Drop for InterpCore {
 
 impl InterpCore {
     /// An interrupter for code running on `thread`: raises `exception` there while `active`.
-    fn interrupter(self: &Arc<Self>, thread: c_ulong, exception: ObjPtr, active: Arc<Mutex<bool>>) -> Arc<dyn Fn() + Send + Sync> {
+    /// With `escalate`, every call after the first also makes every line raise (see
+    /// `cpython::Push`); `fired` counts the calls.
+    fn interrupter(
+        self: &Arc<Self>,
+        thread: c_ulong,
+        exception: ObjPtr,
+        active: Arc<Mutex<bool>>,
+        escalate: bool,
+        fired: Arc<AtomicUsize>,
+    ) -> Arc<dyn Fn() + Send + Sync> {
         let core = self.clone();
         Arc::new(move || {
-            cpython::interrupt(core.interp, thread, exception.get(), || *active.lock().unwrap_or_else(|e| e.into_inner()));
+            let n = fired.fetch_add(1, Ordering::SeqCst);
+            let push = if escalate && n > 0 { Push::RaiseAtEveryLine } else { Push::Raise };
+            cpython::interrupt(core.interp, thread, exception.get(), push, || *active.lock().unwrap_or_else(|e| e.into_inner()));
         })
     }
 }
@@ -160,16 +172,20 @@ impl Interpreter for NativeInterpreter {
     fn run_script(&self, source: &str, timeout: Duration) -> Result<ScriptOutcome, String> {
         let py = cpython::attach(self.core.interp);
         let active = Arc::new(Mutex::new(true));
-        let interrupter = self.core.interrupter(py.thread_ident(), self.core.timeout_exception, active.clone());
+        let fired = Arc::new(AtomicUsize::new(0));
+        let interrupter =
+            self.core.interrupter(py.thread_ident(), self.core.timeout_exception, active.clone(), true, fired.clone());
         let armed = self.watchdog.arm(timeout, interrupter);
         let outcome = job::run_script(&py, source);
         deactivate(&active);
         drop(armed);
         // A timeout raised after the script returned is discarded with the thread state.
         drop(py);
-        match outcome? {
-            job::ScriptResult::Done => Ok(ScriptOutcome::Done),
-            job::ScriptResult::Run(plan) => Ok(ScriptOutcome::Run(Box::new(NativeJob::new(self.core.clone(), plan)))),
+        match outcome {
+            Err(_) if fired.load(Ordering::SeqCst) > 0 => Err(errors::script_timeout(timeout.as_millis())),
+            Err(text) => Err(text),
+            Ok(job::ScriptResult::Done) => Ok(ScriptOutcome::Done),
+            Ok(job::ScriptResult::Run(plan)) => Ok(ScriptOutcome::Run(Box::new(NativeJob::new(self.core.clone(), plan)))),
         }
     }
 }
