@@ -270,9 +270,11 @@ class GearsBuilder:
             if not isinstance(arg, str):
                 raise error("regex argument must be a string")
             from_id = kwargs.get("fromId", "0-0")
+            if not isinstance(from_id, str):
+                raise error("fromId argument must be a string")
             return lambda: _pipeline.stream_reader(arg, from_id)
         if self.reader == "PythonReader":
-            if arg is None or arg == "*":
+            if arg is None:
                 raise error("python reader function is not given")
             if not isinstance(arg, types.FunctionType):
                 raise error("pyreader argument must be a function")
@@ -299,7 +301,7 @@ class GearsBuilder:
             steps.append(("collect", ()))
         info = [("reader", self.reader, str(arg if arg is not None else self.defaultArg))]
         info += [_STEP_INFO[name] + ("",) for name, _ in steps]
-        _state.pending = (lambda: _pipeline.run_plan(reader, steps), info)
+        _state.pending = (lambda: _pipeline.run_plan(reader, steps, configGet("ProfileExecutions") not in ("0", None)), info)
         return None
 
     def register(self, *args, **kwargs):

@@ -10,7 +10,7 @@ error list (RedisGears semantics); `_gearbox.forcestopped` (RG.ABORTEXECUTION) i
 BaseException and ends the whole execution.
 """
 import itertools
-import sys
+import time
 import traceback
 import types
 
@@ -64,7 +64,7 @@ def keys_only_reader(pattern, count, no_scan, pattern_generator):
         return
     cursor = "0"
     while True:
-        cursor, keys = _gearbox.call("SCAN", cursor, "MATCH", pattern, "COUNT", str(int(count)))
+        cursor, keys = _gearbox.call("SCAN", cursor, "MATCH", pattern, "COUNT", str(count))
         yield from keys
         if cursor == "0":
             return
@@ -165,7 +165,8 @@ def _grouped(records, errors, extractor):
         except Exception as e:
             errors.append(format_exception(e))
             continue
-        yield key, r
+        # RedisGears keys records by string: an int key 1 becomes '1'.
+        yield (key if isinstance(key, str) else str(key)), r
 
 
 def step_groupby(records, errors, extractor, reducer):
@@ -222,24 +223,64 @@ STEPS = {
 }
 
 
-def run_plan(reader, steps):
-    """Run a plan; returns (results, errors) for the host. `reader()` gives the records,
-    `steps` is a list of (name, args)."""
+class _Timer:
+    """Accumulates the time spent inside callbacks (ProfileExecutions=1)."""
+
+    def __init__(self):
+        self.seconds = 0.0
+
+    def wrap(self, f):
+        if not callable(f):
+            return f
+
+        def timed(*args):
+            start = time.perf_counter()
+            try:
+                return f(*args)
+            finally:
+                self.seconds += time.perf_counter() - start
+
+        return timed
+
+    def wrap_iterator(self, iterator):
+        while True:
+            start = time.perf_counter()
+            try:
+                item = next(iterator)
+            except StopIteration:
+                self.seconds += time.perf_counter() - start
+                return
+            self.seconds += time.perf_counter() - start
+            yield item
+
+    def ms(self):
+        return int(self.seconds * 1000)
+
+
+def run_plan(reader, steps, profile=False):
+    """Run a plan; returns (results, errors, step_ms) for the host. `reader()` gives the records,
+    `steps` is a list of (name, args); step_ms has the reader's time first, then each step's
+    (all zero unless `profile`)."""
     errors = []
     results = []
+    timers = [_Timer() for _ in range(len(steps) + 1)]
     try:
         records = _guarded_reader(reader, errors)
-        for name, args in steps:
+        if profile:
+            records = timers[0].wrap_iterator(records)
+        for (name, args), timer in zip(steps, timers[1:]):
+            if profile:
+                args = tuple(timer.wrap(a) for a in args)
             records = STEPS[name](records, errors, *args)
         for r in records:
             results.append(r)
     except _gearbox.forcestopped:
-        return [], errors + ["Execution was aborted"]
+        return [], errors + ["Execution was aborted"], [t.ms() for t in timers]
     except _gearbox.error as e:
         errors.append(str(e))
     except Exception as e:
         errors.append(format_exception(e))
-    return results, errors
+    return results, errors, [t.ms() for t in timers]
 
 
 def _guarded_reader(reader, errors):

@@ -89,7 +89,7 @@ mod tests {
     #[test]
     fn a_kept_execution_stays_listed_with_its_results() {
         let engine = Engine::new(1).unwrap();
-        let out = Outcome { results: vec![Value::Int(3)], errors: vec![] };
+        let out = Outcome::new(vec![Value::Int(3)], vec![]);
         let exec = engine.start(session("s"), Box::new(FixedJob(out.clone())), true, 100);
         let (tx, rx) = mpsc::channel();
         exec.on_done(move |o| tx.send(o.clone()).unwrap());

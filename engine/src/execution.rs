@@ -34,16 +34,22 @@ impl ExecutionStatus {
     }
 }
 
-/// What an execution produced: result records and error texts.
+/// What an execution produced: result records, error texts, and (with ProfileExecutions) the
+/// milliseconds spent in each step of the plan, the reader first.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Outcome {
     pub results: Vec<Value>,
     pub errors: Vec<String>,
+    pub step_ms: Vec<u64>,
 }
 
 impl Outcome {
+    pub fn new(results: Vec<Value>, errors: Vec<String>) -> Outcome {
+        Outcome { results, errors, step_ms: Vec::new() }
+    }
+
     pub fn failed(error: impl Into<String>) -> Outcome {
-        Outcome { results: Vec::new(), errors: vec![error.into()] }
+        Outcome::new(Vec::new(), vec![error.into()])
     }
 
     pub fn to_reply(&self) -> Value {
@@ -80,6 +86,8 @@ pub struct ExecutionReport {
     pub errors: Vec<String>,
     pub total_ms: u64,
     pub steps: Vec<StepInfo>,
+    /// Per step, aligned with `steps`; zeros unless profiled.
+    pub step_ms: Vec<u64>,
 }
 
 impl Execution {
@@ -131,6 +139,9 @@ impl Execution {
             errors: st.outcome.as_ref().map(|o| o.errors.clone()).unwrap_or_default(),
             total_ms: total.as_millis() as u64,
             steps: self.steps.clone(),
+            step_ms: (0..self.steps.len())
+                .map(|i| st.outcome.as_ref().and_then(|o| o.step_ms.get(i).copied()).unwrap_or(0))
+                .collect(),
         }
     }
 
@@ -228,7 +239,7 @@ pub(crate) mod tests {
     }
 
     fn ok_outcome() -> Outcome {
-        Outcome { results: vec![Value::bulk("1")], errors: vec![] }
+        Outcome::new(vec![Value::bulk("1")], vec![])
     }
 
     #[test]

@@ -40,12 +40,13 @@ fn plan_value(report: &ExecutionReport) -> Value {
     let steps = report
         .steps
         .iter()
-        .map(|s| {
+        .zip(&report.step_ms)
+        .map(|(s, ms)| {
             Value::Array(vec![
                 Value::bulk("type"),
                 Value::bulk(s.kind.clone()),
                 Value::bulk("duration"),
-                Value::Int(0),
+                Value::Int(*ms as i64),
                 Value::bulk("name"),
                 Value::bulk(s.name.clone()),
                 Value::bulk("arg"),
@@ -68,7 +69,7 @@ fn plan_value(report: &ExecutionReport) -> Value {
         Value::bulk("total_duration"),
         Value::Int(report.total_ms as i64),
         Value::bulk("read_duration"),
-        Value::Int(0),
+        Value::Int(report.step_ms.first().copied().unwrap_or(0) as i64),
         Value::bulk("steps"),
         Value::Array(steps),
     ])

@@ -79,6 +79,7 @@ class GearsServer:
         self.redis_args = [str(a) for a in redis_args]
         self.port = None
         self.proc = None
+        self.expected_dead = False  # set when the test already reported this server's end
         self._clients = []
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -127,6 +128,7 @@ class GearsServer:
         finally:
             probe.close()
         self.stop()
+        self.expected_dead = True
         raise RuntimeError(f"redis-server on port {self.port} did not answer PING within {timeout}s\n"
                            f"--- log tail ---\n{self.log_tail()}")
 
@@ -201,8 +203,9 @@ def _skip_or_fail_start(mode, err):
     """A server with `mode <mode>` failed to start: skip for an unavailable wasm build, else fail."""
     if mode == "wasm" and WASM_UNAVAILABLE_RE.search(err.log):
         line = next((l for l in err.log.splitlines() if WASM_UNAVAILABLE_RE.search(l)), "")
-        _mode_probe[(mode, _module_key())] = line.strip()
-        pytest.skip(f"wasm mode not available in this build: {line.strip()}")
+        line = re.sub(r"^\d+:[A-Z] .*?\d\d:\d\d:\d\d\.\d+ [#*.-] ", "", line).strip()  # drop redis' log prefix
+        _mode_probe[(mode, _module_key())] = line
+        pytest.skip(f"wasm mode not available in this build: {line}")
     pytest.fail(f"redis-server with the gearbox module (mode {mode}) exited with code {err.returncode} "
                 f"before answering PING\n--- log tail ---\n" + "\n".join(err.log.splitlines()[-40:]),
                 pytrace=False)
@@ -233,6 +236,7 @@ class GearsFactory:
         try:
             srv.start()
         except ServerExited as e:
+            srv.expected_dead = True  # reported here; teardown must not call it a crash
             if with_mode:
                 _skip_or_fail_start(self.mode, e)
             pytest.fail(f"redis-server exited with code {e.returncode} before answering PING\n"
@@ -282,13 +286,17 @@ class GearsFactory:
         """A redis-server without the module (e.g. for MODULE LOAD tests)."""
         srv = GearsServer(self._dir(), [], load_module=False, redis_args=redis_args)
         self.servers.append(srv)
-        srv.start()
+        try:
+            srv.start()
+        except ServerExited as e:
+            srv.expected_dead = True
+            pytest.fail(f"plain redis-server exited with code {e.returncode}\n{e.log[-2000:]}", pytrace=False)
         return srv
 
     def teardown(self):
         crashed = []
         for srv in self.servers:
-            if srv.proc is None or getattr(srv, "expected_dead", False):
+            if srv.proc is None or srv.expected_dead:
                 continue
             if not srv.alive():
                 crashed.append(srv)
@@ -301,22 +309,39 @@ class GearsFactory:
                         f"--- log tail ---\n{srv.log_tail()}", pytrace=False)
 
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Attach each server's log tail to a failed test's report (shown under 'Captured ... redis.log')."""
+    outcome = yield
+    report = outcome.get_result()
+    if report.failed:
+        for factory in getattr(item, "_gears_factories", []):
+            for srv in factory.servers:
+                report.sections.append((f"redis.log (port {srv.port}, {srv.dir})", srv.log_tail(25)))
+
+
+def _track(request, factory):
+    request.node._gears_factories = getattr(request.node, "_gears_factories", []) + [factory]
+
+
 @pytest.fixture(params=MODES)
 def mode(request):
     return request.param
 
 
 @pytest.fixture
-def gears(mode, tmp_path):
+def gears(mode, tmp_path, request):
     factory = GearsFactory(mode, tmp_path)
+    _track(request, factory)
     yield factory
     factory.teardown()
 
 
 @pytest.fixture
-def gears_nomode(tmp_path):
+def gears_nomode(tmp_path, request):
     """Factory for mode-independent cases (run once, not per mode): always pass with_mode=False."""
     factory = GearsFactory("native", tmp_path)
+    _track(request, factory)
     yield factory
     factory.teardown()
 

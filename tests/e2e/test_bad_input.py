@@ -170,6 +170,13 @@ def test_script_that_closes_stdio_does_not_break_server(alive):
     assert pyexec(alive, "print('still printing')") == "OK"
 
 
-def test_reading_huge_range_in_step_is_an_error_not_a_crash(alive):
-    results, errors = pyexec(alive, "GB('ShardsIDReader').map(lambda x: list(range(10**12))).run()")
-    assert results == [] and len(errors) == 1
+
+
+def test_impossible_allocation_in_step_is_memory_error(alive):
+    # 2**60 bytes cannot be mapped by any allocator: a MemoryError for the script, never an abort of Redis
+    results, errors = pyexec(alive, "GB('ShardsIDReader').map(lambda x: len(bytearray(2**60))).run()")
+    assert results == [] and len(errors) == 1 and "MemoryError" in errors[0]
+
+
+def test_impossible_allocation_at_top_level_is_error(alive):
+    assert "MemoryError" in pyexec_error(alive, "x = bytearray(2**60)")

@@ -337,17 +337,20 @@ def test_pydumpsessions_entry_of_live_session(r):
     r.execute_command("RG.GETRESULTSBLOCKING", eid)
 
 
-def test_pydumpsessions_no_description_is_nil(r):
-    eid = finished(r)  # random session id
+def test_pydumpsessions_no_id_no_description(r):
+    eid = start_unblocking(r, GATED_RUN)  # random session id, no description
     entries = r.execute_command("RG.PYDUMPSESSIONS")
     assert len(entries) == 1
     assert len(entries[0][1]) == 40 and entries[0][3] is None
-    r.execute_command("RG.DROPEXECUTION", eid)
+    r.set("gate", "1")
+    r.execute_command("RG.GETRESULTSBLOCKING", eid)
 
 
-def test_session_freed_when_last_execution_dropped(r):
-    eid = finished(r, "GB('ShardsIDReader').run()")
-    assert r.execute_command("RG.PYDUMPSESSIONS") != []
+def test_session_freed_after_its_execution(r):
+    eid = start_unblocking(r, GATED_RUN)
+    assert len(r.execute_command("RG.PYDUMPSESSIONS")) == 1  # a running execution holds its session
+    r.set("gate", "1")
+    r.execute_command("RG.GETRESULTSBLOCKING", eid)
     r.execute_command("RG.DROPEXECUTION", eid)
     wait_until(lambda: r.execute_command("RG.PYDUMPSESSIONS") == [], timeout=5, what="session to be freed")
 
@@ -358,10 +361,11 @@ def test_session_of_blocking_run_is_freed(r):
 
 
 def test_pydumpsessions_sessions_filter(r):
-    eid = start_unblocking(r, "GB('ShardsIDReader').run()", "ID", "test1")
+    eid = start_unblocking(r, GATED_RUN, "ID", "test1")
     res = r.execute_command("RG.PYDUMPSESSIONS", "SESSIONS", "test1", "test3")
-    assert res[0][1] == "test1"
+    assert res[0][0:2] == ["ID", "test1"]
     assert res[1] == "Session test3 does not exists"
+    r.set("gate", "1")
     r.execute_command("RG.GETRESULTSBLOCKING", eid)
 
 

@@ -4,7 +4,7 @@ import ast
 import pytest
 import redis
 
-from gb_helpers import (EID_RE, MULTI_LUA_ERR, dump_executions, pyexec, pyexec_error, run, run_ok,
+from gb_helpers import (EID_RE, GATED_RUN, MULTI_LUA_ERR, dump_executions, pyexec, pyexec_error, run, run_ok,
                         script)
 
 
@@ -107,9 +107,10 @@ def test_same_id_reusable_after_session_ended(r):
 
 
 def test_same_id_while_session_alive_is_refused(r):
-    eid = pyexec(r, "GB('ShardsIDReader').run()", "ID", "alive", "UNBLOCKING")
-    r.execute_command("RG.GETRESULTSBLOCKING", eid)
+    eid = pyexec(r, GATED_RUN, "ID", "alive", "UNBLOCKING")  # the running execution keeps the session alive
     assert "Session alive already exists" in pyexec_error(r, "x = 1", "ID", "alive")
+    r.set("gate", "1")
+    r.execute_command("RG.GETRESULTSBLOCKING", eid)
 
 
 def test_unknown_argument(r):

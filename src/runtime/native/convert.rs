@@ -208,3 +208,21 @@ pub unsafe fn key_record_to_py(record: &KeyRecord, read_value: bool) -> *mut ffi
     }
     dict
 }
+
+/// A list of non-negative ints (borrowed `list`); anything else counts as 0.
+pub unsafe fn u64_list(list: *mut ffi::PyObject) -> Vec<u64> {
+    // SAFETY (caller): attached; `list` is a live list.
+    if list.is_null() || ffi::PyList_Check(list) == 0 {
+        return Vec::new();
+    }
+    (0..ffi::PyList_Size(list))
+        .map(|i| {
+            let n = ffi::PyLong_AsUnsignedLongLong(ffi::PyList_GetItem(list, i));
+            if !ffi::PyErr_Occurred().is_null() {
+                ffi::PyErr_Clear();
+                return 0;
+            }
+            n
+        })
+        .collect()
+}

@@ -3,7 +3,7 @@
 //!
 //! `_run_script(source)` answers `None` (nothing to run), `("error", text)` (the exact reply
 //! text, already formatted by PythonAttemptTraceback) or `("run", plan, steps)` where `plan()`
-//! returns `(results, errors)` and `steps` lists `(type, name, arg)` for RG.GETEXECUTION.
+//! returns `(results, errors, step_ms)` and `steps` lists `(type, name, arg)` for RG.GETEXECUTION.
 
 use std::ffi::c_char;
 use std::sync::{Arc, Mutex};
@@ -123,12 +123,13 @@ impl NativeJob {
 
 unsafe fn outcome_of(result: *mut ffi::PyObject) -> Outcome {
     // SAFETY (caller): attached; `result` is borrowed.
-    if ffi::PyTuple_Check(result) == 0 || ffi::PyTuple_Size(result) != 2 {
+    if ffi::PyTuple_Check(result) == 0 || ffi::PyTuple_Size(result) != 3 {
         return Outcome::failed("gears plan returned an unexpected value");
     }
     Outcome {
         results: convert::result_list(ffi::PyTuple_GetItem(result, 0)),
         errors: convert::error_list(ffi::PyTuple_GetItem(result, 1)),
+        step_ms: convert::u64_list(ffi::PyTuple_GetItem(result, 2)),
     }
 }
 
