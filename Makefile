@@ -15,7 +15,7 @@ TARGET_DIR := $(or $(CARGO_TARGET_DIR),$(CURDIR)/target)
 MODULE := $(TARGET_DIR)/release/libgearbox.so
 VENV := $(CURDIR)/.venv
 
-.PHONY: all deps build run test unit-test e2e-test venv clean
+.PHONY: all deps build run test unit-test e2e-test venv bench clean
 
 all: build
 
@@ -51,6 +51,9 @@ e2e-test: build venv
 	GEARBOX_MODULE=$(MODULE) PATH="$(VENV)/bin:$$PATH" $(VENV)/bin/python -m pytest tests/e2e $(PYTEST_ARGS)
 
 test: unit-test e2e-test
+
+bench: build venv
+	GEARBOX_MODULE=$(MODULE) $(VENV)/bin/python benches/bench.py $(BENCH_ARGS)
 
 clean:
 	cargo clean

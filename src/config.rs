@@ -44,6 +44,8 @@ const NUMERIC: &[NumericSpec] = &[
     NumericSpec { name: "CreateVenv", default: 0, min: 0, runtime: false },
     // gearbox's own: wall-clock limit of a script's top-level code on Redis' main thread.
     NumericSpec { name: "ScriptTimeoutMS", default: 5000, min: 1, runtime: true },
+    // gearbox's own: interpreters kept started and ready for the next RG.PYEXECUTE (0: none).
+    NumericSpec { name: "InterpreterPoolSize", default: 2, min: 0, runtime: false },
 ];
 
 const STRINGS: &[(&str, &str)] = &[
@@ -207,6 +209,10 @@ impl Config {
 
     pub fn attempt_traceback(&self) -> bool {
         self.number("PythonAttemptTraceback") != 0
+    }
+
+    pub fn interpreter_pool_size(&self) -> usize {
+        self.number("InterpreterPoolSize") as usize
     }
 
     pub fn script_timeout(&self) -> std::time::Duration {

@@ -30,7 +30,7 @@ fn load(ctx: Ctx, argv: *mut *mut raw::RedisModuleString, argc: c_int) -> Result
         .collect::<Result<_, _>>()?;
     let config = config::Config::from_load_args(&args)?;
     redis_ffi::init_globals(ctx);
-    let runtime = runtime::start(config.mode)?;
+    let runtime = runtime::start(&config)?;
     let engine = Engine::new(config.execution_threads()).map_err(|e| format!("could not start the execution threads: {e}"))?;
     let mode = config.mode;
     gearbox::install(config, engine, runtime)?;

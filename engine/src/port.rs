@@ -136,8 +136,12 @@ pub trait Interpreter: Send + Sync {
 pub trait Runtime: Send + Sync {
     fn mode_name(&self) -> &'static str;
     fn create_interpreter(&self, host: Arc<dyn Host>) -> Result<Box<dyn Interpreter>, String>;
-    /// Live interpreters made by this runtime (for INFO and tests of session lifetime).
+    /// Live interpreters owned by sessions (for INFO and tests of session lifetime).
     fn live_interpreters(&self) -> usize;
+    /// Interpreters started ahead of demand, waiting for a session.
+    fn ready_interpreters(&self) -> usize {
+        0
+    }
 }
 
 #[cfg(test)]

@@ -20,6 +20,7 @@ fn write(ctx: InfoCtx) {
     ctx.field_int("nregistrations", 0);
     ctx.field_int("nsessions", gb.engine.sessions.summaries().len() as i64);
     ctx.field_int("live_interpreters", gb.runtime.live_interpreters() as i64);
+    ctx.field_int("ready_interpreters", gb.runtime.ready_interpreters() as i64);
     ctx.field_str("mode", gb.runtime.mode_name());
     ctx.field_int("execution_threads", gb.engine.execution_threads() as i64);
     let m = memory::process_memory();

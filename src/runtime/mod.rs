@@ -7,12 +7,12 @@ pub mod watchdog;
 
 use gearbox_engine::Runtime;
 
-use crate::config::Mode;
+use crate::config::{Config, Mode};
 
 /// Start the runtime for `mode`. Called once, at module load, on Redis' main thread.
-pub fn start(mode: Mode) -> Result<Box<dyn Runtime>, String> {
-    match mode {
-        Mode::Native => native::NativeRuntime::start().map(|r| Box::new(r) as Box<dyn Runtime>),
+pub fn start(config: &Config) -> Result<Box<dyn Runtime>, String> {
+    match config.mode {
+        Mode::Native => native::NativeRuntime::start(config.interpreter_pool_size()).map(|r| Box::new(r) as Box<dyn Runtime>),
         Mode::Wasm => Err("mode wasm is not available in this build yet (the wasm runtime has not landed); \
                            load the module with 'mode native' or without a mode"
             .to_string()),

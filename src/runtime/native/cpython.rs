@@ -61,6 +61,7 @@ pub fn initialize(home: &str, builtin_name: &CStr, init_builtin: unsafe extern "
         return Err("another module already started a Python interpreter in this process".into());
     }
     reopen_libpython_global();
+    super::arenas::install();
     // SAFETY: before Py_Initialize, as AppendInittab requires; the name is a static C string.
     if unsafe { ffi::PyImport_AppendInittab(builtin_name.as_ptr(), Some(init_builtin)) } != 0 {
         return Err("could not register the gearbox builtin module".into());
@@ -100,6 +101,12 @@ fn reopen_libpython_global() {
             libc::dlopen(info.dli_fname, libc::RTLD_NOW | libc::RTLD_NOLOAD | libc::RTLD_GLOBAL);
         }
     }
+}
+
+/// CPython's id of an interpreter (unique for the life of the process, never reused).
+pub fn interpreter_id(interp: InterpPtr) -> i64 {
+    // SAFETY: reads an immutable field of a live interpreter (callers own it).
+    unsafe { ffi::PyInterpreterState_GetID(interp.0) }
 }
 
 /// Create an own-GIL sub-interpreter and run `bootstrap` attached to it. Works on any thread.

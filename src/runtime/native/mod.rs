@@ -6,10 +6,12 @@
 //! Unsafe code lives in `cpython.rs` (interpreter and thread states), `convert.rs` and
 //! `hostmodule.rs` (objects); this file only composes them.
 
+mod arenas;
 mod convert;
 mod cpython;
 mod hostmodule;
 mod job;
+mod pool;
 
 use std::ffi::c_ulong;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -50,18 +52,19 @@ impl ObjPtr {
 /// interrupter in flight, so none of them can outlive it.
 struct InterpCore {
     interp: InterpPtr,
+    id: i64,
     abort_exception: ObjPtr,
     timeout_exception: ObjPtr,
     live: Arc<AtomicUsize>,
-    /// Dropped after the interpreter ended (fields drop after `drop`), so freeing the host, which
-    /// takes the Redis lock, never happens while this interpreter's GIL is held.
-    _host: Arc<dyn Host>,
+    /// Freed by the reaper after the interpreter ended, so freeing the host (which takes the
+    /// Redis lock) never happens while this interpreter's GIL is held.
+    host: Option<Arc<dyn Host>>,
+    reaper: pool::Reaper,
 }
 
 impl Drop for InterpCore {
     fn drop(&mut self) {
-        cpython::end_interpreter(self.interp);
-        self.live.fetch_sub(1, Ordering::SeqCst);
+        self.reaper.bury(pool::Corpse { interp: self.interp, id: self.id, host: self.host.take(), live: self.live.clone() });
     }
 }
 
@@ -95,18 +98,22 @@ fn deactivate(active: &Mutex<bool>) {
 pub struct NativeRuntime {
     live: Arc<AtomicUsize>,
     watchdog: Watchdog,
+    pool: pool::InterpreterPool,
+    reaper: pool::Reaper,
 }
 
 impl NativeRuntime {
     /// Start CPython in this process. Call once, on Redis' main thread, at module load.
-    pub fn start() -> Result<NativeRuntime, String> {
+    pub fn start(pool_size: usize) -> Result<NativeRuntime, String> {
         let (major, minor, patch) = cpython::python_version();
         if (major, minor) < (3, 13) {
             return Err(format!("Python {major}.{minor}.{patch} is too old: gearbox needs 3.13+ (own-GIL sub-interpreters)"));
         }
         cpython::initialize(env!("GEARBOX_PYTHON_HOME"), hostmodule::MODULE_NAME, hostmodule::init_module)?;
         let watchdog = Watchdog::start("gearbox-watchdog", Duration::from_millis(100)).map_err(|e| e.to_string())?;
-        Ok(NativeRuntime { live: Arc::new(AtomicUsize::new(0)), watchdog })
+        let pool = pool::InterpreterPool::start(pool_size).map_err(|e| e.to_string())?;
+        let reaper = pool::Reaper::start().map_err(|e| e.to_string())?;
+        Ok(NativeRuntime { live: Arc::new(AtomicUsize::new(0)), watchdog, pool, reaper })
     }
 
     pub fn python_version() -> String {
@@ -115,18 +122,16 @@ impl NativeRuntime {
     }
 }
 
-fn bootstrap(py: &Attached, host: Arc<dyn Host>) -> Result<(ObjPtr, ObjPtr), String> {
-    cpython::exec_module(py, c"_gearbox_boot", BOOT_PY, c"boot.py").map(|m| {
-        // SAFETY: attached (proof `py`); the module is a new reference we no longer need.
-        unsafe { ffi::Py_DecRef(m) }
-    })?;
-    // SAFETY: attached; the imported module is a new reference released below after use.
+/// Load what every script needs into a fresh interpreter; returns its abort and timeout
+/// exception types. No host yet: an interpreter may wait in the pool before a session adopts it.
+fn bootstrap(py: &Attached) -> Result<(ObjPtr, ObjPtr), String> {
+    // SAFETY: attached (proof `py`); every new reference is released.
     unsafe {
+        ffi::Py_DecRef(cpython::exec_module(py, c"_gearbox_boot", BOOT_PY, c"boot.py")?);
         let module = ffi::PyImport_ImportModule(hostmodule::MODULE_NAME.as_ptr());
         if module.is_null() {
             return Err(cpython::take_error_text());
         }
-        hostmodule::install_host(module, host);
         let abort = hostmodule::exception_type(module, c"forcestopped");
         let timeout = hostmodule::exception_type(module, c"ScriptTimeout");
         ffi::Py_DecRef(module);
@@ -140,22 +145,47 @@ fn bootstrap(py: &Attached, host: Arc<dyn Host>) -> Result<(ObjPtr, ObjPtr), Str
     }
 }
 
+/// Give a prepared interpreter its session's host.
+fn adopt(interp: InterpPtr, host: Arc<dyn Host>) -> Result<(), String> {
+    let _py = cpython::attach(interp);
+    // SAFETY: attached; `_gearbox` was imported by `bootstrap`, so this is a sys.modules look-up.
+    unsafe {
+        let module = ffi::PyImport_ImportModule(hostmodule::MODULE_NAME.as_ptr());
+        if module.is_null() {
+            return Err(cpython::take_error_text());
+        }
+        hostmodule::install_host(module, host);
+        ffi::Py_DecRef(module);
+    }
+    Ok(())
+}
+
 impl Runtime for NativeRuntime {
     fn mode_name(&self) -> &'static str {
         "native"
     }
 
     fn create_interpreter(&self, host: Arc<dyn Host>) -> Result<Box<dyn Interpreter>, String> {
-        let (interp, (abort, timeout)) = cpython::new_interpreter(|py| bootstrap(py, host.clone()))?;
+        let prepared = match self.pool.take() {
+            Some(p) => p,
+            None => pool::prepare()?,
+        };
         self.live.fetch_add(1, Ordering::SeqCst);
         let core = Arc::new(InterpCore {
-            interp,
-            abort_exception: abort,
-            timeout_exception: timeout,
+            interp: prepared.interp,
+            id: prepared.id,
+            abort_exception: prepared.abort_exception,
+            timeout_exception: prepared.timeout_exception,
             live: self.live.clone(),
-            _host: host,
+            host: Some(host.clone()),
+            reaper: self.reaper.clone(),
         });
+        adopt(core.interp, host)?;
         Ok(Box::new(NativeInterpreter { core, watchdog: self.watchdog.clone() }))
+    }
+
+    fn ready_interpreters(&self) -> usize {
+        self.pool.ready()
     }
 
     fn live_interpreters(&self) -> usize {

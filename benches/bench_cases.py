@@ -1,0 +1,158 @@
+"""The figures `make bench` measures (see benches/bench.py for the driver). Each case takes a running
+`Server` and returns rows: figure, ours, reference (same server, same run), unit, ratio, goal.
+Ratios are ours / reference (lower is better) except where the figure says speedup."""
+import csv
+import io
+import subprocess
+import threading
+import time
+
+SCRIPT_TIMEOUT_FREE = "ScriptTimeoutMS"
+
+
+def row(figure, ours, reference, unit, goal="", higher_is_better=False, note=""):
+    ratio = None
+    if ours is not None and reference:
+        ratio = (reference / ours) if higher_is_better else (ours / reference)
+    return {"figure": figure, "ours": ours, "reference": reference, "unit": unit, "ratio": ratio, "goal": goal,
+            "note": note}
+
+
+def redis_benchmark(port, clients, requests, *command):
+    """p50 and p99 latency (ms) of `command` from redis-benchmark."""
+    out = subprocess.run(["redis-benchmark", "-p", str(port), "-c", str(clients), "-n", str(requests), "--csv",
+                          "--precision", "3", *command], capture_output=True, text=True, timeout=900).stdout
+    rows = list(csv.DictReader(io.StringIO(out)))
+    if not rows:
+        raise RuntimeError("redis-benchmark printed nothing: " + out[-300:])
+    return float(rows[-1]["p50_latency_ms"]), float(rows[-1]["p99_latency_ms"])
+
+
+def timed(f):
+    start = time.perf_counter()
+    value = f()
+    return time.perf_counter() - start, value
+
+
+def latency(server, quick):
+    """trivial RG.PYEXECUTE latency vs EVAL "return 1" 0"""
+    rows = []
+    for clients in (1, 8):
+        n = 100 if quick else 400
+        ours = redis_benchmark(server.port, clients, n, "RG.PYEXECUTE", "x = 1")
+        ref = redis_benchmark(server.port, clients, max(n, 2000), "EVAL", "return 1", "0")
+        goal = "<= 10x (native)" if clients == 1 else ""
+        rows.append(row(f"RG.PYEXECUTE 'x = 1' p50, {clients} client(s)", ours[0], ref[0], "ms", goal))
+        rows.append(row(f"RG.PYEXECUTE 'x = 1' p99, {clients} client(s)", ours[1], ref[1], "ms"))
+    return rows
+
+
+def trigger(server, quick):
+    """registered sync RG.TRIGGER p50 vs EVAL"""
+    return [row("sync RG.TRIGGER p50", None, None, "ms", "<= 2x",
+                note="not measured: registrations (register/RG.TRIGGER) are not built yet")]
+
+
+def execute_calls(server, quick):
+    """execute('incr', k) from inside one script vs redis.call in a Lua loop"""
+    c = server.client
+    n = 20000 if quick else 200000
+    lua, _ = timed(lambda: c.eval(f"for i=1,{n} do redis.call('incr','lua') end return 1", 0))
+    worker, _ = timed(lambda: c.execute_command(
+        "RG.PYEXECUTE", f"GB('ShardsIDReader').foreach(lambda x: [execute('incr', 'w') for _ in range({n})]).run()"))
+    main, _ = timed(lambda: c.execute_command("RG.PYEXECUTE", f"for _ in range({n}): execute('incr', 'm')"))
+    assert int(c.get("w")) == n and int(c.get("m")) == n
+    return [
+        row(f"{n} execute('incr') in a run() step (calls/s)", n / worker, n / lua, "calls/s", "<= 2x Lua time",
+            higher_is_better=True),
+        row(f"{n} execute('incr') at top level (calls/s)", n / main, n / lua, "calls/s", "", higher_is_better=True),
+    ]
+
+
+def count_keys(server, quick):
+    """GB().count().run() over N keys vs a Lua SCAN loop"""
+    c = server.client
+    n = 20000 if quick else 200000
+    c.flushall()
+    c.execute_command("DEBUG", "POPULATE", n)
+    lua_src = ("local c, cur = 0, '0' repeat local r = redis.call('SCAN', cur, 'COUNT', 1000) "
+               "cur = r[1] c = c + #r[2] until cur == '0' return c")
+    lua, lua_count = timed(lambda: c.eval(lua_src, 0))
+    ours, reply = timed(lambda: c.execute_command("RG.PYEXECUTE", "GB().count().run()"))
+    keys_only, reply2 = timed(lambda: c.execute_command("RG.PYEXECUTE", "GB('KeysOnlyReader').count().run()"))
+    assert int(reply[0][0]) == n == lua_count and int(reply2[0][0]) == n
+    c.flushall()
+    return [
+        row(f"GB().count().run() over {n} keys", ours, lua, "s", "<= 1x Lua"),
+        row(f"GB('KeysOnlyReader').count().run() over {n} keys", keys_only, lua, "s"),
+    ]
+
+
+SPIN = ("def spin(x):\n    n = 0\n    for i in range({n}): n += i\n    return n\n"
+        "GB('ShardsIDReader').map(spin).run()")
+
+
+def parallel(server, quick):
+    """two CPU-bound scripts from two clients: speedup over running them one after the other"""
+    script = SPIN.format(n=2_000_000 if quick else 8_000_000)
+    c = server.client
+    one, _ = timed(lambda: (c.execute_command("RG.PYEXECUTE", script), c.execute_command("RG.PYEXECUTE", script)))
+
+    def both():
+        other = server.client.__class__(port=server.port, decode_responses=True)
+        t = threading.Thread(target=lambda: other.execute_command("RG.PYEXECUTE", script))
+        t.start()
+        c.execute_command("RG.PYEXECUTE", script)
+        t.join()
+        other.close()
+
+    two, _ = timed(both)
+    import os
+    return [row("2 CPU-bound scripts concurrently: speedup", two, one, "s", ">= 1.6x", higher_is_better=True,
+                note=f"load average during the run {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")]
+
+
+def settled_rss(server):
+    """RSS once every ended interpreter is gone and the allocator returned free pages."""
+    c = server.client
+    deadline = time.time() + 60
+    while time.time() < deadline and int(c.info("rg").get("rg_live_interpreters", 0)) > 0:
+        time.sleep(0.05)
+    c.execute_command("MEMORY", "PURGE")
+    time.sleep(0.3)
+    return server.rss_bytes()
+
+
+def sessions(server, quick):
+    """session create+destroy time, RSS per idle session, RSS growth per 1000 sessions"""
+    c = server.client
+    n = 200 if quick else 1000
+    for _ in range(5):
+        c.execute_command("RG.PYEXECUTE", "x = 1")  # warm up
+    rss0 = settled_rss(server)
+    total, _ = timed(lambda: [c.execute_command("RG.PYEXECUTE", "x = 1") for _ in range(n)])
+    growth = (settled_rss(server) - rss0) * 1000 / n
+    # Idle sessions: executions queued behind busy execution threads each hold their session.
+    held = 20 if quick else 50
+    c.delete("go")
+    wait = "import time\nGB('ShardsIDReader').map(lambda x: [time.sleep(0.01) for _ in iter(lambda: execute('get', 'go'), '1')]).run()"
+    rss1 = settled_rss(server)
+    for _ in range(held):
+        c.execute_command("RG.PYEXECUTE", wait, "UNBLOCKING")
+    time.sleep(0.5)
+    live = int(c.info("rg").get("rg_live_interpreters", 0))
+    per_session = (server.rss_bytes() - rss1) / max(live, 1)
+    c.set("go", "1")
+    deadline = time.time() + 60
+    while time.time() < deadline and any(e[3] != "done" for e in c.execute_command("RG.DUMPEXECUTIONS")):
+        time.sleep(0.05)
+    for e in c.execute_command("RG.DUMPEXECUTIONS"):
+        c.execute_command("RG.DROPEXECUTION", e[1])
+    return [
+        row("session create+run+destroy (RG.PYEXECUTE 'x = 1', mean)", total / n * 1000, None, "ms"),
+        row(f"RSS per idle session ({live} held)", per_session / 2**20, None, "MiB"),
+        row(f"RSS growth per 1000 sessions (measured over {n})", growth / 2**20, None, "MiB"),
+    ]
+
+
+CASES = [latency, trigger, execute_calls, count_keys, parallel, sessions]

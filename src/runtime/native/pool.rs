@@ -1,0 +1,129 @@
+//! Interpreter start-up and teardown off Redis' main thread.
+//!
+//! Creating and bootstrapping an own-GIL sub-interpreter costs tens of milliseconds (CPython
+//! re-imports `encodings`, `site`, … for each one, then gears.py loads). A bounded pool of
+//! ready interpreters, refilled by the `gearbox-interp-pool` thread, takes that off the
+//! `RG.PYEXECUTE` path; ending an interpreter (`Py_EndInterpreter`, then returning its arenas)
+//! happens on the `gearbox-reaper` thread for the same reason.
+
+use std::collections::VecDeque;
+use std::sync::mpsc::{channel, Sender};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
+
+use gearbox_engine::Host;
+
+use super::cpython::{self, InterpPtr};
+use super::{arenas, bootstrap, ObjPtr};
+
+/// A bootstrapped interpreter that no session owns yet.
+pub struct Prepared {
+    pub interp: InterpPtr,
+    pub id: i64,
+    pub abort_exception: ObjPtr,
+    pub timeout_exception: ObjPtr,
+}
+
+/// Create and bootstrap an interpreter on the calling thread.
+pub fn prepare() -> Result<Prepared, String> {
+    let (interp, (abort, timeout)) = cpython::new_interpreter(bootstrap)?;
+    Ok(Prepared { interp, id: cpython::interpreter_id(interp), abort_exception: abort, timeout_exception: timeout })
+}
+
+#[derive(Default)]
+struct Shared {
+    ready: Mutex<VecDeque<Prepared>>,
+    wake: Condvar,
+}
+
+pub struct InterpreterPool {
+    shared: Arc<Shared>,
+}
+
+impl InterpreterPool {
+    /// Keep up to `target` ready interpreters (0: none, every session creates its own).
+    pub fn start(target: usize) -> std::io::Result<InterpreterPool> {
+        let shared = Arc::new(Shared::default());
+        if target > 0 {
+            let worker = shared.clone();
+            std::thread::Builder::new().name("gearbox-interp-pool".into()).spawn(move || refill(worker, target))?;
+        }
+        Ok(InterpreterPool { shared })
+    }
+
+    /// A ready interpreter, if one is waiting; the refill thread is woken either way.
+    pub fn take(&self) -> Option<Prepared> {
+        let taken = self.shared.ready.lock().unwrap_or_else(|e| e.into_inner()).pop_front();
+        self.shared.wake.notify_all();
+        taken
+    }
+
+    pub fn ready(&self) -> usize {
+        self.shared.ready.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+}
+
+fn refill(shared: Arc<Shared>, target: usize) {
+    loop {
+        {
+            let mut ready = shared.ready.lock().unwrap_or_else(|e| e.into_inner());
+            while ready.len() >= target {
+                ready = shared.wake.wait(ready).unwrap_or_else(|e| e.into_inner());
+            }
+        }
+        match prepare() {
+            Ok(p) => shared.ready.lock().unwrap_or_else(|e| e.into_inner()).push_back(p),
+            Err(e) => {
+                eprintln!("gearbox: could not prepare an interpreter: {e}");
+                std::thread::sleep(Duration::from_secs(1));
+            }
+        }
+    }
+}
+
+/// An interpreter to end, with the host to free after it.
+pub struct Corpse {
+    pub interp: InterpPtr,
+    pub id: i64,
+    pub host: Option<Arc<dyn Host>>,
+    /// Decremented once the interpreter is really gone.
+    pub live: Arc<AtomicUsize>,
+}
+
+/// Ends interpreters on its own thread, in the order they died.
+#[derive(Clone)]
+pub struct Reaper {
+    sender: Sender<Corpse>,
+}
+
+impl Reaper {
+    pub fn start() -> std::io::Result<Reaper> {
+        let (sender, receiver) = channel::<Corpse>();
+        std::thread::Builder::new().name("gearbox-reaper".into()).spawn(move || {
+            for corpse in receiver {
+                end(corpse);
+            }
+        })?;
+        Ok(Reaper { sender })
+    }
+
+    pub fn bury(&self, corpse: Corpse) {
+        if let Err(e) = self.sender.send(corpse) {
+            // The reaper thread is gone (it cannot panic out of `end`, but be safe): end it here.
+            end(e.0);
+        }
+    }
+}
+
+fn end(corpse: Corpse) {
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        cpython::end_interpreter(corpse.interp);
+        arenas::release_dead_interpreter(corpse.id);
+    }));
+    if result.is_err() {
+        eprintln!("gearbox: ending an interpreter panicked");
+    }
+    drop(corpse.host);
+    corpse.live.fetch_sub(1, Ordering::SeqCst);
+}
