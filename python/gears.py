@@ -8,7 +8,6 @@ script's globals, as in RedisGears' GearsBuilder.py. Semantics follow
 aggregate's `a if a else zero`) are kept on purpose.
 """
 import builtins
-import copy
 import sys
 import types
 
@@ -144,7 +143,11 @@ def _check_functions(op, args, count, label=None):
 
 def _zero_or(a, zero):
     # RedisGears' helpers use `a if a else deepcopy(zero)`: a falsy accumulator restarts.
-    return a if a else copy.deepcopy(zero)
+    if a:
+        return a
+    import copy  # only the aggregate family needs it
+
+    return copy.deepcopy(zero)
 
 
 class GearsBuilder:

@@ -11,7 +11,6 @@ BaseException and ends the whole execution.
 """
 import itertools
 import time
-import traceback
 import types
 
 import _gearbox
@@ -32,6 +31,8 @@ def format_exception(e):
     if isinstance(e, flat_error):
         return str(e.args[0]) if e.args else ""
     if attempt_traceback():
+        import traceback  # imported on the first error only: it pulls in re, enum, textwrap, ...
+
         # Only the script's own frames: RedisGears' API was C and left none of its own.
         frames = [f for f in traceback.extract_tb(e.__traceback__) if f.filename not in _OWN_FILES]
         head = ["Traceback (most recent call last):\n"] if frames else []

@@ -96,6 +96,7 @@ fn deactivate(active: &Mutex<bool>) {
 }
 
 pub struct NativeRuntime {
+    sources: Arc<Sources>,
     live: Arc<AtomicUsize>,
     watchdog: Watchdog,
     pool: pool::InterpreterPool,
@@ -110,10 +111,11 @@ impl NativeRuntime {
             return Err(format!("Python {major}.{minor}.{patch} is too old: gearbox needs 3.13+ (own-GIL sub-interpreters)"));
         }
         cpython::initialize(env!("GEARBOX_PYTHON_HOME"), hostmodule::MODULE_NAME, hostmodule::init_module)?;
+        let sources = Arc::new(Sources::compile()?);
         let watchdog = Watchdog::start("gearbox-watchdog", Duration::from_millis(100)).map_err(|e| e.to_string())?;
-        let pool = pool::InterpreterPool::start(pool_size).map_err(|e| e.to_string())?;
+        let pool = pool::InterpreterPool::start(pool_size, sources.clone()).map_err(|e| e.to_string())?;
         let reaper = pool::Reaper::start().map_err(|e| e.to_string())?;
-        Ok(NativeRuntime { live: Arc::new(AtomicUsize::new(0)), watchdog, pool, reaper })
+        Ok(NativeRuntime { sources, live: Arc::new(AtomicUsize::new(0)), watchdog, pool, reaper })
     }
 
     pub fn python_version() -> String {
@@ -122,12 +124,35 @@ impl NativeRuntime {
     }
 }
 
+/// The Python every interpreter loads, compiled once at start-up and kept marshalled.
+pub struct Sources {
+    boot: Vec<u8>,
+    pipeline: Vec<u8>,
+    gears: Vec<u8>,
+}
+
+impl Sources {
+    fn compile() -> Result<Sources, String> {
+        // The main interpreter runs without `site`; give every sub-interpreter the same
+        // site-packages directories `site` would have added.
+        let site_paths = cpython::eval_in_main(
+            "repr([p for p in __import__('site').getsitepackages() if __import__('os').path.isdir(p)])",
+        )?;
+        let boot = format!("{BOOT_PY}\nsys.path.extend(p for p in {site_paths} if p not in sys.path)\n");
+        Ok(Sources {
+            boot: cpython::compile_marshalled(&boot, c"boot.py")?,
+            pipeline: cpython::compile_marshalled(PIPELINE_PY, c"gears_pipeline.py")?,
+            gears: cpython::compile_marshalled(GEARS_PY, c"gears.py")?,
+        })
+    }
+}
+
 /// Load what every script needs into a fresh interpreter; returns its abort and timeout
 /// exception types. No host yet: an interpreter may wait in the pool before a session adopts it.
-fn bootstrap(py: &Attached) -> Result<(ObjPtr, ObjPtr), String> {
+fn bootstrap(py: &Attached, sources: &Sources) -> Result<(ObjPtr, ObjPtr), String> {
     // SAFETY: attached (proof `py`); every new reference is released.
     unsafe {
-        ffi::Py_DecRef(cpython::exec_module(py, c"_gearbox_boot", BOOT_PY, c"boot.py")?);
+        ffi::Py_DecRef(cpython::exec_module(py, c"_gearbox_boot", &sources.boot, c"boot.py")?);
         let module = ffi::PyImport_ImportModule(hostmodule::MODULE_NAME.as_ptr());
         if module.is_null() {
             return Err(cpython::take_error_text());
@@ -135,11 +160,11 @@ fn bootstrap(py: &Attached) -> Result<(ObjPtr, ObjPtr), String> {
         let abort = hostmodule::exception_type(module, c"forcestopped");
         let timeout = hostmodule::exception_type(module, c"ScriptTimeout");
         ffi::Py_DecRef(module);
-        for (name, source, file) in [
-            (c"gears_pipeline", PIPELINE_PY, c"gears_pipeline.py"),
-            (c"gears", GEARS_PY, c"gears.py"),
+        for (name, code, file) in [
+            (c"gears_pipeline", &sources.pipeline, c"gears_pipeline.py"),
+            (c"gears", &sources.gears, c"gears.py"),
         ] {
-            ffi::Py_DecRef(cpython::exec_module(py, name, source, file)?);
+            ffi::Py_DecRef(cpython::exec_module(py, name, code, file)?);
         }
         Ok((ObjPtr(abort), ObjPtr(timeout)))
     }
@@ -168,7 +193,7 @@ impl Runtime for NativeRuntime {
     fn create_interpreter(&self, host: Arc<dyn Host>) -> Result<Box<dyn Interpreter>, String> {
         let prepared = match self.pool.take() {
             Some(p) => p,
-            None => pool::prepare()?,
+            None => pool::prepare(&self.sources)?,
         };
         self.live.fetch_add(1, Ordering::SeqCst);
         let core = Arc::new(InterpCore {

@@ -15,7 +15,7 @@ use std::time::Duration;
 use gearbox_engine::Host;
 
 use super::cpython::{self, InterpPtr};
-use super::{arenas, bootstrap, ObjPtr};
+use super::{arenas, bootstrap, ObjPtr, Sources};
 
 /// A bootstrapped interpreter that no session owns yet.
 pub struct Prepared {
@@ -26,8 +26,8 @@ pub struct Prepared {
 }
 
 /// Create and bootstrap an interpreter on the calling thread.
-pub fn prepare() -> Result<Prepared, String> {
-    let (interp, (abort, timeout)) = cpython::new_interpreter(bootstrap)?;
+pub fn prepare(sources: &Sources) -> Result<Prepared, String> {
+    let (interp, (abort, timeout)) = cpython::new_interpreter(|py| bootstrap(py, sources))?;
     Ok(Prepared { interp, id: cpython::interpreter_id(interp), abort_exception: abort, timeout_exception: timeout })
 }
 
@@ -43,11 +43,13 @@ pub struct InterpreterPool {
 
 impl InterpreterPool {
     /// Keep up to `target` ready interpreters (0: none, every session creates its own).
-    pub fn start(target: usize) -> std::io::Result<InterpreterPool> {
+    pub fn start(target: usize, sources: Arc<Sources>) -> std::io::Result<InterpreterPool> {
         let shared = Arc::new(Shared::default());
         if target > 0 {
             let worker = shared.clone();
-            std::thread::Builder::new().name("gearbox-interp-pool".into()).spawn(move || refill(worker, target))?;
+            std::thread::Builder::new()
+                .name("gearbox-interp-pool".into())
+                .spawn(move || refill(worker, target, sources))?;
         }
         Ok(InterpreterPool { shared })
     }
@@ -64,7 +66,7 @@ impl InterpreterPool {
     }
 }
 
-fn refill(shared: Arc<Shared>, target: usize) {
+fn refill(shared: Arc<Shared>, target: usize, sources: Arc<Sources>) {
     loop {
         {
             let mut ready = shared.ready.lock().unwrap_or_else(|e| e.into_inner());
@@ -72,7 +74,7 @@ fn refill(shared: Arc<Shared>, target: usize) {
                 ready = shared.wake.wait(ready).unwrap_or_else(|e| e.into_inner());
             }
         }
-        match prepare() {
+        match prepare(&sources) {
             Ok(p) => shared.ready.lock().unwrap_or_else(|e| e.into_inner()).push_back(p),
             Err(e) => {
                 eprintln!("gearbox: could not prepare an interpreter: {e}");
