@@ -3,9 +3,15 @@
 
 use gearbox_engine::{KeyRecord, KeyValue, Value};
 
-/// Runs a command; the caller holds the Redis lock.
+use super::redis_ffi::KeyPeek;
+
+/// Reaches Redis; the caller holds the Redis lock.
 pub trait Caller {
     fn call_locked(&self, args: &[Vec<u8>]) -> Value;
+    /// A direct look at the key, when the caller can (None: use commands only).
+    fn peek(&self, _key: &[u8]) -> Option<KeyPeek> {
+        None
+    }
 }
 
 fn args(parts: &[&[u8]]) -> Vec<Vec<u8>> {
@@ -46,10 +52,16 @@ fn type_name(reply: &Value) -> &'static str {
     }
 }
 
-/// Read one key.
-pub fn read_key(caller: &dyn Caller, key: &[u8], read_value: bool) -> KeyRecord {
+/// Read one key; None when the session's user may not read it (the key is skipped).
+pub fn read_key(caller: &dyn Caller, key: &[u8], read_value: bool) -> Option<KeyRecord> {
     if !read_value {
-        return KeyRecord { key: key.to_vec(), key_type: "", value: KeyValue::None };
+        return Some(KeyRecord { key: key.to_vec(), key_type: "", value: KeyValue::None });
+    }
+    match caller.peek(key) {
+        Some(KeyPeek::Denied) => return None,
+        Some(KeyPeek::Empty) => return Some(KeyRecord { key: key.to_vec(), key_type: "empty", value: KeyValue::None }),
+        Some(KeyPeek::String(b)) => return Some(KeyRecord { key: key.to_vec(), key_type: "string", value: KeyValue::String(b) }),
+        Some(KeyPeek::Other) | None => {}
     }
     let key_type = type_name(&caller.call_locked(&args(&[b"TYPE", key])));
     let value = match key_type {
@@ -64,7 +76,7 @@ pub fn read_key(caller: &dyn Caller, key: &[u8], read_value: bool) -> KeyRecord 
         "list" => KeyValue::List(bulk_list(caller.call_locked(&args(&[b"LRANGE", key, b"0", b"-1"])))),
         _ => KeyValue::None,
     };
-    KeyRecord { key: key.to_vec(), key_type, value }
+    Some(KeyRecord { key: key.to_vec(), key_type, value })
 }
 
 #[cfg(test)]
@@ -98,11 +110,12 @@ mod tests {
     #[test]
     fn records_follow_redisgears_shapes() {
         let r = redis();
-        assert_eq!(read_key(&r, b"s", true).value, KeyValue::String(b"v".to_vec()));
-        assert_eq!(read_key(&r, b"h", true).value, KeyValue::Hash(vec![(b"f".to_vec(), b"1".to_vec())]));
-        assert_eq!(read_key(&r, b"l", true).value, KeyValue::List(vec![b"a".to_vec(), b"b".to_vec()]));
-        assert_eq!(read_key(&r, b"x", true).key_type, "unknown");
-        let gone = read_key(&r, b"gone", true);
+        let read = |k: &[u8]| read_key(&r, k, true).unwrap();
+        assert_eq!(read(b"s").value, KeyValue::String(b"v".to_vec()));
+        assert_eq!(read(b"h").value, KeyValue::Hash(vec![(b"f".to_vec(), b"1".to_vec())]));
+        assert_eq!(read(b"l").value, KeyValue::List(vec![b"a".to_vec(), b"b".to_vec()]));
+        assert_eq!(read(b"x").key_type, "unknown");
+        let gone = read(b"gone");
         assert_eq!((gone.key_type, gone.value), ("empty", KeyValue::None));
     }
 
@@ -114,6 +127,26 @@ mod tests {
                 panic!("must not call Redis")
             }
         }
-        assert_eq!(read_key(&Panics, b"k", false).value, KeyValue::None);
+        assert_eq!(read_key(&Panics, b"k", false).unwrap().value, KeyValue::None);
+    }
+
+    #[test]
+    fn a_direct_look_answers_strings_and_denials_without_commands() {
+        struct Direct;
+        impl Caller for Direct {
+            fn call_locked(&self, _: &[Vec<u8>]) -> Value {
+                panic!("must not call Redis")
+            }
+            fn peek(&self, key: &[u8]) -> Option<KeyPeek> {
+                Some(match key {
+                    b"secret" => KeyPeek::Denied,
+                    b"s" => KeyPeek::String(b"v".to_vec()),
+                    _ => KeyPeek::Empty,
+                })
+            }
+        }
+        assert_eq!(read_key(&Direct, b"secret", true), None);
+        assert_eq!(read_key(&Direct, b"s", true).unwrap().value, KeyValue::String(b"v".to_vec()));
+        assert_eq!(read_key(&Direct, b"none", true).unwrap().key_type, "empty");
     }
 }

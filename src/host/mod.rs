@@ -27,6 +27,10 @@ impl keys::Caller for RedisHost {
     fn call_locked(&self, args: &[Vec<u8>]) -> Value {
         redis_ffi::call(redis_ffi::detached(), self.user.as_ref(), args)
     }
+
+    fn peek(&self, key: &[u8]) -> Option<redis_ffi::KeyPeek> {
+        Some(redis_ffi::peek_key(redis_ffi::detached(), self.user.as_ref(), key))
+    }
 }
 
 impl Host for RedisHost {
@@ -37,7 +41,7 @@ impl Host for RedisHost {
 
     fn read_keys(&self, keys: &[Vec<u8>], read_value: bool) -> Vec<KeyRecord> {
         let _lock = (read_value && !keys.is_empty()).then(RedisLock::acquire);
-        keys.iter().map(|k| keys::read_key(self, k, read_value)).collect()
+        keys.iter().filter_map(|k| keys::read_key(self, k, read_value)).collect()
     }
 
     fn log(&self, level: LogLevel, message: &str) {

@@ -95,3 +95,13 @@ def test_user_without_pyexecute_permission_is_refused(server, r):
     with pytest.raises(redis.exceptions.NoPermissionError):
         carol.execute_command("RG.PYEXECUTE", "execute('SET', 'carol', '1')")
     assert r.get("carol") is None
+
+
+def test_keysreader_only_reads_keys_the_user_may_read(alice, r):
+    """A tenant's KeysReader does not see the values of keys its ACL forbids (gearbox reads keys
+    as the session's user; they are left out of the records)."""
+    r.mset({"allowed:a": "1", "ro:b": "2", "forbidden:c": "3"})
+    r.hset("allowed:h", "f", "v")
+    records = run_ok(alice, "GB().map(lambda r: r['key']).run()")
+    assert sorted(records) == ["allowed:a", "allowed:h", "ro:b"]
+    assert sorted(run_ok(r, "GB().map(lambda r: r['key']).run()")) == ["allowed:a", "allowed:h", "forbidden:c", "ro:b"]
