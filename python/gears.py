@@ -332,11 +332,13 @@ def _globals():
 
 
 def _run_script(source):
-    """Run a script's top level. None: nothing to run; ("run", plan, steps); ("error", text)."""
+    """Run a script's top level (source text, or a code object the host compiled already).
+    None: nothing to run; ("run", plan, steps); ("error", text)."""
     _state.pending = None
     _state.in_script = True
     try:
-        exec(compile(source, "<string>", "exec"), _globals())
+        code = source if isinstance(source, types.CodeType) else compile(source, "<string>", "exec")
+        exec(code, _globals())
     except BaseException as e:
         _state.pending = None
         return ("error", _pipeline.format_exception(e))

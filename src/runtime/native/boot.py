@@ -13,7 +13,3 @@ if sys.version_info[:2] == (3, 13):
     for _name in ("_datetime", "_zoneinfo", "_sqlite3"):
         sys.modules[_name] = None
     del _name
-
-# The first compile() in an interpreter builds its AST types (~3 ms); do it here, while the
-# interpreter waits in the pool, rather than on the first script's request path.
-compile("pass", "<boot>", "exec")

@@ -73,12 +73,24 @@ unsafe fn gears_function(name: &std::ffi::CStr) -> Result<*mut ffi::PyObject, St
     Ok(f)
 }
 
-/// Run a script's top level through `gears._run_script`.
-pub fn run_script(_py: &Attached, source: &str) -> Result<ScriptResult, String> {
+/// Run a script's top level through `gears._run_script`, given its code compiled elsewhere
+/// (marshalled) or, failing that, its source (then the script's interpreter compiles it and
+/// reports any SyntaxError its own way).
+pub fn run_script(_py: &Attached, source: &str, compiled: Option<&[u8]>) -> Result<ScriptResult, String> {
     // SAFETY: attached (proof `_py`); every new reference is released on every path.
     unsafe {
         let f = gears_function(c"_run_script")?;
-        let src = ffi::PyUnicode_FromStringAndSize(source.as_ptr() as *const c_char, source.len() as ffi::Py_ssize_t);
+        let code = compiled
+            .map(|c| ffi::PyMarshal_ReadObjectFromString(c.as_ptr() as *const c_char, c.len() as ffi::Py_ssize_t))
+            .unwrap_or(std::ptr::null_mut());
+        if code.is_null() {
+            ffi::PyErr_Clear();
+        }
+        let src = if code.is_null() {
+            ffi::PyUnicode_FromStringAndSize(source.as_ptr() as *const c_char, source.len() as ffi::Py_ssize_t)
+        } else {
+            code
+        };
         if src.is_null() {
             ffi::Py_DecRef(f);
             return Err(cpython::take_error_text());
