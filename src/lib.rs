@@ -42,7 +42,7 @@ fn load(ctx: Ctx, argv: *mut *mut raw::RedisModuleString, argc: c_int) -> Result
         &format!(
             "gearbox loaded: mode {}, Python {}, {} execution threads",
             mode.as_str(),
-            runtime::native::NativeRuntime::python_version(),
+            runtime::python_version(mode),
             gearbox::get().engine.execution_threads()
         ),
     );

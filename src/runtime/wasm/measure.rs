@@ -1,0 +1,106 @@
+//! Measurements of the wasm runtime without Redis (`cargo test --release --lib wasm::measure --
+//! --ignored --nocapture`): instantiate time, guest start-up to its first answer, gears.py
+//! bootstrap, host-call round trip, and resident memory per parked instance. Ignored by default:
+//! it needs the fetched artefact and takes seconds.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use gearbox_engine::port::ScriptOutcome;
+use gearbox_engine::{Host, KeyRecord, LogLevel, Runtime, Value};
+use wasmtime::Store;
+
+use super::instance::Instance;
+use super::{wire, Settings, WasmRuntime};
+
+struct NullHost;
+
+impl Host for NullHost {
+    fn call(&self, args: &[Vec<u8>]) -> Value {
+        Value::Bulk(args.first().cloned().unwrap_or_default())
+    }
+    fn read_keys(&self, _keys: &[Vec<u8>], _read_value: bool) -> Vec<KeyRecord> {
+        Vec::new()
+    }
+    fn log(&self, level: LogLevel, message: &str) {
+        if level != LogLevel::Debug {
+            println!("[guest log {}] {message}", level.as_str());
+        }
+    }
+    fn config_get(&self, _name: &str) -> Option<String> {
+        None
+    }
+    fn may_wait_for_lock(&self) -> bool {
+        false
+    }
+    fn atomic_begin(&self) -> Result<(), String> {
+        Ok(())
+    }
+    fn atomic_end(&self) {}
+}
+
+fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok()))
+        .unwrap_or(0)
+}
+
+#[test]
+#[ignore]
+fn measure_instances() {
+    let t = Instant::now();
+    let rt = WasmRuntime::start(Settings { python_path: None, warm_instances: 0 }).expect("start");
+    println!("runtime start (verify + load/compile + first instance): {:?} ({})", t.elapsed(), rt.load_note);
+    let shared = rt.shared.clone();
+
+    let n = 20;
+    let t = Instant::now();
+    for _ in 0..n {
+        let mut store = Store::new(&shared.engine, super::instance::test_guest());
+        shared.pre.instantiate(&mut store).expect("instantiate");
+    }
+    println!("instantiate (no _start): {:?} per instance", t.elapsed() / n);
+
+    let t = Instant::now();
+    let inst = Instance::spawn(&shared.engine, &shared.pre, &shared.args, 1 << 30).expect("spawn");
+    let first = inst.command(wire::frame(wire::kind::DROP_PLAN, &Value::Int(0)), None, None);
+    println!("spawn + Python start-up to first answer: {:?} (ok: {})", t.elapsed(), first.is_ok());
+    let sources = Value::Array(vec![Value::bulk(super::PIPELINE_PY), Value::bulk(super::GEARS_PY)]);
+    let t = Instant::now();
+    let boot = inst.command(wire::frame(wire::kind::BOOTSTRAP, &sources), None, None);
+    println!("bootstrap gears.py: {:?} (ok: {})", t.elapsed(), matches!(boot, Ok(Value::Nil)));
+    drop(inst);
+
+    let host: Arc<dyn Host> = Arc::new(NullHost);
+    let interp = rt.create_interpreter(host.clone()).expect("interpreter");
+    let calls = 20000;
+    let src = format!("import _gearbox\nfor i in range({calls}):\n    _gearbox.call('PING')\n");
+    let t = Instant::now();
+    assert!(matches!(interp.run_script(&src, std::time::Duration::from_secs(60)), Ok(ScriptOutcome::Done)));
+    let with_calls = t.elapsed();
+    let src = format!("import _gearbox\nfor i in range({calls}):\n    pass\n");
+    let t = Instant::now();
+    assert!(matches!(interp.run_script(&src, std::time::Duration::from_secs(60)), Ok(ScriptOutcome::Done)));
+    let empty = t.elapsed();
+    println!("host call round trip (call('PING')): {:.2} us", (with_calls - empty).as_secs_f64() * 1e6 / calls as f64);
+    for (what, body) in [
+        ("one-way log frame", "_gearbox.log('debug', 'x')"),
+        ("guest-side encode only", "_gearbox._enc(bytearray(), [b'PING'])"),
+        ("raw os.write of 16 bytes to stderr", "_os.write(2, b'0123456789abcdef')"),
+    ] {
+        let src = format!("import _gearbox, __main__, os as _os\n_gearbox._enc = __main__._enc\n_gearbox._dec = __main__._dec\nfor i in range({calls}):\n    {body}\n");
+        let t = Instant::now();
+        let ok = matches!(interp.run_script(&src, std::time::Duration::from_secs(60)), Ok(ScriptOutcome::Done));
+        println!("{what}: {:.2} us (ok: {ok})", t.elapsed().saturating_sub(empty).as_secs_f64() * 1e6 / calls as f64);
+    }
+    let t = Instant::now();
+    assert!(matches!(interp.run_script("print(1+1)", std::time::Duration::from_secs(5)), Ok(ScriptOutcome::Done)));
+    println!("run_script('print(1+1)') on a started instance: {:?}", t.elapsed());
+    drop(interp);
+
+    let before = rss_kib();
+    let idle: Vec<_> = (0..10).map(|_| shared.new_instance().expect("instance")).collect();
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    println!("RSS per parked (bootstrapped, idle) instance: {} KiB", (rss_kib() - before) / idle.len() as u64);
+}

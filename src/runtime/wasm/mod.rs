@@ -1,0 +1,251 @@
+//! Wasm mode: every session is its own wasmtime instance of CPython-WASI (`python-3.12.0.wasm`,
+//! fetched and verified by `wasm-python/fetch.sh`), running the same `python/gears.py` and
+//! `gears_pipeline.py` as native mode behind the same engine ports.
+//!
+//! Pieces: `artefact.rs` (find, verify, compile once, cache), `wasi.rs` (the only capabilities
+//! the guest gets), `wire.rs` (binary framing of values), `instance.rs` (one instance and its
+//! thread; how host calls are served without deadlocks), `pool.rs` (pre-started instances), and
+//! `wasm-python/guest.py` (the guest's `_gearbox` and command loop).
+//!
+//! Threads this mode starts inside redis-server: one `gearbox-wasm` thread per live or parked
+//! instance (it owns the Store and blocks on its channel when idle), `gearbox-wasm-epoch` (bumps
+//! the engine epoch every 10 ms so deadlines and aborts are noticed), `gearbox-wasm-pool` (refills
+//! the warm pool), and wasmtime's rayon pool while the guest is first compiled. No tokio: the
+//! WASI layer is gearbox's own, synchronous one.
+
+mod artefact;
+mod instance;
+#[cfg(test)]
+mod measure;
+mod pool;
+mod wasi;
+mod wire;
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use gearbox_engine::port::ScriptOutcome;
+use gearbox_engine::{errors, Host, Interpreter, Job, Outcome, RunControl, Runtime, StepInfo, Value};
+use wasmtime::{Engine, InstancePre, Linker};
+
+use instance::{Failure, Guest, Instance, Stop};
+use pool::Pool;
+use wire::kind;
+
+const GEARS_PY: &str = include_str!("../../../python/gears.py");
+const PIPELINE_PY: &str = include_str!("../../../python/gears_pipeline.py");
+const GUEST_PY: &str = include_str!("../../../wasm-python/guest.py");
+
+/// The guest's CPython (python-3.12.0.wasm).
+pub const PYTHON_VERSION: &str = "3.12.0 (wasm)";
+
+/// Memory a parked instance may use while it starts (before a session sets its own limit).
+const BOOT_MEMORY: usize = 1 << 30;
+const BOOT_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Load-time settings of wasm mode (see `config.rs`).
+pub struct Settings {
+    pub python_path: Option<String>,
+    pub warm_instances: usize,
+}
+
+struct Shared {
+    engine: Engine,
+    pre: InstancePre<Guest>,
+    args: Vec<Vec<u8>>,
+}
+
+impl Shared {
+    /// A started instance with gears.py loaded, ready for its first script.
+    fn new_instance(&self) -> Result<Arc<Instance>, String> {
+        let instance = Instance::spawn(&self.engine, &self.pre, &self.args, BOOT_MEMORY)?;
+        let sources = Value::Array(vec![Value::bulk(PIPELINE_PY), Value::bulk(GEARS_PY)]);
+        match instance.command(wire::frame(kind::BOOTSTRAP, &sources), None, Some(Instant::now() + BOOT_TIMEOUT)) {
+            Ok(Value::Nil) => Ok(instance),
+            Ok(Value::Error(text)) => Err(format!("gears.py failed in the wasm guest: {text}")),
+            Ok(_) => Err("the wasm guest answered bootstrap with an unexpected value".into()),
+            Err(Failure::Dead(reason)) => Err(reason),
+            Err(Failure::Stopped(_)) => Err("the wasm guest did not start in time".into()),
+        }
+    }
+}
+
+pub struct WasmRuntime {
+    shared: Arc<Shared>,
+    pool: Arc<Pool>,
+    live: Arc<AtomicUsize>,
+    /// What happened at load (compiled or cache hit), for the log.
+    pub load_note: String,
+}
+
+impl WasmRuntime {
+    /// Find, verify and load the guest, start the epoch ticker and the warm pool. Any error is a
+    /// sentence for the MODULE LOAD log line.
+    pub fn start(settings: Settings) -> Result<WasmRuntime, String> {
+        let path = artefact::locate(settings.python_path.as_deref())?;
+        let engine = artefact::engine()?;
+        let (module, load_note) = artefact::load_module(&engine, &path)?;
+        eprintln!("gearbox: wasm mode: {load_note}");
+        let mut linker = Linker::new(&engine);
+        wasi::add_to_linker(&mut linker, &module).map_err(|e| format!("could not link the wasm guest: {e:#}"))?;
+        let pre = linker.instantiate_pre(&module).map_err(|e| format!("could not link the wasm guest: {e:#}"))?;
+        let args = ["python", "-I", "-S", "-c", GUEST_PY, &wasi::CHANNEL_FD.to_string()].iter().map(|s| s.as_bytes().to_vec()).collect();
+        let shared = Arc::new(Shared { engine: engine.clone(), pre, args });
+        std::thread::Builder::new()
+            .name("gearbox-wasm-epoch".into())
+            .spawn(move || loop {
+                std::thread::sleep(Duration::from_millis(10));
+                engine.increment_epoch();
+            })
+            .map_err(|e| format!("could not start the wasm epoch thread: {e}"))?;
+        // Fail the load now, with the guest's own words, if the guest cannot start at all; the
+        // instance started for the check becomes the first parked one.
+        let first = shared.new_instance()?;
+        let maker = shared.clone();
+        let pool = Pool::start(settings.warm_instances, Some(first), move || maker.new_instance())?;
+        Ok(WasmRuntime { shared, pool, live: Arc::new(AtomicUsize::new(0)), load_note })
+    }
+
+}
+
+impl Runtime for WasmRuntime {
+    fn mode_name(&self) -> &'static str {
+        "wasm"
+    }
+
+    fn create_interpreter(&self, host: Arc<dyn Host>) -> Result<Box<dyn Interpreter>, String> {
+        let instance = match self.pool.take() {
+            Some(instance) => instance,
+            None => self.shared.new_instance()?,
+        };
+        let limit_mb = host.config_get("WasmMemoryLimitMB").and_then(|v| v.parse::<usize>().ok()).unwrap_or(256);
+        instance.max_memory.store(limit_mb.saturating_mul(1 << 20), Ordering::SeqCst);
+        self.live.fetch_add(1, Ordering::SeqCst);
+        let session = Arc::new(Session { instance, host, live: self.live.clone() });
+        Ok(Box::new(WasmInterpreter { session }))
+    }
+
+    fn live_interpreters(&self) -> usize {
+        self.live.load(Ordering::SeqCst)
+    }
+
+    fn ready_interpreters(&self) -> usize {
+        self.pool.parked()
+    }
+}
+
+/// A claimed instance, held by the interpreter and its jobs; the instance exits with the last.
+struct Session {
+    instance: Arc<Instance>,
+    host: Arc<dyn Host>,
+    live: Arc<AtomicUsize>,
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        self.live.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+fn dead_text(reason: &str) -> String {
+    format!("gearbox: this script's wasm instance is gone ({reason})")
+}
+
+struct WasmInterpreter {
+    session: Arc<Session>,
+}
+
+impl Interpreter for WasmInterpreter {
+    fn run_script(&self, source: &str, timeout: Duration) -> Result<ScriptOutcome, String> {
+        let s = &self.session;
+        let frame = wire::frame(kind::RUN_SCRIPT, &Value::bulk(source));
+        let answer = s.instance.command(frame, Some(&s.host), Some(Instant::now() + timeout));
+        let items = match answer {
+            Ok(Value::Array(items)) => items,
+            Ok(_) => return Err("gearbox: the wasm guest answered run_script with an unexpected value".into()),
+            Err(Failure::Stopped(_)) => return Err(errors::script_timeout(timeout.as_millis())),
+            Err(Failure::Dead(reason)) => return Err(dead_text(&reason)),
+        };
+        match items.as_slice() {
+            [Value::Status(s)] if s == "done" => Ok(ScriptOutcome::Done),
+            [Value::Status(s), Value::Int(id), Value::Array(steps)] if s == "run" => {
+                let steps = steps
+                    .iter()
+                    .filter_map(|step| match step {
+                        Value::Array(p) if p.len() == 3 => {
+                            Some(StepInfo { kind: wire::text_of(&p[0]), name: wire::text_of(&p[1]), arg: wire::text_of(&p[2]) })
+                        }
+                        _ => None,
+                    })
+                    .collect();
+                Ok(ScriptOutcome::Run(Box::new(WasmJob { session: self.session.clone(), plan: Some(*id), steps })))
+            }
+            [Value::Status(s), text] if s == "error" => Err(wire::text_of(text)),
+            _ => Err("gearbox: the wasm guest answered run_script with an unexpected value".into()),
+        }
+    }
+}
+
+/// An execution's plan: a callable kept in the guest under an integer id.
+struct WasmJob {
+    session: Arc<Session>,
+    plan: Option<i64>,
+    steps: Vec<StepInfo>,
+}
+
+fn outcome_of(value: Value) -> Outcome {
+    let Value::Array(parts) = value else {
+        return match value {
+            Value::Error(text) => Outcome::failed(text),
+            _ => Outcome::failed("gears plan returned an unexpected value"),
+        };
+    };
+    let mut parts = parts.into_iter();
+    let (Some(Value::Array(results)), Some(Value::Array(errors)), Some(Value::Array(step_ms))) = (parts.next(), parts.next(), parts.next())
+    else {
+        return Outcome::failed("gears plan returned an unexpected value");
+    };
+    Outcome {
+        results,
+        errors: errors.iter().map(wire::text_of).collect(),
+        step_ms: step_ms.iter().map(|v| if let Value::Int(n) = v { (*n).max(0) as u64 } else { 0 }).collect(),
+    }
+}
+
+impl Job for WasmJob {
+    fn steps(&self) -> Vec<StepInfo> {
+        self.steps.clone()
+    }
+
+    fn run(mut self: Box<Self>, control: &RunControl) -> Outcome {
+        let Some(id) = self.plan.take() else { return Outcome::failed("execution plan already ran") };
+        let s = &self.session;
+        let interrupt = s.instance.interrupt.clone();
+        control.set_interrupter(Some(Arc::new(move || interrupt.abort())));
+        if control.is_aborted() {
+            control.set_interrupter(None);
+            return Outcome::failed(errors::EXECUTION_ABORTED);
+        }
+        let answer = s.instance.command(wire::frame(kind::RUN_PLAN, &Value::Int(id)), Some(&s.host), None);
+        control.set_interrupter(None);
+        match answer {
+            Ok(value) => outcome_of(value),
+            Err(Failure::Stopped(Stop::Aborted)) => Outcome::failed(errors::EXECUTION_ABORTED),
+            Err(Failure::Stopped(Stop::Timeout)) => Outcome::failed("gearbox: the execution ran past its deadline"),
+            Err(Failure::Dead(reason)) => Outcome::failed(dead_text(&reason)),
+        }
+    }
+}
+
+impl Drop for WasmJob {
+    fn drop(&mut self) {
+        // A plan that never ran: free it in the guest unless the instance is busy (then it is
+        // freed with the instance).
+        if let Some(id) = self.plan.take() {
+            if self.session.instance.is_idle() {
+                let _ = self.session.instance.command(wire::frame(kind::DROP_PLAN, &Value::Int(id)), None, None);
+            }
+        }
+    }
+}

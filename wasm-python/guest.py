@@ -1,0 +1,395 @@
+"""gearbox wasm guest: runs as `python -S -c <this file> <channel fd>` inside each wasm instance.
+
+It provides `_gearbox` (the host functions gears.py uses, same API as the native builtin module),
+then serves the host's command frames on a private channel descriptor until the host closes it:
+  B bootstrap(pipeline_src, gears_src)   S run_script(source)   P run_plan(id)   D drop_plan(id)
+While a command runs, host calls are request frames (C call, K read_keys, L log, G config_get,
+A atomic_begin, Z atomic_end) answered by an `r` frame. Frame: b"GB", version, kind, u32 length,
+then one value (tags N i d b s e a; little-endian lengths). The host validates every frame: a script
+writing to the channel can only confuse its own session, which is then discarded.
+sys.stdout / sys.stderr go to the Redis log, so print() never touches the channel.
+"""
+import builtins
+import os
+import posix
+import struct
+import sys
+import types
+
+# This file's own copy of the builtins: a script patching `builtins.len` (its right, in its own
+# instance) must not break the framing below. Functions defined after this line resolve builtins
+# through the copy.
+__builtins__ = dict(builtins.__dict__)
+
+_CHAN = int(sys.argv[1])
+_HDR = struct.Struct("<2sBBI")
+_VERSION = 1
+_I64 = struct.Struct("<q")
+_F64 = struct.Struct("<d")
+_U32 = struct.Struct("<I")
+_read, _write, _exit = os.read, os.write, os._exit
+
+
+def _more(buf):
+    chunk = _read(_CHAN, 1 << 16)
+    if not chunk:
+        _exit(0)  # the host closed the channel: the session is over
+    buf += chunk
+
+
+class _Status(str):
+    pass
+
+
+class _Err(str):
+    pass
+
+
+def _enc(out, v):
+    if v is None:
+        out += b"N"
+    elif isinstance(v, _Status) or isinstance(v, _Err):
+        data = str.encode(v, "utf-8", "replace")
+        out += (b"s" if isinstance(v, _Status) else b"e") + _U32.pack(len(data)) + data
+    elif isinstance(v, int):
+        if -(1 << 63) <= v < (1 << 63):
+            out += b"i" + _I64.pack(v)
+        else:
+            _enc(out, str(v))
+    elif isinstance(v, float):
+        out += b"d" + _F64.pack(v)
+    elif isinstance(v, (bytes, bytearray)):
+        out += b"b" + _U32.pack(len(v)) + v
+    elif isinstance(v, str):
+        data = v.encode("utf-8")
+        out += b"b" + _U32.pack(len(data)) + data
+    elif isinstance(v, (list, tuple)):
+        out += b"a" + _U32.pack(len(v))
+        for item in v:
+            _enc(out, item)
+    else:
+        _enc(out, str(v))
+
+
+def _dec(data, pos=0):
+    tag = data[pos:pos + 1]
+    pos += 1
+    if tag == b"N":
+        return None, pos
+    if tag == b"i":
+        return _I64.unpack_from(data, pos)[0], pos + 8
+    if tag == b"d":
+        return _F64.unpack_from(data, pos)[0], pos + 8
+    if tag in (b"b", b"s", b"e"):
+        n = _U32.unpack_from(data, pos)[0]
+        raw = data[pos + 4:pos + 4 + n]
+        if tag == b"b":
+            return raw, pos + 4 + n
+        text = raw.decode("utf-8", "replace")
+        return (_Status(text) if tag == b"s" else _Err(text)), pos + 4 + n
+    if tag == b"a":
+        n = _U32.unpack_from(data, pos)[0]
+        pos += 4
+        items = []
+        for _ in range(n):
+            item, pos = _dec(data, pos)
+            items.append(item)
+        return items, pos
+    _exit(3)  # the host never sends anything else
+
+
+def _send_payload(kind, payload):
+    frame = _HDR.pack(b"GB", _VERSION, ord(kind), len(payload)) + payload
+    while frame:
+        frame = frame[_write(_CHAN, frame):]
+
+
+def _send(kind, value):
+    out = bytearray()
+    _enc(out, value)
+    _send_payload(kind, out)
+
+
+def _recv():
+    # The host hands over one whole frame per read when it fits: usually one os.read.
+    buf = bytearray()
+    while len(buf) < 8:
+        _more(buf)
+    magic, version, kind, n = _HDR.unpack_from(buf)
+    if magic != b"GB" or version != _VERSION:
+        _exit(3)
+    while len(buf) < 8 + n:
+        _more(buf)
+    data = bytes(buf[8:8 + n])
+    tag = data[:1]
+    if tag == b"b" and len(data) == 5 + _U32.unpack_from(data, 1)[0]:
+        return chr(kind), data[5:]  # fast path: one bulk (most replies)
+    return chr(kind), _dec(data)[0]
+
+
+# ------------------------------------------------------------------ _gearbox (host functions)
+_gb = types.ModuleType("_gearbox", "gearbox host functions (wasm guest; use the names gears.py exports)")
+
+
+def _exc(name, base):
+    cls = type(name, (base,), {"__module__": "gears"})
+    cls.__qualname__ = name
+    return cls
+
+
+_gb.error = _exc("error", Exception)
+_gb.forcestopped = _exc("forcestopped", BaseException)
+_gb.ScriptTimeout = _exc("ScriptTimeout", BaseException)
+
+
+def _text(raw):
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return bytearray(raw)
+
+
+def _reply_obj(v):
+    if isinstance(v, bytes):
+        return _text(v)
+    if isinstance(v, str):
+        return str(v)
+    if isinstance(v, list):
+        return [_reply_obj(x) for x in v]
+    return v
+
+
+def _host(kind, value):
+    _send(kind, value)
+    k, reply = _recv()
+    if k != "r":
+        _exit(3)
+    if isinstance(reply, _Err):
+        raise _gb.error(str(reply))
+    return reply
+
+
+def _arg(a):
+    if isinstance(a, (bytes, bytearray)):
+        return bytes(a)
+    if isinstance(a, str):
+        return a.encode("utf-8")
+    return str(a).encode("utf-8")
+
+
+def call(*args):
+    if not args:
+        return []
+    if not isinstance(args[0], (str, bytes)):
+        raise _gb.error("the given command must be a string")
+    parts = [b"a", _U32.pack(len(args))]
+    for a in args:
+        b = a.encode("utf-8") if type(a) is str else _arg(a)
+        parts += (b"b", _U32.pack(len(b)), b)
+    _send_payload("C", b"".join(parts))
+    k, reply = _recv()
+    if k != "r":
+        _exit(3)
+    if type(reply) is bytes:
+        return _text(reply)
+    if isinstance(reply, _Err):
+        raise _gb.error(str(reply))
+    return _reply_obj(reply)
+
+
+def read_keys(keys, read_value):
+    if not isinstance(keys, list):
+        raise TypeError("read_keys(keys: list, read_value: bool)")
+    read_value = bool(read_value)
+    out = []
+    for key, ktype, kind, payload in _host("K", [[_arg(k) for k in keys], int(read_value)]):
+        rec = {"key": _text(key), "event": None}
+        if read_value:
+            rec["type"] = str(ktype)
+            if kind == 1:
+                rec["value"] = _text(payload)
+            elif kind == 2:
+                rec["value"] = {_text(payload[i]): _text(payload[i + 1]) for i in range(0, len(payload), 2)}
+            elif kind == 3:
+                rec["value"] = [_text(x) for x in payload]
+            else:
+                rec["value"] = None
+        out.append(rec)
+    return out
+
+
+def log(level, message):
+    if not isinstance(level, str) or not isinstance(message, str):
+        raise TypeError("log(level: str, message: str)")
+    if level.lower() not in ("debug", "verbose", "notice", "warning"):
+        raise _gb.error("invalid log level")
+    _send_payload("L", _pair(level, message))
+
+
+def _pair(level, message):
+    lv, msg = level.encode("utf-8", "replace"), message.encode("utf-8", "replace")
+    return b"".join((b"a\x02\x00\x00\x00b", _U32.pack(len(lv)), lv, b"b", _U32.pack(len(msg)), msg))
+
+
+def config_get(name):
+    if not isinstance(name, str):
+        raise TypeError("config name must be a string")
+    v = _host("G", name)
+    return None if v is None else _text(v)
+
+
+def atomic_begin():
+    _host("A", None)
+
+
+def atomic_end():
+    _host("Z", None)
+
+
+for _f in (call, read_keys, log, config_get, atomic_begin, atomic_end):
+    setattr(_gb, _f.__name__, _f)
+sys.modules["_gearbox"] = _gb
+
+
+class _LogStream:
+    """sys.stdout / sys.stderr of a script: whole lines to the Redis log."""
+
+    def __init__(self, level):
+        self._level, self._buf = level, ""
+
+    def write(self, s):
+        if not isinstance(s, str):
+            raise TypeError("write() argument must be str, not %s" % type(s).__name__)
+        self._buf += s
+        while "\n" in self._buf:
+            line, self._buf = self._buf.split("\n", 1)
+            _send_payload("L", _pair(self._level, line))
+        return len(s)
+
+    def flush(self):
+        if self._buf:
+            line, self._buf = self._buf, ""
+            _send_payload("L", _pair(self._level, line))
+
+    def isatty(self):
+        return False
+
+
+sys.stdout, sys.stderr = _LogStream("notice"), _LogStream("warning")
+
+
+def _preopens():
+    """The descriptors open at start-up beyond stdio: the channel and wasi-vfs' own root."""
+    out = set()
+    for fd in range(3, 32):
+        try:
+            os.fstat(fd)
+            out.add(fd)
+        except OSError:
+            pass
+    return frozenset(out | {_CHAN})
+
+
+def _guard_channel(close, closerange):
+    """os.close / os.closerange that skip the channel and the packed stdlib's descriptor, so a
+    script that closes every descriptor (a common clean-up idiom) keeps its session. Closing
+    them by other means only breaks this script's own session: the host reports it as gone."""
+    keep = _preopens()
+
+    def guarded_close(fd):
+        if fd in keep:
+            raise OSError(9, "Bad file descriptor")
+        return close(fd)
+
+    def guarded_closerange(lo, hi):
+        for fd in range(lo, hi):
+            if fd not in keep:
+                try:
+                    close(fd)
+                except OSError:
+                    pass
+
+    guarded_close.__name__, guarded_closerange.__name__ = "close", "closerange"
+    for mod in (os, posix):
+        mod.close, mod.closerange = guarded_close, guarded_closerange
+
+
+_guard_channel(os.close, os.closerange)
+
+
+# ------------------------------------------------------------------ commands
+def _result(obj):
+    """A result record as an engine value, by RedisGears' rules (spec 2.7), as native convert.rs."""
+    if isinstance(obj, str):
+        if len(obj) > 1 and obj[0] == "+":
+            return _Status(obj[1:])
+        if len(obj) > 1 and obj[0] == "-":
+            return _Err(obj[1:])
+        try:
+            return obj.encode("utf-8")
+        except UnicodeEncodeError:
+            return b""
+    if isinstance(obj, int):
+        return obj
+    if isinstance(obj, float):
+        return obj
+    if isinstance(obj, (bytes, bytearray)):
+        return bytes(obj)
+    if isinstance(obj, list):
+        return [_result(x) for x in obj]
+    return b"PY RECORD"
+
+
+def _str(x):
+    try:
+        return str(x)
+    except BaseException:
+        return ""
+
+
+_plans = {}
+_next_plan = [0]
+
+
+def _serve():
+    while True:
+        kind, arg = _recv()
+        if kind == "B":
+            try:
+                for name, src in (("gears_pipeline", arg[0]), ("gears", arg[1])):
+                    mod = types.ModuleType(name)
+                    mod.__file__ = name + ".py"
+                    sys.modules[name] = mod
+                    exec(compile(src, name + ".py", "exec"), mod.__dict__)
+                _send("R", None)
+            except BaseException as e:
+                import traceback
+                _send("R", _Err("".join(traceback.format_exception(e))))
+        elif kind == "S":
+            out = sys.modules["gears"]._run_script(arg.decode("utf-8"))
+            if out is None:
+                _send("R", [_Status("done")])
+            elif out[0] == "run":
+                _next_plan[0] += 1
+                _plans[_next_plan[0]] = out[1]
+                steps = [[_str(s[0]), _str(s[1]), _str(s[2])] for s in out[2] if isinstance(s, tuple) and len(s) >= 3]
+                _send("R", [_Status("run"), _next_plan[0], steps])
+            else:
+                _send("R", [_Status("error"), _str(out[1])])
+        elif kind == "P":
+            plan = _plans.pop(arg, None)
+            try:
+                results, errors, step_ms = plan()
+                reply = [[_result(r) for r in results], [_str(e) for e in errors],
+                         [s if isinstance(s, int) and s >= 0 else 0 for s in step_ms]]
+            except BaseException as e:
+                reply = _Err(sys.modules["gears_pipeline"].format_exception(e))
+            _send("R", reply)
+        elif kind == "D":
+            _plans.pop(arg, None)
+            _send("R", None)
+        else:
+            _exit(3)
+
+
+_serve()
