@@ -102,23 +102,24 @@ def shards_id_reader():
 # Each step is a generator function (records, errors, *callbacks) -> records.
 
 
-def step_map(records, errors, f):
+def _calls(records, errors, f):
+    """(record, f(record)) for every record whose call succeeded; a failing call's error is
+    reported and its record dropped (RedisGears semantics for every callback step)."""
     for r in records:
         try:
             out = f(r)
         except Exception as e:
             errors.append(format_exception(e))
             continue
-        yield out
+        yield r, out
+
+
+def step_map(records, errors, f):
+    return (out for _, out in _calls(records, errors, f))
 
 
 def step_flatmap(records, errors, f):
-    for r in records:
-        try:
-            out = f(r)
-        except Exception as e:
-            errors.append(format_exception(e))
-            continue
+    for _, out in _calls(records, errors, f):
         if isinstance(out, list):
             # RedisGears pops from the end of the list: elements come out reversed.
             yield from reversed(out)
@@ -127,24 +128,11 @@ def step_flatmap(records, errors, f):
 
 
 def step_foreach(records, errors, f):
-    for r in records:
-        try:
-            f(r)
-        except Exception as e:
-            errors.append(format_exception(e))
-            continue
-        yield r
+    return (r for r, _ in _calls(records, errors, f))
 
 
 def step_filter(records, errors, f):
-    for r in records:
-        try:
-            keep = f(r)
-        except Exception as e:
-            errors.append(format_exception(e))
-            continue
-        if keep:
-            yield r
+    return (r for r, keep in _calls(records, errors, f) if keep)
 
 
 def step_accumulate(records, errors, f):
@@ -160,12 +148,7 @@ def step_accumulate(records, errors, f):
 
 
 def _grouped(records, errors, extractor):
-    for r in records:
-        try:
-            key = extractor(r)
-        except Exception as e:
-            errors.append(format_exception(e))
-            continue
+    for r, key in _calls(records, errors, extractor):
         # RedisGears keys records by string: an int key 1 becomes '1'.
         yield (key if isinstance(key, str) else str(key)), r
 

@@ -123,10 +123,9 @@ pub fn new_interpreter<T>(bootstrap: impl FnOnce(&Attached) -> Result<T, String>
         check_multi_interp_extensions: 1,
         gil: ffi::PyInterpreterConfig_OWN_GIL,
     };
-    // SAFETY: a fresh thread state of the main interpreter is attached (taking the main GIL)
-    // because Py_NewInterpreterFromConfig needs a current thread state; on success that state is
-    // detached by CPython and the new interpreter's is current; on failure ours is current again.
-    // Each state is cleared and deleted while current, which is what CPython requires.
+    // Py_NewInterpreterFromConfig needs a current thread state: a fresh main-interpreter one is
+    // attached; on success CPython detaches it and makes the new interpreter's current.
+    // SAFETY: on failure ours is current again; each state is cleared and deleted while current.
     unsafe {
         let previous = detach_current();
         let main_ts = ffi::PyThreadState_New(ffi::PyInterpreterState_Main());
@@ -255,10 +254,9 @@ pub enum Push {
 pub fn interrupt(interp: InterpPtr, thread: c_ulong, exception: *mut ffi::PyObject, push: Push, still_wanted: impl FnOnce() -> bool) {
     let attached = attach(interp);
     if still_wanted() {
-        // SAFETY: we hold `interp`'s GIL; `exception` is a type object owned by `interp`'s builtin
-        // module, alive as long as the interpreter, which the caller keeps alive. A trace
-        // function set here lives on each thread state and is removed when that state is
-        // cleared, which every attachment does when it ends.
+        // `exception` is owned by `interp`'s builtin module, alive as long as the interpreter
+        // (kept alive by the caller); a trace set here dies with each thread state's attachment.
+        // SAFETY: we hold `interp`'s GIL, which both calls require.
         unsafe {
             ffi::PyThreadState_SetAsyncExc(thread as std::ffi::c_long, exception);
             if push == Push::RaiseAtEveryLine {

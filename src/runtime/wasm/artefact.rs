@@ -110,10 +110,9 @@ pub fn load_module(engine: &Engine, path: &Path) -> Result<(Module, String), Str
 
 fn load_cached(engine: &Engine, caches: &[PathBuf]) -> Option<(Module, String)> {
     let cache = caches.iter().find(|c| c.is_file())?;
-    // SAFETY: the file was written by `precompile_module` of this same wasmtime build (see
-    // `store`: atomically, in the artefact's directory or the user's own cache directory, which
-    // gearbox trusts like the module file itself); wasmtime checks its version and engine
-    // configuration header and refuses a mismatch, which falls through to a recompile.
+    // The file was written atomically by `precompile_module` of this same wasmtime build, in a
+    // directory gearbox trusts like the module file itself (see `store`).
+    // SAFETY: wasmtime checks version and engine header and refuses a mismatch (then we recompile).
     match unsafe { Module::deserialize_file(engine, cache) } {
         Ok(module) => Some((module, format!("loaded the compiled guest from {}", cache.display()))),
         Err(e) => {
