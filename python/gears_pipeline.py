@@ -147,6 +147,22 @@ def step_accumulate(records, errors, f):
         yield acc
 
 
+def step_count(records, errors):
+    n = 0
+    for _ in records:
+        n += 1
+    if n:
+        yield n
+
+
+def step_sum(records, errors):
+    total, have = 0, False
+    for r in records:
+        total, have = total + r, True
+    if have:
+        yield total
+
+
 def _grouped(records, errors, extractor):
     for r, key in _calls(records, errors, extractor):
         # RedisGears keys records by string: an int key 1 becomes '1'.
@@ -198,6 +214,8 @@ STEPS = {
     "foreach": step_foreach,
     "filter": step_filter,
     "accumulate": step_accumulate,
+    "count": step_count,
+    "sum": step_sum,
     "localgroupby": step_groupby,
     "groupby": step_groupby,
     "batchgroupby": step_batchgroupby,
