@@ -19,8 +19,11 @@ pub fn ok(_: Ctx, _: &[Vec<u8>]) -> Reply {
     Reply::ok()
 }
 
+/// The RedisGears Python plugin version whose behaviour gearbox follows (1.2.13).
+const COMPATIBLE_PLUGIN_VERSION: i64 = 10213;
+
 pub fn dump_plugins(_: Ctx, _: &[Vec<u8>]) -> Reply {
-    let plugin = Value::Array(vec![Value::bulk("GearsPythonPlugin"), Value::Int(10213)]);
+    let plugin = Value::Array(vec![Value::bulk("GearsPythonPlugin"), Value::Int(COMPATIBLE_PLUGIN_VERSION)]);
     Reply::Value(Value::Array(vec![plugin]))
 }
 
