@@ -152,6 +152,17 @@ def _zero_or(a, zero):
     return copy.deepcopy(zero)
 
 
+def _callback_op(name, count):
+    """A builder method taking `count` callbacks: RedisGears' argument checks, then the step."""
+
+    def op(self, *args):
+        _check_functions(name, args, count)
+        return self._add(name, *args)
+
+    op.__name__ = op.__qualname__ = name
+    return op
+
+
 class GearsBuilder:
     def __init__(self, reader="KeysReader", defaultArg="*", desc=None):
         if not isinstance(reader, str):
@@ -169,41 +180,16 @@ class GearsBuilder:
         self.steps.append((name, args))
         return self
 
-    def map(self, *args):
-        _check_functions("map", args, 1)
-        return self._add("map", *args)
-
-    def flatmap(self, *args):
-        _check_functions("flatmap", args, 1)
-        return self._add("flatmap", *args)
-
-    def foreach(self, *args):
-        _check_functions("foreach", args, 1)
-        return self._add("foreach", *args)
-
-    def filter(self, *args):
-        _check_functions("filter", args, 1)
-        return self._add("filter", *args)
-
-    def accumulate(self, *args):
-        _check_functions("accumulate", args, 1)
-        return self._add("accumulate", *args)
-
-    def localgroupby(self, *args):
-        _check_functions("localgroupby", args, 2)
-        return self._add("localgroupby", *args)
-
-    def groupby(self, *args):
-        _check_functions("groupby", args, 2)
-        return self._add("groupby", *args)
-
-    def batchgroupby(self, *args):
-        _check_functions("batchgroupby", args, 2)
-        return self._add("batchgroupby", *args)
-
-    def repartition(self, *args):
-        _check_functions("repartition", args, 1)
-        return self._add("repartition", *args)
+    # The operations taking only callbacks: check the count and kind, then record the step.
+    map = _callback_op("map", 1)
+    flatmap = _callback_op("flatmap", 1)
+    foreach = _callback_op("foreach", 1)
+    filter = _callback_op("filter", 1)
+    accumulate = _callback_op("accumulate", 1)
+    localgroupby = _callback_op("localgroupby", 2)
+    groupby = _callback_op("groupby", 2)
+    batchgroupby = _callback_op("batchgroupby", 2)
+    repartition = _callback_op("repartition", 1)
 
     def collect(self, *args):
         if args:
