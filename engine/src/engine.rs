@@ -2,20 +2,24 @@
 //! and drops them, and tracks live sessions.
 
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use crate::errors::EngineError;
-use crate::execution::Execution;
+use crate::errors::{self, EngineError};
+use crate::execution::{Execution, Outcome};
 use crate::executions::ExecutionRegistry;
 use crate::ids::{IdGenerator, STANDALONE_SHARD_ID};
 use crate::pool::Pool;
-use crate::port::Job;
+use crate::port::{Job, RunControl};
+use crate::registration::Registration;
+use crate::registrations::RegistrationRegistry;
 use crate::session::{Session, SessionRegistry};
 
 pub struct Engine {
     execution_ids: IdGenerator,
     pub executions: Arc<ExecutionRegistry>,
     pub sessions: SessionRegistry,
-    pool: Pool,
+    pub registrations: RegistrationRegistry,
+    pool: Arc<Pool>,
 }
 
 impl Engine {
@@ -24,7 +28,8 @@ impl Engine {
             execution_ids: IdGenerator::new(STANDALONE_SHARD_ID),
             executions: Arc::new(ExecutionRegistry::default()),
             sessions: SessionRegistry::default(),
-            pool: Pool::new(execution_threads, "gearbox-exec")?,
+            registrations: RegistrationRegistry::new(STANDALONE_SHARD_ID),
+            pool: Arc::new(Pool::new(execution_threads, "gearbox-exec")?),
         })
     }
 
@@ -51,6 +56,41 @@ impl Engine {
         let runner = exec.clone();
         self.pool.spawn(move || runner.run());
         exec
+    }
+
+    /// Start an execution of registration `reg` for one event, on the pool. It is kept (at most
+    /// `per_registration` finished ones per registration), counted in the registration's
+    /// statistics, and, for an `inorder` registration, started only after the previous one.
+    pub fn start_event(&self, reg: &Arc<Registration>, job: Box<dyn Job>, max_executions: usize, per_registration: usize) -> Arc<Execution> {
+        reg.triggered();
+        let exec = Execution::for_registration(self.execution_ids.next_id(), reg.session.clone(), job);
+        self.executions.insert(exec.clone(), max_executions);
+        for old in reg.keep(exec.clone(), per_registration) {
+            self.executions.remove(&old.id);
+        }
+        let (stats, weak) = (reg.clone(), Arc::downgrade(&exec));
+        exec.on_done(move |outcome| {
+            let took = weak.upgrade().map(|e| Duration::from_millis(e.report().total_ms)).unwrap_or_default();
+            let aborted = outcome.errors.first().is_some_and(|e| e == errors::EXECUTION_ABORTED);
+            stats.finished(outcome, took, aborted);
+        });
+        let runner = exec.clone();
+        let pool = self.pool.clone();
+        match reg.spec.inorder.then(|| reg.chain(&exec)).flatten() {
+            Some(previous) => previous.on_done(move |_| pool.spawn(move || runner.run())),
+            None => pool.spawn(move || runner.run()),
+        }
+        exec
+    }
+
+    /// Run registration `reg`'s job on this thread (a sync registration, inside the command
+    /// that caused the event), stopped at `timeout`.
+    pub fn run_inline(&self, reg: &Registration, job: Box<dyn Job>, timeout: Duration) -> Outcome {
+        reg.triggered();
+        let start = Instant::now();
+        let outcome = job.run(&RunControl::with_deadline(start + timeout));
+        reg.finished(&outcome, start.elapsed(), false);
+        outcome
     }
 
     pub fn get(&self, id: &str) -> Result<Arc<Execution>, EngineError> {
@@ -84,6 +124,32 @@ mod tests {
         let id = exec.id.clone();
         exec.on_done(move |_| tx.send(registry.get(&id).is_some()).unwrap());
         assert!(!rx.recv_timeout(Duration::from_secs(5)).unwrap());
+    }
+
+    #[test]
+    fn event_executions_are_kept_capped_and_counted() {
+        use crate::registration::RegistrationSpec;
+        let engine = Engine::new(1).unwrap();
+        let spec = RegistrationSpec::from_value(&Value::Array(vec![])).unwrap();
+        let reg = Registration::new(engine.registrations.next_id(), session("s"), spec);
+        let mut last = None;
+        for i in 0..3 {
+            let out = if i == 1 { Outcome::failed("boom") } else { Outcome::default() };
+            let exec = engine.start_event(&reg, Box::new(FixedJob(out)), 100, 2);
+            let (tx, rx) = mpsc::channel();
+            exec.on_done(move |_| tx.send(()).unwrap());
+            rx.recv_timeout(Duration::from_secs(5)).unwrap();
+            assert!(exec.registered);
+            last = Some(exec);
+        }
+        // The stats waiter runs before ours (registered first).
+        let s = reg.stats();
+        assert_eq!((s.triggered, s.success, s.failures), (3, 2, 1));
+        assert_eq!(engine.executions.len(), 2, "only MaxExecutionsPerRegistration kept");
+        assert!(engine.get(&last.unwrap().id).is_ok());
+        let inline = engine.run_inline(&reg, Box::new(FixedJob(Outcome::failed("x"))), Duration::from_secs(1));
+        assert_eq!(inline.errors, vec!["x".to_string()]);
+        assert_eq!(reg.stats().failures, 2);
     }
 
     #[test]

@@ -58,6 +58,22 @@ pub enum EngineError {
     UnknownOption(String),
     #[error("Session {0} does not exists")]
     SessionNotExists(String),
+    #[error("execution is not registered")]
+    NotRegistered,
+    #[error("ERR subcommand not found")]
+    TriggerNotFound,
+    #[error("ERR can not run a non-sync execution inside a MULTI/LUA (blocking is not allowed) or on loading.")]
+    TriggerNeedsBlocking,
+    #[error("Reader {0} does not support pause")]
+    NoPause(String),
+    #[error("Reader {0} does not support unpause")]
+    NoUnpause(String),
+    #[error("trigger already registered")]
+    TriggerTaken,
+    #[error("trigger already registered in this session")]
+    TriggerTakenInSession,
+    #[error("Can not replace an existing session {0} with {1}")]
+    ReplaceExisting(String, String),
     /// Text produced by a script or a runtime, passed through unchanged.
     #[error("{0}")]
     Script(String),

@@ -73,6 +73,8 @@ pub struct Execution {
     pub id: String,
     /// Kept in RG.DUMPEXECUTIONS after it finishes (UNBLOCKING runs); blocking runs are not.
     pub kept: bool,
+    /// Started by a registration (RG.DUMPEXECUTIONS' `registered` 1).
+    pub registered: bool,
     steps: Vec<StepInfo>,
     control: RunControl,
     state: Mutex<State>,
@@ -96,6 +98,7 @@ impl Execution {
         Arc::new(Execution {
             id,
             kept,
+            registered: false,
             steps,
             control: RunControl::default(),
             state: Mutex::new(State {
@@ -108,6 +111,15 @@ impl Execution {
                 duration: Duration::ZERO,
             }),
         })
+    }
+
+    /// An execution a registration's event started: kept, and marked `registered`.
+    pub fn for_registration(id: String, session: Arc<Session>, job: Box<dyn Job>) -> Arc<Execution> {
+        let mut exec = Execution::new(id, session, job, true);
+        if let Some(e) = Arc::get_mut(&mut exec) {
+            e.registered = true;
+        }
+        exec
     }
 
     fn state(&self) -> MutexGuard<'_, State> {

@@ -5,18 +5,24 @@
 //! implement its ports ([`port`]). Keeping it free of FFI lets it be tested alone (`cargo test -p
 //! gearbox-engine`) and lets the native and wasm runtimes share one bookkeeping.
 
+pub mod codec;
 pub mod engine;
 pub mod errors;
 pub mod execution;
 pub mod executions;
 pub mod ids;
 pub mod pool;
+pub mod persist;
 pub mod port;
+pub mod registration;
+pub mod registrations;
 pub mod session;
 pub mod value;
 
 pub use engine::Engine;
 pub use execution::{Execution, ExecutionStatus, Outcome};
+pub use registration::{Mode, ReaderKind, Registration, RegistrationSpec};
+pub use registrations::RegistrationRegistry;
 pub use port::{Host, Interpreter, Job, KeyRecord, KeyValue, LogLevel, RunControl, Runtime, StepInfo};
 pub use session::{Session, SessionRegistry};
 pub use value::Value;

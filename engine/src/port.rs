@@ -6,7 +6,7 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::execution::Outcome;
 use crate::value::Value;
@@ -76,6 +76,9 @@ pub trait Host: Send + Sync {
     /// Take the Redis lock for an `atomic()` block (no-op on the main thread).
     fn atomic_begin(&self) -> Result<(), String>;
     fn atomic_end(&self);
+    /// `register()` at a script's top level: `spec` is the name/value array gears.py builds
+    /// (see `RegistrationSpec`). Returns the registration id, or the error text to raise.
+    fn register(&self, spec: &Value) -> Result<String, String>;
 }
 
 /// One step of an execution plan, as RG.GETEXECUTION shows it.
@@ -92,9 +95,19 @@ pub struct StepInfo {
 pub struct RunControl {
     aborted: AtomicBool,
     interrupter: Mutex<Option<Arc<dyn Fn() + Send + Sync>>>,
+    deadline: Option<Instant>,
 }
 
 impl RunControl {
+    /// For a job run inline (a sync registration): the runtime stops it at `deadline`.
+    pub fn with_deadline(deadline: Instant) -> RunControl {
+        RunControl { deadline: Some(deadline), ..RunControl::default() }
+    }
+
+    pub fn deadline(&self) -> Option<Instant> {
+        self.deadline
+    }
+
     pub fn is_aborted(&self) -> bool {
         self.aborted.load(Ordering::SeqCst)
     }
@@ -130,6 +143,14 @@ pub trait Interpreter: Send + Sync {
     /// Run top-level code on the calling thread, giving up after `timeout`. `Err` is the exact
     /// text to reply (a formatted Python exception).
     fn run_script(&self, source: &str, timeout: Duration) -> Result<ScriptOutcome, String>;
+    /// A job running registration `handle`'s steps over one event `record` (KeysReader:
+    /// `[key, event]`; CommandReader: the arguments). `inline`: it will run on a thread that
+    /// holds the Redis lock (a sync registration), so it must never wait for another user of
+    /// this interpreter that may need that lock.
+    fn event_job(&self, handle: i64, record: Value, inline: bool) -> Box<dyn Job>;
+    /// Run registration `handle`'s `onRegistered` callback on this thread (which holds the
+    /// Redis lock); `Err` is the formatted exception.
+    fn on_registered(&self, handle: i64, timeout: Duration) -> Result<(), String>;
 }
 
 /// A way of making interpreters (one per mode).

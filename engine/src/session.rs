@@ -6,24 +6,55 @@
 //! never extends a session's life; it exists to answer RG.PYDUMPSESSIONS and to refuse a second
 //! live session with the same `ID`.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
 use crate::errors::EngineError;
 use crate::port::Interpreter;
+use crate::value::Value;
+
+/// What it takes to rebuild a session after a reload or on a replica: its source, the replies
+/// its top level got from `execute()` (replayed instead of calling Redis again) and the ACL
+/// user it ran as.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Recipe {
+    pub source: String,
+    pub journal: Vec<Value>,
+    pub user: Option<String>,
+}
 
 pub struct Session {
     pub id: String,
     pub description: Option<String>,
     interpreter: Box<dyn Interpreter>,
+    /// Replaced by an UPGRADE / REPLACE_WITH while something still holds it.
+    dead: AtomicBool,
+    recipe: Mutex<Option<Recipe>>,
 }
 
 impl Session {
     pub fn new(id: String, description: Option<String>, interpreter: Box<dyn Interpreter>) -> Arc<Session> {
-        Arc::new(Session { id, description, interpreter })
+        Arc::new(Session { id, description, interpreter, dead: AtomicBool::new(false), recipe: Mutex::new(None) })
     }
 
     pub fn interpreter(&self) -> &dyn Interpreter {
         self.interpreter.as_ref()
+    }
+
+    pub fn mark_dead(&self) {
+        self.dead.store(true, Ordering::SeqCst);
+    }
+
+    pub fn is_dead(&self) -> bool {
+        self.dead.load(Ordering::SeqCst)
+    }
+
+    pub fn set_recipe(&self, recipe: Recipe) {
+        *self.recipe.lock().unwrap_or_else(|e| e.into_inner()) = Some(recipe);
+    }
+
+    pub fn recipe(&self) -> Option<Recipe> {
+        self.recipe.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 }
 
@@ -34,6 +65,7 @@ pub struct SessionSummary {
     pub description: Option<String>,
     /// Holders other than the registry's own look-up.
     pub ref_count: usize,
+    pub dead: bool,
 }
 
 #[derive(Default)]
@@ -46,7 +78,7 @@ impl SessionRegistry {
     pub fn add(&self, session: &Arc<Session>) -> Result<(), EngineError> {
         let mut all = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
         all.retain(|w| w.strong_count() > 0);
-        if all.iter().filter_map(Weak::upgrade).any(|s| s.id == session.id) {
+        if all.iter().filter_map(Weak::upgrade).any(|s| s.id == session.id && !s.is_dead()) {
             return Err(EngineError::SessionExists(session.id.clone()));
         }
         all.push(Arc::downgrade(session));
@@ -60,9 +92,9 @@ impl SessionRegistry {
         all.push(Arc::downgrade(session));
     }
 
-    /// Whether a live session has this id.
+    /// Whether a live (not replaced) session has this id.
     pub fn contains(&self, id: &str) -> bool {
-        self.summaries().iter().any(|s| s.id == id)
+        self.summaries().iter().any(|s| s.id == id && !s.dead)
     }
 
     /// Live sessions, oldest first.
@@ -75,6 +107,7 @@ impl SessionRegistry {
                 id: s.id.clone(),
                 description: s.description.clone(),
                 ref_count: Arc::strong_count(&s) - 1,
+                dead: s.is_dead(),
             })
             .collect()
     }
@@ -91,6 +124,12 @@ pub(crate) mod tests {
         fn run_script(&self, _: &str, _: Duration) -> Result<ScriptOutcome, String> {
             Ok(ScriptOutcome::Done)
         }
+        fn event_job(&self, _: i64, _: Value, _: bool) -> Box<dyn crate::port::Job> {
+            Box::new(crate::execution::tests::FixedJob(crate::execution::Outcome::default()))
+        }
+        fn on_registered(&self, _: i64, _: Duration) -> Result<(), String> {
+            Ok(())
+        }
     }
 
     pub fn session(id: &str) -> Arc<Session> {
@@ -103,7 +142,7 @@ pub(crate) mod tests {
         let a = session("a");
         reg.add(&a).unwrap();
         let extra = a.clone();
-        assert_eq!(reg.summaries(), vec![SessionSummary { id: "a".into(), description: None, ref_count: 2 }]);
+        assert_eq!(reg.summaries(), vec![SessionSummary { id: "a".into(), description: None, ref_count: 2, dead: false }]);
         drop(extra);
         assert_eq!(reg.summaries()[0].ref_count, 1);
         drop(a);
@@ -117,6 +156,8 @@ pub(crate) mod tests {
         reg.add(&a).unwrap();
         assert_eq!(reg.add(&session("same")), Err(EngineError::SessionExists("same".into())));
         assert!(reg.contains("same"));
+        a.mark_dead();
+        assert!(!reg.contains("same"), "a replaced session no longer owns its id");
         drop(a);
         assert!(reg.add(&session("same")).is_ok());
         let b = session("b");

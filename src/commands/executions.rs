@@ -29,7 +29,7 @@ pub fn dump(_: Ctx, args: &[Vec<u8>]) -> Reply {
                 Value::bulk("status"),
                 Value::bulk(e.status().as_str()),
                 Value::bulk("registered"),
-                Value::Int(0),
+                Value::Int(e.registered as i64),
             ])
         })
         .collect();

@@ -12,7 +12,6 @@ pub const VERSION: u8 = 1;
 pub const HEADER: usize = 8;
 /// Largest payload accepted from the guest (a result set of an execution fits in this).
 pub const MAX_PAYLOAD: usize = 512 << 20;
-const MAX_DEPTH: usize = 64;
 
 /// Frame kinds. Host → guest commands and replies; guest → host requests and answers.
 pub mod kind {
@@ -43,35 +42,7 @@ pub fn frame(kind: u8, value: &Value) -> Vec<u8> {
     out
 }
 
-fn put_bytes(out: &mut Vec<u8>, tag: u8, data: &[u8]) {
-    out.push(tag);
-    out.extend_from_slice(&(data.len() as u32).to_le_bytes());
-    out.extend_from_slice(data);
-}
-
-pub fn encode(out: &mut Vec<u8>, value: &Value) {
-    match value {
-        Value::Nil => out.push(b'N'),
-        Value::Int(n) => {
-            out.push(b'i');
-            out.extend_from_slice(&n.to_le_bytes());
-        }
-        Value::Double(d) => {
-            out.push(b'd');
-            out.extend_from_slice(&d.to_le_bytes());
-        }
-        Value::Bulk(b) => put_bytes(out, b'b', b),
-        Value::Status(s) => put_bytes(out, b's', s.as_bytes()),
-        Value::Error(s) => put_bytes(out, b'e', s.as_bytes()),
-        Value::Array(items) => {
-            out.push(b'a');
-            out.extend_from_slice(&(items.len() as u32).to_le_bytes());
-            for item in items {
-                encode(out, item);
-            }
-        }
-    }
-}
+pub use gearbox_engine::codec::{bytes_of, decode, encode, text_of};
 
 /// KeysReader records as one value: `[[key, type, kind, payload], ...]`, kind 0 none, 1 string,
 /// 2 hash (payload a flat field/value array), 3 list.
@@ -108,76 +79,6 @@ pub fn header(buf: &[u8]) -> Result<Option<(u8, usize)>, String> {
         return Err(format!("frame of {len} bytes is over the {MAX_PAYLOAD} byte cap"));
     }
     Ok(Some((buf[3], len)))
-}
-
-/// Decode one whole payload (exactly one value, nothing after it).
-pub fn decode(payload: &[u8]) -> Result<Value, String> {
-    let mut pos = 0;
-    let v = value(payload, &mut pos, 0)?;
-    if pos != payload.len() {
-        return Err("trailing bytes after a value".into());
-    }
-    Ok(v)
-}
-
-fn take<'a>(data: &'a [u8], pos: &mut usize, n: usize) -> Result<&'a [u8], String> {
-    let end = pos.checked_add(n).filter(|&e| e <= data.len()).ok_or("truncated value")?;
-    let s = &data[*pos..end];
-    *pos = end;
-    Ok(s)
-}
-
-fn u32_at(data: &[u8], pos: &mut usize) -> Result<usize, String> {
-    let b = take(data, pos, 4)?;
-    Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize)
-}
-
-fn value(data: &[u8], pos: &mut usize, depth: usize) -> Result<Value, String> {
-    if depth > MAX_DEPTH {
-        return Err("value nested too deeply".into());
-    }
-    let tag = take(data, pos, 1)?[0];
-    Ok(match tag {
-        b'N' => Value::Nil,
-        b'i' => Value::Int(i64::from_le_bytes(take(data, pos, 8)?.try_into().map_err(|_| "truncated")?)),
-        b'd' => Value::Double(f64::from_le_bytes(take(data, pos, 8)?.try_into().map_err(|_| "truncated")?)),
-        b'b' | b's' | b'e' => {
-            let n = u32_at(data, pos)?;
-            let raw = take(data, pos, n)?;
-            match tag {
-                b'b' => Value::Bulk(raw.to_vec()),
-                b's' => Value::Status(String::from_utf8_lossy(raw).into_owned()),
-                _ => Value::Error(String::from_utf8_lossy(raw).into_owned()),
-            }
-        }
-        b'a' => {
-            let n = u32_at(data, pos)?;
-            // Every item takes at least one byte: refuse counts the payload cannot hold.
-            if n > data.len() - *pos {
-                return Err("array count over the payload size".into());
-            }
-            let mut items = Vec::with_capacity(n);
-            for _ in 0..n {
-                items.push(value(data, pos, depth + 1)?);
-            }
-            Value::Array(items)
-        }
-        other => return Err(format!("unknown value tag {other}")),
-    })
-}
-
-/// Bytes of a bulk (or status) value; `None` for anything else.
-pub fn bytes_of(v: &Value) -> Option<&[u8]> {
-    match v {
-        Value::Bulk(b) => Some(b),
-        Value::Status(s) | Value::Error(s) => Some(s.as_bytes()),
-        _ => None,
-    }
-}
-
-/// Text of a bulk or status value (lossy).
-pub fn text_of(v: &Value) -> String {
-    bytes_of(v).map(|b| String::from_utf8_lossy(b).into_owned()).unwrap_or_default()
 }
 
 #[cfg(test)]

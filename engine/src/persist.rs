@@ -1,0 +1,112 @@
+//! Sessions as they are persisted (RDB aux data) and replicated (`RG.INNERREGISTER`).
+//!
+//! gearbox keeps a script's source, not pickled callbacks: a session is rebuilt by running its
+//! script again in restore mode, where `execute()` at top level answers from the recorded
+//! journal instead of touching Redis and `register()` hands back the saved ids in order. So the
+//! globals callbacks see are the registration-time ones, top-level side effects and `run()` are
+//! not repeated, and ids survive. The format is versioned; decoding checks everything.
+
+use crate::codec::{self, text_of};
+use crate::registrations::RegistrationRegistry;
+use crate::session::Recipe;
+use crate::value::Value;
+
+const FORMAT_VERSION: i64 = 1;
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct SavedSession {
+    pub id: String,
+    pub description: Option<String>,
+    pub recipe: Recipe,
+    /// Registration ids in the order the script made them.
+    pub registrations: Vec<String>,
+}
+
+impl SavedSession {
+    fn to_value(&self) -> Value {
+        Value::Array(vec![
+            Value::bulk(self.id.clone()),
+            self.description.clone().map(Value::bulk).unwrap_or(Value::Nil),
+            Value::bulk(self.recipe.source.clone()),
+            Value::Array(self.recipe.journal.clone()),
+            self.recipe.user.clone().map(Value::bulk).unwrap_or(Value::Nil),
+            Value::bulks(self.registrations.iter().map(|r| r.as_bytes().to_vec())),
+        ])
+    }
+
+    fn from_value(v: &Value) -> Result<SavedSession, String> {
+        let Value::Array(parts) = v else { return Err("a saved session is not an array".into()) };
+        let [id, desc, source, Value::Array(journal), user, Value::Array(regs)] = parts.as_slice() else {
+            return Err("a saved session has the wrong shape".into());
+        };
+        let opt = |v: &Value| if *v == Value::Nil { None } else { Some(text_of(v)) };
+        Ok(SavedSession {
+            id: text_of(id),
+            description: opt(desc),
+            recipe: Recipe { source: text_of(source), journal: journal.clone(), user: opt(user) },
+            registrations: regs.iter().map(text_of).collect(),
+        })
+    }
+}
+
+/// The sessions that own registrations now, each with its ids (oldest first).
+pub fn snapshot(registrations: &RegistrationRegistry) -> Vec<SavedSession> {
+    let mut out: Vec<SavedSession> = Vec::new();
+    for reg in registrations.all() {
+        if let Some(saved) = out.iter_mut().find(|s| s.id == reg.session.id) {
+            saved.registrations.push(reg.id.clone());
+            continue;
+        }
+        let Some(recipe) = reg.session.recipe() else { continue };
+        out.push(SavedSession {
+            id: reg.session.id.clone(),
+            description: reg.session.description.clone(),
+            recipe,
+            registrations: vec![reg.id.clone()],
+        });
+    }
+    out
+}
+
+pub fn encode(sessions: &[SavedSession]) -> Vec<u8> {
+    codec::to_bytes(&Value::Array(vec![Value::Int(FORMAT_VERSION), Value::Array(sessions.iter().map(SavedSession::to_value).collect())]))
+}
+
+pub fn decode(bytes: &[u8]) -> Result<Vec<SavedSession>, String> {
+    let value = codec::decode(bytes)?;
+    let Value::Array(parts) = value else { return Err("saved sessions are not an array".into()) };
+    match parts.as_slice() {
+        [Value::Int(FORMAT_VERSION), Value::Array(sessions)] => sessions.iter().map(SavedSession::from_value).collect(),
+        [Value::Int(v), _] => Err(format!("saved sessions use format {v}, this gearbox reads {FORMAT_VERSION}")),
+        _ => Err("saved sessions have the wrong shape".into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn saved(id: &str) -> SavedSession {
+        SavedSession {
+            id: id.into(),
+            description: Some("d".into()),
+            recipe: Recipe { source: "GB().register()".into(), journal: vec![Value::Int(1), Value::Nil], user: Some("default".into()) },
+            registrations: vec!["x-1".into(), "x-3".into()],
+        }
+    }
+
+    #[test]
+    fn sessions_round_trip() {
+        let all = vec![saved("a"), SavedSession { description: None, ..saved("b") }];
+        assert_eq!(decode(&encode(&all)).unwrap(), all);
+    }
+
+    #[test]
+    fn damaged_or_future_data_is_refused() {
+        assert!(decode(b"junk").is_err());
+        let future = codec::to_bytes(&Value::Array(vec![Value::Int(99), Value::Array(vec![])]));
+        assert!(decode(&future).unwrap_err().contains("format 99"));
+        let bad = codec::to_bytes(&Value::Array(vec![Value::Int(1), Value::Array(vec![Value::Int(3)])]));
+        assert!(decode(&bad).is_err());
+    }
+}

@@ -1,0 +1,393 @@
+//! One registration: what a script's `register()` asked for (its [`RegistrationSpec`]), the
+//! session it belongs to (held: a registration keeps its script's interpreter alive), and the
+//! statistics RG.DUMPREGISTRATIONS shows.
+//!
+//! The spec crosses from the script to the host as a flat [`Value`] array of name/value pairs
+//! (`gears.py` builds it), so both runtimes hand over the same thing.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use crate::codec::text_of;
+use crate::execution::{Execution, Outcome};
+use crate::session::Session;
+use crate::value::Value;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReaderKind {
+    Keys,
+    Stream,
+    Command,
+}
+
+impl ReaderKind {
+    pub fn parse(name: &str) -> Option<ReaderKind> {
+        match name {
+            "KeysReader" => Some(ReaderKind::Keys),
+            "StreamReader" => Some(ReaderKind::Stream),
+            "CommandReader" => Some(ReaderKind::Command),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReaderKind::Keys => "KeysReader",
+            ReaderKind::Stream => "StreamReader",
+            ReaderKind::Command => "CommandReader",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    Sync,
+    Async,
+    AsyncLocal,
+}
+
+impl Mode {
+    pub fn parse(name: &str) -> Option<Mode> {
+        match name {
+            "sync" => Some(Mode::Sync),
+            "async" => Some(Mode::Async),
+            "async_local" => Some(Mode::AsyncLocal),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Sync => "sync",
+            Mode::Async => "async",
+            Mode::AsyncLocal => "async_local",
+        }
+    }
+}
+
+/// What `register()` asked for.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RegistrationSpec {
+    /// The callback's number inside the session's interpreter (`gears._registrations`).
+    pub handle: i64,
+    pub reader: ReaderKind,
+    pub desc: Option<String>,
+    pub mode: Mode,
+    /// KeysReader: exact key, or a prefix when it ends with `*`.
+    pub prefix: String,
+    /// Lower-case keyspace event names; None: every event.
+    pub event_types: Option<Vec<String>>,
+    /// None: every key type.
+    pub key_types: Option<Vec<String>>,
+    pub read_value: bool,
+    pub trigger: Option<String>,
+    pub inorder: bool,
+    pub on_registered: bool,
+}
+
+fn text_list(v: &Value) -> Option<Vec<String>> {
+    match v {
+        Value::Array(items) => Some(items.iter().map(text_of).collect()),
+        _ => None,
+    }
+}
+
+fn as_bool(v: &Value) -> bool {
+    matches!(v, Value::Int(n) if *n != 0)
+}
+
+fn opt_text(v: &Value) -> Option<String> {
+    match v {
+        Value::Nil => None,
+        other => Some(text_of(other)),
+    }
+}
+
+fn opt_list(items: &Option<Vec<String>>) -> Value {
+    items.as_ref().map(|l| Value::bulks(l.iter().map(|s| s.as_bytes().to_vec()))).unwrap_or(Value::Nil)
+}
+
+fn opt_bulk(s: &Option<String>) -> Value {
+    s.clone().map(Value::bulk).unwrap_or(Value::Nil)
+}
+
+impl RegistrationSpec {
+    /// Parse the name/value array `gears.py` sends. Unknown names are ignored.
+    pub fn from_value(v: &Value) -> Result<RegistrationSpec, String> {
+        let Value::Array(items) = v else { return Err("gearbox: malformed registration".into()) };
+        let mut spec = RegistrationSpec {
+            handle: 0,
+            reader: ReaderKind::Keys,
+            desc: None,
+            mode: Mode::Async,
+            prefix: "*".into(),
+            event_types: None,
+            key_types: None,
+            read_value: true,
+            trigger: None,
+            inorder: false,
+            on_registered: false,
+        };
+        for pair in items.chunks(2) {
+            let [name, value] = pair else { return Err("gearbox: malformed registration".into()) };
+            match text_of(name).as_str() {
+                "handle" => spec.handle = if let Value::Int(n) = value { *n } else { 0 },
+                "reader" => spec.reader = ReaderKind::parse(&text_of(value)).ok_or("gearbox: unknown reader")?,
+                "desc" => spec.desc = opt_text(value),
+                "mode" => spec.mode = Mode::parse(&text_of(value)).ok_or("unknown execution mode")?,
+                "prefix" => spec.prefix = text_of(value),
+                "eventTypes" => spec.event_types = text_list(value).map(|l| l.iter().map(|e| e.to_ascii_lowercase()).collect()),
+                "keyTypes" => spec.key_types = text_list(value),
+                "readValue" => spec.read_value = as_bool(value),
+                "trigger" => spec.trigger = opt_text(value),
+                "inorder" => spec.inorder = as_bool(value),
+                "onRegistered" => spec.on_registered = as_bool(value),
+                _ => {}
+            }
+        }
+        Ok(spec)
+    }
+
+    /// The array `from_value` reads (for persistence).
+    pub fn to_value(&self) -> Value {
+        Value::Array(vec![
+            Value::bulk("handle"),
+            Value::Int(self.handle),
+            Value::bulk("reader"),
+            Value::bulk(self.reader.as_str()),
+            Value::bulk("desc"),
+            opt_bulk(&self.desc),
+            Value::bulk("mode"),
+            Value::bulk(self.mode.as_str()),
+            Value::bulk("prefix"),
+            Value::bulk(self.prefix.clone()),
+            Value::bulk("eventTypes"),
+            opt_list(&self.event_types),
+            Value::bulk("keyTypes"),
+            opt_list(&self.key_types),
+            Value::bulk("readValue"),
+            Value::Int(self.read_value as i64),
+            Value::bulk("trigger"),
+            opt_bulk(&self.trigger),
+            Value::bulk("inorder"),
+            Value::Int(self.inorder as i64),
+            Value::bulk("onRegistered"),
+            Value::Int(self.on_registered as i64),
+        ])
+    }
+
+    /// Whether a keyspace event on `key` of kind `event` concerns this (KeysReader) registration.
+    /// The key type is checked separately ([`RegistrationSpec::wants_type`]): it costs a look-up.
+    pub fn wants_event(&self, key: &[u8], event: &str) -> bool {
+        self.reader == ReaderKind::Keys
+            && prefix_matches(&self.prefix, key)
+            && self.event_types.as_ref().is_none_or(|l| l.iter().any(|e| e.eq_ignore_ascii_case(event)))
+    }
+
+    pub fn wants_type(&self, key_type: &str) -> bool {
+        self.key_types.as_ref().is_none_or(|l| l.iter().any(|t| t == key_type))
+    }
+
+    /// RG.DUMPREGISTRATIONS' `args` for this reader.
+    pub fn args_value(&self) -> Value {
+        match self.reader {
+            ReaderKind::Command => Value::Array(vec![
+                Value::bulk("trigger"),
+                opt_bulk(&self.trigger),
+                Value::bulk("inorder"),
+                Value::Int(self.inorder as i64),
+            ]),
+            _ => Value::Array(vec![
+                Value::bulk("regex"),
+                Value::bulk(self.prefix.clone()),
+                Value::bulk("eventTypes"),
+                opt_list(&self.event_types),
+                Value::bulk("keyTypes"),
+                opt_list(&self.key_types),
+                Value::bulk("hookCommands"),
+                Value::Nil,
+            ]),
+        }
+    }
+}
+
+/// RedisGears' register prefix: `abc*` matches keys starting with `abc`; anything else matches
+/// exactly that key (it is not a glob).
+pub fn prefix_matches(prefix: &str, key: &[u8]) -> bool {
+    match prefix.strip_suffix('*') {
+        Some(head) => key.starts_with(head.as_bytes()),
+        None => key == prefix.as_bytes(),
+    }
+}
+
+/// RG.DUMPREGISTRATIONS' statistics.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Stats {
+    pub triggered: u64,
+    pub success: u64,
+    pub failures: u64,
+    pub aborted: u64,
+    pub last_ms: u64,
+    pub total_ms: u64,
+    pub last_error: Option<String>,
+}
+
+impl Stats {
+    pub fn avg_ms(&self) -> f64 {
+        let runs = self.success + self.failures + self.aborted;
+        if runs == 0 {
+            0.0
+        } else {
+            self.total_ms as f64 / runs as f64
+        }
+    }
+}
+
+pub struct Registration {
+    pub id: String,
+    pub session: Arc<Session>,
+    pub spec: RegistrationSpec,
+    stats: Mutex<Stats>,
+    /// Kept executions this registration started, oldest first (MaxExecutionsPerRegistration).
+    executions: Mutex<VecDeque<Arc<Execution>>>,
+    /// The newest execution of an `inorder` registration: the next one starts after it.
+    tail: Mutex<Option<Arc<Execution>>>,
+}
+
+fn locked<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Registration {
+    pub fn new(id: String, session: Arc<Session>, spec: RegistrationSpec) -> Arc<Registration> {
+        Arc::new(Registration {
+            id,
+            session,
+            spec,
+            stats: Mutex::new(Stats::default()),
+            executions: Mutex::new(VecDeque::new()),
+            tail: Mutex::new(None),
+        })
+    }
+
+    pub fn stats(&self) -> Stats {
+        locked(&self.stats).clone()
+    }
+
+    pub fn clear_stats(&self) {
+        *locked(&self.stats) = Stats::default();
+    }
+
+    /// An event reached this registration (counted before it runs, as RedisGears does).
+    pub fn triggered(&self) {
+        locked(&self.stats).triggered += 1;
+    }
+
+    /// Account for one finished run.
+    pub fn finished(&self, outcome: &Outcome, took: Duration, aborted: bool) {
+        let mut s = locked(&self.stats);
+        let ms = took.as_millis() as u64;
+        s.last_ms = ms;
+        s.total_ms += ms;
+        if aborted {
+            s.aborted += 1;
+        } else if let Some(first) = outcome.errors.first() {
+            s.failures += 1;
+            s.last_error = Some(first.clone());
+        } else {
+            s.success += 1;
+        }
+    }
+
+    /// Remember a kept execution; returns the ones over `cap` (oldest first) for the caller to
+    /// drop from the execution list.
+    pub fn keep(&self, exec: Arc<Execution>, cap: usize) -> Vec<Arc<Execution>> {
+        let mut list = locked(&self.executions);
+        list.push_back(exec);
+        let mut dropped = Vec::new();
+        while list.len() > cap {
+            match list.iter().position(|e| e.status().is_finished()) {
+                Some(i) => dropped.extend(list.remove(i)),
+                None => break,
+            }
+        }
+        dropped
+    }
+
+    /// Executions of this registration that have not started yet (RG.UNREGISTER abortpending).
+    pub fn pending(&self) -> Vec<Arc<Execution>> {
+        locked(&self.executions).iter().filter(|e| e.status() == crate::ExecutionStatus::Created).cloned().collect()
+    }
+
+    /// For `inorder`: swap in the newest execution, returning the one it must wait for.
+    pub fn chain(&self, exec: &Arc<Execution>) -> Option<Arc<Execution>> {
+        locked(&self.tail).replace(exec.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(prefix: &str) -> RegistrationSpec {
+        let mut s = RegistrationSpec::from_value(&Value::Array(vec![])).unwrap();
+        s.prefix = prefix.into();
+        s
+    }
+
+    #[test]
+    fn prefix_is_exact_or_trailing_star() {
+        assert!(prefix_matches("*", b"anything"));
+        assert!(prefix_matches("user:*", b"user:1"));
+        assert!(!prefix_matches("user:*", b"admin:1"));
+        assert!(prefix_matches("user", b"user"));
+        assert!(!prefix_matches("user", b"user:1"), "no star: exact key only");
+        assert!(!prefix_matches("u?er*", b"user"), "not a glob");
+    }
+
+    #[test]
+    fn event_and_type_filters() {
+        let mut s = spec("k*");
+        s.event_types = Some(vec!["set".into(), "hset".into()]);
+        s.key_types = Some(vec!["string".into()]);
+        assert!(s.wants_event(b"k1", "SET"));
+        assert!(!s.wants_event(b"k1", "del"));
+        assert!(!s.wants_event(b"x1", "set"));
+        assert!(s.wants_type("string"));
+        assert!(!s.wants_type("hash"));
+        s.reader = ReaderKind::Command;
+        assert!(!s.wants_event(b"k1", "set"), "only KeysReader registrations see keyspace events");
+    }
+
+    #[test]
+    fn spec_round_trips_and_rejects_bad_modes() {
+        let mut s = spec("a*");
+        s.handle = 7;
+        s.mode = Mode::Sync;
+        s.event_types = Some(vec!["set".into()]);
+        s.trigger = Some("t".into());
+        s.desc = Some("d".into());
+        assert_eq!(RegistrationSpec::from_value(&s.to_value()).unwrap(), s);
+        let bad = Value::Array(vec![Value::bulk("mode"), Value::bulk("fast")]);
+        assert_eq!(RegistrationSpec::from_value(&bad).unwrap_err(), "unknown execution mode");
+        assert!(RegistrationSpec::from_value(&Value::Array(vec![Value::bulk("odd")])).is_err());
+    }
+
+    #[test]
+    fn stats_count_successes_failures_and_aborts() {
+        let r = Registration::new("r-1".into(), crate::session::tests::session("s"), spec("*"));
+        r.triggered();
+        r.finished(&Outcome::default(), Duration::from_millis(4), false);
+        r.triggered();
+        r.finished(&Outcome::failed("boom"), Duration::from_millis(2), false);
+        r.finished(&Outcome::default(), Duration::ZERO, true);
+        let s = r.stats();
+        assert_eq!((s.triggered, s.success, s.failures, s.aborted), (2, 1, 1, 1));
+        assert_eq!((s.last_ms, s.total_ms), (0, 6));
+        assert_eq!(s.last_error.as_deref(), Some("boom"));
+        assert!((s.avg_ms() - 2.0).abs() < 1e-9);
+        r.clear_stats();
+        assert_eq!(r.stats(), Stats::default());
+    }
+}
