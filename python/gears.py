@@ -297,11 +297,132 @@ class GearsBuilder:
         _state.pending = (lambda: _pipeline.run_plan(reader, steps, configGet("ProfileExecutions") not in ("0", None)), info)
         return None
 
-    def register(self, *args, **kwargs):
-        raise error("register() is not supported by gearbox yet (registrations land with the events work)")
+    def register(self, prefix="*", convertToStr=True, collect=True, **kwargs):
+        if "regex" in kwargs:
+            _gearbox.log("warning", "regex argument is deprecated and will be removed, use prefix")
+            prefix = kwargs["regex"]
+        mode = kwargs.get("mode", "async")
+        if not isinstance(mode, str):
+            raise error("execution mode must be a string")
+        if mode not in ("async", "async_local", "sync"):
+            raise error("unknown execution mode")
+        on_registered = kwargs.get("onRegistered")
+        if on_registered is not None and not isinstance(on_registered, types.FunctionType):
+            raise error("onRegistered argument must be a function")
+        if not _state.in_script:
+            raise error("register() can only be called from a script's top level in gearbox")
+        spec = {"reader": self.reader, "desc": self.desc, "mode": mode, "onRegistered": on_registered is not None}
+        spec.update(_reader_spec(self.reader, prefix, kwargs))
+        steps = list(self.steps)
+        if convertToStr:
+            steps.append(("map", (str,)))
+        if collect:
+            steps.append(("collect", ()))
+        handle = len(_registrations) + 1
+        spec["handle"] = handle
+        rid = _gearbox.register(_flat_spec(spec))
+        _registrations[handle] = (self.reader, steps, on_registered, spec.get("readValue", True))
+        return rid
 
 
 GB = GearsBuilder
+
+# ---------------------------------------------------------------- registrations
+
+_KEY_TYPES = ("string", "hash", "list", "set", "zset", "stream", "module", "empty")
+# handle -> (reader, steps, onRegistered, readValue); the host knows registrations by handle.
+_registrations = {}
+
+
+def _str_list(value, what):
+    if value is None:
+        return None
+    try:
+        items = list(value)
+    except TypeError:
+        raise error("%s argument is not iterable" % what)
+    for item in items:
+        if not isinstance(item, str):
+            raise error("%s type is not string" % what)
+    return items
+
+
+def _boolean(kwargs, name, default, message):
+    value = kwargs.get(name, default)
+    if not isinstance(value, bool):
+        raise error(message)
+    return value
+
+
+def _reader_spec(reader, prefix, kwargs):
+    """register()'s reader-specific arguments, checked as RedisGears checks them."""
+    if reader == "KeysReader":
+        if not isinstance(prefix, str):
+            raise error("regex argument must be a string")
+        key_types = _str_list(kwargs.get("keyTypes"), "keyTypes")
+        for t in key_types or ():
+            if t not in _KEY_TYPES:
+                raise error("unknown key type %s" % t)
+        if kwargs.get("commands") is not None:
+            raise error("register(commands=...) (command hooks) is not supported by gearbox yet")
+        return {"prefix": prefix, "eventTypes": _str_list(kwargs.get("eventTypes"), "eventTypes"), "keyTypes": key_types,
+                "readValue": _boolean(kwargs, "readValue", True, "readValue is not boolean")}
+    if reader == "CommandReader":
+        trigger, hook = kwargs.get("trigger"), kwargs.get("hook")
+        if hook is not None:
+            raise error("register(hook=...) (command hooks) is not supported by gearbox yet")
+        if trigger is None:
+            raise error("no trigger or hook argument was given")
+        if not isinstance(trigger, str):
+            raise error("trigger argument is not string")
+        if kwargs.get("keyprefix") is not None:
+            raise error("trigger argument can not be given with keyprefix or hook")
+        return {"trigger": trigger, "inorder": _boolean(kwargs, "inorder", False, "inorder argument must be a boolean")}
+    if reader == "StreamReader":
+        raise error("StreamReader registrations are not supported by gearbox yet")
+    raise error("Given reader do not support register or not exists")
+
+
+def _flat_spec(spec):
+    """The spec as the host reads it: name/value pairs of bytes, ints and lists of bytes."""
+    out = []
+    for name, value in spec.items():
+        if value is None:
+            continue
+        if isinstance(value, bool):
+            value = int(value)
+        elif isinstance(value, str):
+            value = value.encode("utf-8", "surrogateescape")
+        elif isinstance(value, list):
+            value = [v.encode("utf-8", "surrogateescape") for v in value]
+        out += [name.encode(), value]
+    return out
+
+
+def _fire(handle, record):
+    """Run registration `handle`'s steps over one event. KeysReader: record is [key, event];
+    CommandReader: the trigger's arguments. Returns (results, errors, step_ms) like a plan."""
+    reader, steps, _, read_value = _registrations[handle]
+    if reader == "KeysReader":
+        key, event = record
+        records = _gearbox.read_keys([key], read_value)
+        for r in records:
+            r["event"] = event
+    else:
+        records = [list(record)]
+    return _pipeline.run_plan(lambda: iter(records), steps, configGet("ProfileExecutions") not in ("0", None))
+
+
+def _on_registered(handle):
+    """Call registration `handle`'s onRegistered callback; the formatted error, or None."""
+    callback = _registrations[handle][2]
+    if callback is None:
+        return None
+    try:
+        callback()
+    except BaseException as e:
+        return _pipeline.format_exception(e)
+    return None
 
 # ---------------------------------------------------------------- scripts
 

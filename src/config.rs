@@ -209,6 +209,10 @@ impl Config {
         self.number("MaxExecutions") as usize
     }
 
+    pub fn max_executions_per_registration(&self) -> usize {
+        self.number("MaxExecutionsPerRegistration") as usize
+    }
+
     pub fn execution_threads(&self) -> usize {
         self.number("ExecutionThreads") as usize
     }

@@ -7,6 +7,7 @@
 
 pub mod commands;
 pub mod config;
+pub mod events;
 pub mod gearbox;
 pub mod host;
 pub mod memory;
@@ -35,6 +36,15 @@ fn load(ctx: Ctx, argv: *mut *mut raw::RedisModuleString, argc: c_int) -> Result
     let mode = config.mode;
     gearbox::install(config, engine, runtime)?;
     commands::register_all(ctx)?;
+    host::redis_hooks::install(
+        ctx,
+        host::redis_hooks::Hooks {
+            keyspace: events::keyspace::on_event,
+            loading: events::persistence::loading,
+            save: events::persistence::save,
+            load: events::persistence::load,
+        },
+    )?;
     redis_ffi::register_info(ctx, Some(commands::info::info));
     redis_ffi::log_with(
         ctx,

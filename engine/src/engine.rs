@@ -88,7 +88,7 @@ impl Engine {
     pub fn run_inline(&self, reg: &Registration, job: Box<dyn Job>, timeout: Duration) -> Outcome {
         reg.triggered();
         let start = Instant::now();
-        let outcome = job.run(&RunControl::with_deadline(start + timeout));
+        let outcome = job.run(&RunControl::with_timeout(timeout));
         reg.finished(&outcome, start.elapsed(), false);
         outcome
     }

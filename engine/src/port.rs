@@ -95,17 +95,21 @@ pub struct StepInfo {
 pub struct RunControl {
     aborted: AtomicBool,
     interrupter: Mutex<Option<Arc<dyn Fn() + Send + Sync>>>,
-    deadline: Option<Instant>,
+    deadline: Option<(Instant, Duration)>,
 }
 
 impl RunControl {
-    /// For a job run inline (a sync registration): the runtime stops it at `deadline`.
-    pub fn with_deadline(deadline: Instant) -> RunControl {
-        RunControl { deadline: Some(deadline), ..RunControl::default() }
+    /// For a job run inline (a sync registration): the runtime stops it after `timeout`.
+    pub fn with_timeout(timeout: Duration) -> RunControl {
+        RunControl { deadline: Some((Instant::now() + timeout, timeout)), ..RunControl::default() }
     }
 
     pub fn deadline(&self) -> Option<Instant> {
-        self.deadline
+        self.deadline.map(|d| d.0)
+    }
+
+    pub fn timeout(&self) -> Option<Duration> {
+        self.deadline.map(|d| d.1)
     }
 
     pub fn is_aborted(&self) -> bool {

@@ -92,6 +92,13 @@ impl SessionRegistry {
         all.push(Arc::downgrade(session));
     }
 
+    /// The live (not replaced) sessions with this id (at most one, unless one is mid-upgrade).
+    pub fn live(&self, id: &str) -> Vec<Arc<Session>> {
+        let mut all = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
+        all.retain(|w| w.strong_count() > 0);
+        all.iter().filter_map(Weak::upgrade).filter(|s| s.id == id && !s.is_dead()).collect()
+    }
+
     /// Whether a live (not replaced) session has this id.
     pub fn contains(&self, id: &str) -> bool {
         self.summaries().iter().any(|s| s.id == id && !s.dead)

@@ -17,7 +17,7 @@ fn write(ctx: InfoCtx) {
     let gb = gearbox::get();
     ctx.section("");
     ctx.field_int("nexecutions", super::executions::count() as i64);
-    ctx.field_int("nregistrations", 0);
+    ctx.field_int("nregistrations", gb.engine.registrations.len() as i64);
     ctx.field_int("nsessions", gb.engine.sessions.summaries().len() as i64);
     ctx.field_int("live_interpreters", gb.runtime.live_interpreters() as i64);
     ctx.field_int("ready_interpreters", gb.runtime.ready_interpreters() as i64);

@@ -7,7 +7,9 @@ pub mod executions;
 pub mod info;
 pub mod misc;
 pub mod pyexecute;
+pub mod registrations;
 pub mod sessions;
+pub mod trigger;
 
 use std::ffi::c_int;
 
@@ -82,12 +84,23 @@ entry_point!(c_refreshcluster, misc::ok);
 entry_point!(c_networktest, misc::ok);
 entry_point!(c_dumpplugins, misc::dump_plugins);
 entry_point!(c_executeremote, misc::execute_remote);
+entry_point!(c_dumpregistrations, registrations::dump);
+entry_point!(c_unregister, registrations::unregister);
+entry_point!(c_innerunregister, registrations::inner_unregister);
+entry_point!(c_innerregister, registrations::inner_register);
+entry_point!(c_clearregistrationsstats, registrations::clear_stats);
+entry_point!(c_pauseregistrations, registrations::pause);
+entry_point!(c_unpauseregistrations, registrations::unpause);
+entry_point!(c_trigger, trigger::trigger);
+entry_point!(c_triggeronkey, trigger::trigger_on_key);
 entry_point!(c_freeinterpreter, misc::free_interpreter);
 
 /// The command table: name, entry point, flags. All RG commands are `readonly` with no keys,
 /// as in RedisGears (so they are allowed inside MULTI/Lua, where RG.PYEXECUTE then refuses with
 /// its own message).
-const COMMANDS: &[(&str, unsafe extern "C" fn(*mut raw::RedisModuleCtx, *mut *mut raw::RedisModuleString, c_int) -> c_int)] = &[
+type Entry = unsafe extern "C" fn(*mut raw::RedisModuleCtx, *mut *mut raw::RedisModuleString, c_int) -> c_int;
+
+const COMMANDS: &[(&str, Entry)] = &[
     ("rg.pyexecute", c_pyexecute),
     ("rg.dumpexecutions", c_dumpexecutions),
     ("rg.getexecution", c_getexecution),
@@ -106,6 +119,14 @@ const COMMANDS: &[(&str, unsafe extern "C" fn(*mut raw::RedisModuleCtx, *mut *mu
     ("rg.dumpplugins", c_dumpplugins),
     ("rg.pyexecuteremote", c_executeremote),
     ("rg.pyfreeinterpreter", c_freeinterpreter),
+    ("rg.dumpregistrations", c_dumpregistrations),
+    ("rg.unregister", c_unregister),
+    ("rg.innerunregister", c_innerunregister),
+    ("rg.innerregister", c_innerregister),
+    ("rg.clearregistrationsstats", c_clearregistrationsstats),
+    ("rg.pauseregistrations", c_pauseregistrations),
+    ("rg.unpauseregistrations", c_unpauseregistrations),
+    ("rg.trigger", c_trigger),
 ];
 
 /// Register every command; `Err` names the one Redis refused.
@@ -114,6 +135,10 @@ pub fn register_all(ctx: Ctx) -> Result<(), String> {
         if !redis_ffi::create_command(ctx, name, Some(*f), "readonly", 0, 0, 0) {
             return Err(format!("could not register command {name}"));
         }
+    }
+    // The key is the second argument, so cluster clients route it (spec §1.2).
+    if !redis_ffi::create_command(ctx, "rg.triggeronkey", Some(c_triggeronkey), "readonly", 2, 2, 1) {
+        return Err("could not register command rg.triggeronkey".into());
     }
     Ok(())
 }

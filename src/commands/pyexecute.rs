@@ -1,20 +1,19 @@
-//! RG.PYEXECUTE: parse the options, create the script's session (its own interpreter), run its
-//! top level under ScriptTimeoutMS on this (Redis' main) thread, then reply `OK`, start the
+//! RG.PYEXECUTE: parse the options, run the script into a new session (its own interpreter) and
+//! install what it registered (`events::install`), replicate that, then reply `OK`, start the
 //! execution its `run()` asked for (blocking the client, or replying the id with UNBLOCKING), or
 //! reply the script's error. A session nobody holds any more is freed right away.
-
-use std::sync::Arc;
 
 use gearbox_engine::errors::{self, EngineError};
 use gearbox_engine::ids::{is_valid_session_id, random_session_id};
 use gearbox_engine::port::ScriptOutcome;
-use gearbox_engine::{Session, Value};
+use gearbox_engine::Value;
 use redis_module::raw;
 
 use super::{text, Reply};
+use crate::events::install::{self, ScriptRequest};
 use crate::gearbox;
 use crate::host::redis_ffi::{self, Ctx};
-use crate::host::RedisHost;
+use crate::host::redis_hooks;
 
 #[derive(Debug, Default, PartialEq)]
 pub struct Options {
@@ -100,30 +99,43 @@ pub fn pyexecute(ctx: Ctx, args: &[Vec<u8>]) -> Reply {
         }
     }
     let id = opts.id.clone().unwrap_or_else(random_session_id);
-    if !opts.upgrade && gb.engine.sessions.contains(&id) {
+    let exists = gb.engine.sessions.contains(&id);
+    if exists && !opts.upgrade {
         return Reply::error(EngineError::SessionExists(id).to_string());
     }
-    let host = Arc::new(RedisHost::new(redis_ffi::current_user(ctx), gearbox::config_get));
-    let interpreter = match gb.runtime.create_interpreter(host) {
+    if let (Some(old), true) = (&opts.replace_with, exists && opts.id.is_some() && !opts.upgrade) {
+        return Reply::error(EngineError::ReplaceExisting(id, old.clone()).to_string());
+    }
+    let mut replacing: Vec<String> = opts.replace_with.iter().cloned().collect();
+    if opts.upgrade && exists {
+        replacing.push(id.clone());
+    }
+    let request = ScriptRequest {
+        source: source.to_string(),
+        id,
+        description: opts.description.clone(),
+        user: redis_ffi::current_user(ctx),
+        user_name: redis_hooks::current_user_name(ctx),
+        replacing: replacing.clone(),
+        restore: None,
+    };
+    let installed = match install::run_and_install(request, false) {
         Ok(i) => i,
-        Err(e) => return Reply::error(format!("could not create the script's interpreter: {e}")),
+        Err(text) => return Reply::error(text),
     };
-    let session = Session::new(id, opts.description.clone(), interpreter);
-    gb.engine.sessions.track(&session);
-    let (timeout, max_executions) = {
-        let config = gb.config();
-        (config.script_timeout(), config.max_executions())
-    };
-    match session.interpreter().run_script(source, timeout) {
-        Err(text) => Reply::error(text),
-        Ok(ScriptOutcome::Done) => Reply::ok(),
-        Ok(ScriptOutcome::Run(job)) if opts.unblocking => {
-            let exec = gb.engine.start(session, job, true, max_executions);
+    if !installed.registrations.is_empty() || !replacing.is_empty() {
+        install::replicate(ctx, &installed.session, &replacing);
+    }
+    let max_executions = gb.config().max_executions();
+    match installed.outcome {
+        ScriptOutcome::Done => Reply::ok(),
+        ScriptOutcome::Run(job) if opts.unblocking => {
+            let exec = gb.engine.start(installed.session, job, true, max_executions);
             Reply::Value(Value::bulk(exec.id.clone()))
         }
-        Ok(ScriptOutcome::Run(job)) => {
+        ScriptOutcome::Run(job) => {
             let client = redis_ffi::block_client(ctx);
-            let exec = gb.engine.start(session, job, false, max_executions);
+            let exec = gb.engine.start(installed.session, job, false, max_executions);
             exec.on_done(move |outcome| client.reply(&outcome.to_reply()));
             Reply::Blocked
         }

@@ -4,12 +4,20 @@ use gearbox_engine::errors::EngineError;
 use gearbox_engine::session::SessionSummary;
 use gearbox_engine::Value;
 
-use super::{text, Reply};
+use super::{registrations, text, Reply};
 use crate::gearbox;
 use crate::host::redis_ffi::Ctx;
 use crate::memory;
 
-fn session_value(s: &SessionSummary) -> Value {
+fn session_value(s: &SessionSummary, verbose: bool) -> Value {
+    let gb = gearbox::get();
+    let registrations = if s.dead {
+        Vec::new()
+    } else if verbose {
+        gb.engine.registrations.all().iter().filter(|r| r.session.id == s.id).map(|r| registrations::registration_value(r, false)).collect()
+    } else {
+        gb.engine.registrations.ids_of_session(&s.id).into_iter().map(Value::bulk).collect()
+    };
     Value::Array(vec![
         Value::bulk("ID"),
         Value::bulk(s.id.clone()),
@@ -20,13 +28,13 @@ fn session_value(s: &SessionSummary) -> Value {
         Value::bulk("linked"),
         Value::bulk("primary"),
         Value::bulk("dead"),
-        Value::bulk("false"),
+        Value::bulk(if s.dead { "true" } else { "false" }),
         Value::bulk("requirementInstallationNeeded"),
         Value::Int(0),
         Value::bulk("requirements"),
         Value::Array(Vec::new()),
         Value::bulk("registrations"),
-        Value::Array(Vec::new()),
+        Value::Array(registrations),
     ])
 }
 
@@ -34,11 +42,12 @@ fn session_value(s: &SessionSummary) -> Value {
 pub fn dump_sessions(_: Ctx, args: &[Vec<u8>]) -> Reply {
     let mut wanted: Option<Vec<String>> = None;
     let mut dead_only = false;
+    let mut verbose = false;
     let mut i = 1;
     while i < args.len() {
         let word = text(&args[i]);
         match word.to_ascii_uppercase().as_str() {
-            "VERBOSE" => {}
+            "VERBOSE" => verbose = true,
             "DEAD" => dead_only = true,
             "SESSIONS" => {
                 wanted = Some(args[i + 1..].iter().map(|a| text(a)).collect());
@@ -48,14 +57,14 @@ pub fn dump_sessions(_: Ctx, args: &[Vec<u8>]) -> Reply {
         }
         i += 1;
     }
-    // Sessions are never kept once replaced, so no live session is dead.
-    let live = if dead_only { Vec::new() } else { gearbox::get().engine.sessions.summaries() };
+    // DEAD: sessions replaced by an UPGRADE / REPLACE_WITH that something still holds.
+    let live: Vec<SessionSummary> = gearbox::get().engine.sessions.summaries().into_iter().filter(|s| s.dead == dead_only).collect();
     let items = match wanted {
-        None => live.iter().map(session_value).collect(),
+        None => live.iter().map(|s| session_value(s, verbose)).collect(),
         Some(names) => names
             .iter()
             .map(|name| match live.iter().find(|s| &s.id == name) {
-                Some(s) => session_value(s),
+                Some(s) => session_value(s, verbose),
                 None => Value::bulk(EngineError::SessionNotExists(name.clone()).to_string()),
             })
             .collect(),

@@ -5,21 +5,34 @@
 mod keys;
 pub mod lock;
 pub mod redis_ffi;
+pub mod redis_hooks;
+pub mod top_level;
+
+use std::sync::{Mutex, MutexGuard};
 
 use gearbox_engine::{Host, KeyRecord, LogLevel, Value};
 
 use lock::RedisLock;
 use redis_ffi::User;
+use top_level::TopLevel;
 
 pub struct RedisHost {
     user: Option<User>,
+    /// The ACL user's name, persisted with the session so a reload acts as the same user.
+    pub user_name: Option<String>,
     config: fn(&str) -> Option<String>,
+    top: Mutex<TopLevel>,
 }
 
 impl RedisHost {
     /// A host acting as `user` (None: no ACL check, for internal sessions).
-    pub fn new(user: Option<User>, config: fn(&str) -> Option<String>) -> RedisHost {
-        RedisHost { user, config }
+    pub fn new(user: Option<User>, user_name: Option<String>, config: fn(&str) -> Option<String>) -> RedisHost {
+        RedisHost { user, user_name, config, top: Mutex::new(TopLevel::default()) }
+    }
+
+    /// The top-level state (journal, pending registrations) of this session's script.
+    pub fn top_level(&self) -> MutexGuard<'_, TopLevel> {
+        self.top.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -35,8 +48,21 @@ impl keys::Caller for RedisHost {
 
 impl Host for RedisHost {
     fn call(&self, args: &[Vec<u8>]) -> Value {
-        let _lock = RedisLock::acquire();
-        keys::Caller::call_locked(self, args)
+        let (recording, replaying) = {
+            let top = self.top_level();
+            (top.is_recording(), top.is_replaying())
+        };
+        if replaying {
+            return self.top_level().replayed();
+        }
+        let reply = {
+            let _lock = RedisLock::acquire();
+            keys::Caller::call_locked(self, args)
+        };
+        if recording {
+            self.top_level().keep(&reply);
+        }
+        reply
     }
 
     fn read_keys(&self, keys: &[Vec<u8>], read_value: bool) -> Vec<KeyRecord> {
@@ -62,6 +88,10 @@ impl Host for RedisHost {
 
     fn atomic_end(&self) {
         lock::atomic_end()
+    }
+
+    fn register(&self, spec: &Value) -> Result<String, String> {
+        self.top_level().register(spec)
     }
 }
 

@@ -247,6 +247,11 @@ pub fn current_user(ctx: Ctx) -> Option<User> {
 }
 
 impl User {
+    /// Wrap a handle from `RedisModule_GetModuleUserFromUserName` (None when null).
+    pub fn from_raw(user: *mut raw::RedisModuleUser) -> Option<User> {
+        (!user.is_null()).then_some(User(user))
+    }
+
     /// Free the handle; the caller holds the Redis lock.
     pub fn free_locked(self) {
         // SAFETY: under the Redis lock, once (self is consumed).

@@ -4,7 +4,7 @@
 //! its own reference to its session's [`Host`].
 //!
 //! Functions: `call(*args)`, `read_keys(keys, read_value)`, `log(level, msg)`,
-//! `config_get(name)`, `atomic_begin()`, `atomic_end()`. Exceptions: `error` (`gears.error`),
+//! `config_get(name)`, `atomic_begin()`, `atomic_end()`, `register(spec)`. Exceptions: `error` (`gears.error`),
 //! `forcestopped` (raised into an aborted execution) and `ScriptTimeout` (raised into top-level
 //! code that ran past ScriptTimeoutMS); the last two derive from BaseException so a script's
 //! `except Exception` does not swallow them.
@@ -56,6 +56,7 @@ fn definition() -> *mut ffi::PyModuleDef {
                 method(c"config_get", config_get, c"config_get(name): a config value as str, or None"),
                 method(c"atomic_begin", atomic_begin, c"take the Redis lock for an atomic() block"),
                 method(c"atomic_end", atomic_end, c"release the Redis lock of an atomic() block"),
+                method(c"register", register, c"register(spec): install a registration; returns its id"),
                 ffi::PyMethodDef::zeroed(),
             ];
             let slots = vec![
@@ -334,6 +335,26 @@ unsafe extern "C" fn atomic_end(module: *mut ffi::PyObject, _args: *mut *mut ffi
                 host.atomic_end();
             }
             ffi::Py_NewRef(ffi::Py_None())
+        }
+    })
+}
+
+unsafe extern "C" fn register(module: *mut ffi::PyObject, args: *mut *mut ffi::PyObject, nargs: ffi::Py_ssize_t) -> *mut ffi::PyObject {
+    entry(|| {
+        // SAFETY: called by CPython with the GIL of the module's interpreter.
+        unsafe {
+            let args = args_slice(args, nargs);
+            if args.len() != 1 || ffi::PyList_Check(args[0]) == 0 {
+                return raise(ffi::PyExc_TypeError, "register(spec: list)");
+            }
+            let spec = convert::result_to_value(args[0]);
+            let Some(host) = host_of(module) else {
+                return raise_gears_error(module, "gearbox: this interpreter has no host");
+            };
+            match host.register(&spec) {
+                Ok(id) => convert::text_or_bytearray(id.as_bytes()),
+                Err(message) => raise_gears_error(module, &message),
+            }
         }
     })
 }

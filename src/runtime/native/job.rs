@@ -9,12 +9,13 @@ use std::ffi::c_char;
 use std::sync::{Arc, Mutex};
 
 use gearbox_engine::errors;
-use gearbox_engine::{Job, Outcome, RunControl, StepInfo};
+use gearbox_engine::{Job, Outcome, RunControl, StepInfo, Value};
 use pyo3_ffi as ffi;
 
 use super::convert;
 use super::cpython::{self, utf8_of, Attached};
 use super::{deactivate, InterpCore, ObjPtr};
+use crate::runtime::watchdog::Watchdog;
 
 /// An owned reference to a plan callable, released attached to its interpreter.
 pub struct Plan {
@@ -121,15 +122,23 @@ pub fn run_script(_py: &Attached, source: &str, compiled: Option<&[u8]>) -> Resu
     }
 }
 
-/// An execution's plan, run on an execution thread attached to the session's interpreter.
+/// What a job runs: the plan `run()` left, or a registration's steps over one event.
+pub enum Work {
+    Plan(Plan),
+    Event { handle: i64, record: Value },
+}
+
+/// An execution's work, run attached to the session's interpreter: on an execution thread, or
+/// inline on a thread holding the Redis lock (a sync registration, stopped at its deadline).
 pub struct NativeJob {
     core: Arc<InterpCore>,
-    plan: Option<Plan>,
+    work: Option<Work>,
+    watchdog: Watchdog,
 }
 
 impl NativeJob {
-    pub(super) fn new(core: Arc<InterpCore>, plan: Plan) -> NativeJob {
-        NativeJob { core, plan: Some(plan) }
+    pub(super) fn new(core: Arc<InterpCore>, work: Work, watchdog: Watchdog) -> NativeJob {
+        NativeJob { core, work: Some(work), watchdog }
     }
 }
 
@@ -145,36 +154,93 @@ unsafe fn outcome_of(result: *mut ffi::PyObject) -> Outcome {
     }
 }
 
+/// Call `gears.<name>(handle[, record])`: a new reference, or the formatted error.
+unsafe fn call_registration(name: &std::ffi::CStr, handle: i64, record: Option<&Value>) -> Result<*mut ffi::PyObject, String> {
+    // SAFETY (caller): attached. Every new reference made here is released.
+    let f = gears_function(name)?;
+    let h = ffi::PyLong_FromLongLong(handle);
+    let result = match record {
+        Some(r) => {
+            let rec = convert::reply_to_py(r);
+            let out = ffi::PyObject_CallFunctionObjArgs(f, h, rec, std::ptr::null_mut::<ffi::PyObject>());
+            ffi::Py_DecRef(rec);
+            out
+        }
+        None => ffi::PyObject_CallOneArg(f, h),
+    };
+    ffi::Py_DecRef(h);
+    ffi::Py_DecRef(f);
+    if result.is_null() {
+        Err(cpython::take_error_text())
+    } else {
+        Ok(result)
+    }
+}
+
+/// Run registration `handle`'s onRegistered callback, attached on this thread.
+pub fn on_registered(_py: &Attached, handle: i64) -> Result<(), String> {
+    // SAFETY: attached (proof `_py`); the result is released.
+    unsafe {
+        let result = call_registration(c"_on_registered", handle, None)?;
+        let out = if result == ffi::Py_None() { Ok(()) } else { Err(utf8_of(result).unwrap_or_default()) };
+        ffi::Py_DecRef(result);
+        out
+    }
+}
+
 impl Job for NativeJob {
     fn steps(&self) -> Vec<StepInfo> {
-        self.plan.as_ref().map(|p| p.steps.clone()).unwrap_or_default()
+        match &self.work {
+            Some(Work::Plan(p)) => p.steps.clone(),
+            _ => Vec::new(),
+        }
     }
 
     fn run(mut self: Box<Self>, control: &RunControl) -> Outcome {
-        let Some(plan) = self.plan.take() else {
+        let Some(work) = self.work.take() else {
             return Outcome::failed("execution plan already ran");
         };
         let py = cpython::attach(self.core.interp);
         let active = Arc::new(Mutex::new(true));
         let fired = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         control.set_interrupter(Some(self.core.interrupter(py.thread_ident(), self.core.abort_exception, active.clone(), false, fired)));
+        let timed_out = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let armed = control.deadline().map(|d| {
+            let f = self.core.interrupter(py.thread_ident(), self.core.timeout_exception, active.clone(), true, timed_out.clone());
+            self.watchdog.arm(d.saturating_duration_since(std::time::Instant::now()), f)
+        });
         // SAFETY: attached; the plan callable is our owned reference, released here.
         let outcome = unsafe {
-            let result = if control.is_aborted() { std::ptr::null_mut() } else { ffi::PyObject_CallNoArgs(plan.callable.0) };
-            deactivate(&active);
-            control.set_interrupter(None);
-            let outcome = if control.is_aborted() && result.is_null() {
-                ffi::PyErr_Clear();
-                Outcome::failed(errors::EXECUTION_ABORTED)
-            } else if result.is_null() {
-                Outcome::failed(cpython::take_error_text())
-            } else {
-                outcome_of(result)
+            let result = match (&work, control.is_aborted()) {
+                (_, true) => Err(String::new()),
+                (Work::Plan(plan), false) => {
+                    let r = ffi::PyObject_CallNoArgs(plan.callable.0);
+                    if r.is_null() {
+                        Err(cpython::take_error_text())
+                    } else {
+                        Ok(r)
+                    }
+                }
+                (Work::Event { handle, record }, false) => call_registration(c"_fire", *handle, Some(record)),
             };
-            if !result.is_null() {
-                ffi::Py_DecRef(result);
+            deactivate(&active);
+            drop(armed);
+            control.set_interrupter(None);
+            let outcome = match result {
+                Err(_) if control.is_aborted() => Outcome::failed(errors::EXECUTION_ABORTED),
+                Err(_) if timed_out.load(std::sync::atomic::Ordering::SeqCst) > 0 => {
+                    Outcome::failed(errors::script_timeout(control.timeout().unwrap_or_default().as_millis()))
+                }
+                Err(text) => Outcome::failed(text),
+                Ok(r) => {
+                    let o = outcome_of(r);
+                    ffi::Py_DecRef(r);
+                    o
+                }
+            };
+            if let Work::Plan(plan) = work {
+                ffi::Py_DecRef(plan.callable.0);
             }
-            ffi::Py_DecRef(plan.callable.0);
             outcome
         };
         drop(py);
@@ -184,7 +250,7 @@ impl Job for NativeJob {
 
 impl Drop for NativeJob {
     fn drop(&mut self) {
-        if let Some(plan) = self.plan.take() {
+        if let Some(Work::Plan(plan)) = self.work.take() {
             let py = cpython::attach(self.core.interp);
             // SAFETY: attached to the interpreter that owns the callable.
             unsafe { ffi::Py_DecRef(plan.callable.0) };

@@ -20,12 +20,12 @@ use std::time::Duration;
 
 use gearbox_engine::errors;
 use gearbox_engine::port::ScriptOutcome;
-use gearbox_engine::{Host, Interpreter, Runtime};
+use gearbox_engine::{Host, Interpreter, Job, Runtime, Value};
 use pyo3_ffi as ffi;
 
 use super::watchdog::Watchdog;
 use cpython::{Attached, InterpPtr, Push};
-use job::NativeJob;
+use job::{NativeJob, Work};
 
 /// The API every script sees, shared with the wasm runtime.
 const GEARS_PY: &str = include_str!("../../../python/gears.py");
@@ -244,7 +244,31 @@ impl Interpreter for NativeInterpreter {
             Err(_) if fired.load(Ordering::SeqCst) > 0 => Err(errors::script_timeout(timeout.as_millis())),
             Err(text) => Err(text),
             Ok(job::ScriptResult::Done) => Ok(ScriptOutcome::Done),
-            Ok(job::ScriptResult::Run(plan)) => Ok(ScriptOutcome::Run(Box::new(NativeJob::new(self.core.clone(), plan)))),
+            Ok(job::ScriptResult::Run(plan)) => {
+                Ok(ScriptOutcome::Run(Box::new(NativeJob::new(self.core.clone(), Work::Plan(plan), self.watchdog.clone()))))
+            }
+        }
+    }
+
+    fn event_job(&self, handle: i64, record: Value, _inline: bool) -> Box<dyn Job> {
+        // Inline or not, a native job only ever waits for this interpreter's GIL, which nobody
+        // holds while waiting for the Redis lock (see `hostmodule::maybe_without_gil`).
+        Box::new(NativeJob::new(self.core.clone(), Work::Event { handle, record }, self.watchdog.clone()))
+    }
+
+    fn on_registered(&self, handle: i64, timeout: Duration) -> Result<(), String> {
+        let py = cpython::attach(self.core.interp);
+        let active = Arc::new(Mutex::new(true));
+        let fired = Arc::new(AtomicUsize::new(0));
+        let interrupter = self.core.interrupter(py.thread_ident(), self.core.timeout_exception, active.clone(), true, fired.clone());
+        let armed = self.watchdog.arm(timeout, interrupter);
+        let outcome = job::on_registered(&py, handle);
+        deactivate(&active);
+        drop(armed);
+        drop(py);
+        match outcome {
+            Err(_) if fired.load(Ordering::SeqCst) > 0 => Err(errors::script_timeout(timeout.as_millis())),
+            other => other,
         }
     }
 }

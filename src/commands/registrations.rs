@@ -1,0 +1,172 @@
+//! Registration commands: RG.DUMPREGISTRATIONS, RG.UNREGISTER, RG.CLEARREGISTRATIONSSTATS,
+//! RG.PAUSEREGISTRATIONS / RG.UNPAUSEREGISTRATIONS, and the replicated RG.INNERREGISTER /
+//! RG.INNERUNREGISTER. Reply shapes follow spec §1.1.
+
+use gearbox_engine::errors::EngineError;
+use gearbox_engine::{ReaderKind, Registration, Value};
+
+use super::{text, Reply};
+use crate::events::install;
+use crate::gearbox;
+use crate::host::redis_ffi::{self, Ctx};
+use crate::host::redis_hooks;
+
+/// A Python string literal (the PD string is `eval()`ed by gears-cli).
+fn py_str(s: &str) -> String {
+    format!("'{}'", s.replace('\\', "\\\\").replace('\'', "\\'").replace('\n', "\\n"))
+}
+
+/// RedisGears' session descriptor ("PD") of a registration's session.
+pub fn session_pd(reg: &Registration) -> String {
+    let gb = gearbox::get();
+    let s = &reg.session;
+    let regs = gb.engine.registrations.ids_of_session(&s.id);
+    let ref_count = std::sync::Arc::strong_count(s);
+    format!(
+        "{{'sessionName':{}, 'sessionDescription':{}, 'refCount':{}, 'linkedTo':'primary', 'dead':{}, 'isInstallationNeeded':0, 'registrationsList':[{}], 'depsList':[]}}",
+        py_str(&s.id),
+        s.description.as_deref().map(py_str).unwrap_or_else(|| "None".into()),
+        ref_count,
+        if s.is_dead() { "True" } else { "False" },
+        regs.iter().map(|r| py_str(r)).collect::<Vec<_>>().join(", "),
+    )
+}
+
+/// RegistrationData of one registration.
+fn registration_data(reg: &Registration) -> Value {
+    let s = reg.stats();
+    Value::Array(vec![
+        Value::bulk("mode"),
+        Value::bulk(reg.spec.mode.as_str()),
+        Value::bulk("numTriggered"),
+        Value::Int(s.triggered as i64),
+        Value::bulk("numSuccess"),
+        Value::Int(s.success as i64),
+        Value::bulk("numFailures"),
+        Value::Int(s.failures as i64),
+        Value::bulk("numAborted"),
+        Value::Int(s.aborted as i64),
+        Value::bulk("lastRunDurationMS"),
+        Value::Int(s.last_ms as i64),
+        Value::bulk("totalRunDurationMS"),
+        Value::Int(s.total_ms as i64),
+        Value::bulk("avgRunDurationMS"),
+        Value::Double(s.avg_ms()),
+        Value::bulk("lastError"),
+        s.last_error.map(Value::bulk).unwrap_or(Value::Nil),
+        Value::bulk("args"),
+        reg.spec.args_value(),
+    ])
+}
+
+/// One RG.DUMPREGISTRATIONS entry; `with_pd` false for RG.PYDUMPSESSIONS VERBOSE.
+pub fn registration_value(reg: &Registration, with_pd: bool) -> Value {
+    let mut items = vec![
+        Value::bulk("id"),
+        Value::bulk(reg.id.clone()),
+        Value::bulk("reader"),
+        Value::bulk(reg.spec.reader.as_str()),
+        Value::bulk("desc"),
+        reg.spec.desc.clone().map(Value::bulk).unwrap_or(Value::Nil),
+        Value::bulk("RegistrationData"),
+        registration_data(reg),
+    ];
+    if with_pd {
+        items.extend([Value::bulk("PD"), Value::bulk(session_pd(reg))]);
+    }
+    items.extend([Value::bulk("ExecutionThreadPool"), Value::bulk("DefaultPool")]);
+    Value::Array(items)
+}
+
+pub fn dump(_: Ctx, _: &[Vec<u8>]) -> Reply {
+    let regs = gearbox::get().engine.registrations.all();
+    Reply::Value(Value::Array(regs.iter().map(|r| registration_value(r, true)).collect()))
+}
+
+/// Remove a registration (and abort its queued executions with `abortpending`).
+fn unregister_local(args: &[Vec<u8>]) -> Result<(), Reply> {
+    let abort_pending = match args.get(2).map(|a| text(a).to_ascii_lowercase()) {
+        None => false,
+        Some(word) if word == "abortpending" => true,
+        Some(word) => return Err(Reply::error(EngineError::UnknownArgument(word).to_string())),
+    };
+    let reg = gearbox::get().engine.registrations.remove(&text(&args[1])).map_err(|e| Reply::error(e.to_string()))?;
+    if abort_pending {
+        for exec in reg.pending() {
+            exec.abort();
+        }
+    }
+    Ok(())
+}
+
+pub fn unregister(ctx: Ctx, args: &[Vec<u8>]) -> Reply {
+    if args.len() < 2 || args.len() > 3 {
+        return Reply::WrongArity;
+    }
+    if let Err(reply) = unregister_local(args) {
+        return reply;
+    }
+    let rest: Vec<&[u8]> = args[1..].iter().map(|a| a.as_slice()).collect();
+    redis_hooks::replicate(ctx, "RG.INNERUNREGISTER", &rest);
+    Reply::ok()
+}
+
+pub fn inner_unregister(_: Ctx, args: &[Vec<u8>]) -> Reply {
+    if args.len() < 2 || args.len() > 3 {
+        return Reply::WrongArity;
+    }
+    match unregister_local(args) {
+        Ok(()) => Reply::ok(),
+        Err(reply) => reply,
+    }
+}
+
+pub fn inner_register(ctx: Ctx, args: &[Vec<u8>]) -> Reply {
+    if args.len() != 2 {
+        return Reply::WrongArity;
+    }
+    let (saved, replacing) = match install::decode_inner(&args[1]) {
+        Ok(v) => v,
+        Err(e) => return Reply::error(format!("gearbox: bad RG.INNERREGISTER payload: {e}")),
+    };
+    let id = saved.id.clone();
+    match install::restore(saved, replacing, redis_hooks::is_loading(ctx)) {
+        Ok(()) => Reply::ok(),
+        Err(e) => {
+            redis_ffi::log("warning", &format!("gearbox: could not apply session {id}: {e}"));
+            Reply::error(format!("gearbox: could not apply session {id}: {e}"))
+        }
+    }
+}
+
+pub fn clear_stats(_: Ctx, _: &[Vec<u8>]) -> Reply {
+    for reg in gearbox::get().engine.registrations.all() {
+        reg.clear_stats();
+    }
+    Reply::ok()
+}
+
+fn pause_or_unpause(args: &[Vec<u8>], pause: bool) -> Reply {
+    if args.len() != 2 {
+        return Reply::WrongArity;
+    }
+    let gb = gearbox::get();
+    let id = text(&args[1]);
+    let Some(reg) = gb.engine.registrations.get(&id) else {
+        return Reply::error(format!("Execution {id} does not exists on shard {}", gb.engine.shard_id()));
+    };
+    let reader = reg.spec.reader.as_str().to_string();
+    match (reg.spec.reader, pause) {
+        (ReaderKind::Stream, _) => Reply::ok(),
+        (_, true) => Reply::error(EngineError::NoPause(reader).to_string()),
+        (_, false) => Reply::error(EngineError::NoUnpause(reader).to_string()),
+    }
+}
+
+pub fn pause(_: Ctx, args: &[Vec<u8>]) -> Reply {
+    pause_or_unpause(args, true)
+}
+
+pub fn unpause(_: Ctx, args: &[Vec<u8>]) -> Reply {
+    pause_or_unpause(args, false)
+}

@@ -1,0 +1,58 @@
+//! RG.TRIGGER / RG.TRIGGERONKEY: fire a CommandReader registration by its trigger name. The reply
+//! is the execution's result list, or an error with its first error (not the [results, errors]
+//! pair). A sync registration runs inline; an async one blocks the client until it is done.
+
+use gearbox_engine::errors::EngineError;
+use gearbox_engine::{Mode, Outcome, Value};
+
+use super::pyexecute::blocking_forbidden;
+use super::{text, Reply};
+use crate::gearbox;
+use crate::host::redis_ffi::{self, Ctx};
+use crate::host::redis_hooks;
+
+fn flat(outcome: &Outcome) -> Value {
+    match outcome.errors.first() {
+        Some(e) => Value::Error(e.clone()),
+        None => Value::Array(outcome.results.clone()),
+    }
+}
+
+fn fire(ctx: Ctx, args: &[Vec<u8>]) -> Reply {
+    let gb = gearbox::get();
+    let Some(reg) = gb.engine.registrations.by_trigger(&text(&args[1])) else {
+        return Reply::error(EngineError::TriggerNotFound.to_string());
+    };
+    let record = Value::Array(args[1..].iter().map(|a| Value::Bulk(a.clone())).collect());
+    let (timeout, max_executions, per_registration) = {
+        let c = gb.config();
+        (c.script_timeout(), c.max_executions(), c.max_executions_per_registration())
+    };
+    if reg.spec.mode == Mode::Sync {
+        let job = reg.session.interpreter().event_job(reg.spec.handle, record, true);
+        return Reply::Value(flat(&gb.engine.run_inline(&reg, job, timeout)));
+    }
+    if blocking_forbidden(ctx) || redis_hooks::is_loading(ctx) {
+        return Reply::error(EngineError::TriggerNeedsBlocking.to_string());
+    }
+    let job = reg.session.interpreter().event_job(reg.spec.handle, record, false);
+    let client = redis_ffi::block_client(ctx);
+    let exec = gb.engine.start_event(&reg, job, max_executions, per_registration);
+    exec.on_done(move |outcome| client.reply(&flat(outcome)));
+    Reply::Blocked
+}
+
+pub fn trigger(ctx: Ctx, args: &[Vec<u8>]) -> Reply {
+    if args.len() < 2 {
+        return Reply::WrongArity;
+    }
+    fire(ctx, args)
+}
+
+/// `RG.TRIGGERONKEY <trigger> <key> [arg ...]`: the key is an ordinary argument of the record.
+pub fn trigger_on_key(ctx: Ctx, args: &[Vec<u8>]) -> Reply {
+    if args.len() < 3 {
+        return Reply::WrongArity;
+    }
+    fire(ctx, args)
+}

@@ -1,0 +1,170 @@
+//! Running a script into a new session and installing what it registered, for RG.PYEXECUTE
+//! (recording its top level) and for a session rebuilt from its recipe (RG.INNERREGISTER on a
+//! replica or from the AOF, RDB load), which replays the recorded top level.
+//!
+//! Installing is all or nothing: registrations exist only once the whole script succeeded, and
+//! an UPGRADE / REPLACE_WITH swaps the old session's registrations for the new ones in one step
+//! (`RegistrationRegistry::install`); the old session is marked dead and freed by its last holder.
+
+use std::sync::{Arc, Mutex};
+
+use gearbox_engine::codec;
+use gearbox_engine::persist::{self, SavedSession};
+use gearbox_engine::port::ScriptOutcome;
+use gearbox_engine::session::Recipe;
+use gearbox_engine::{Registration, Session, Value};
+
+use crate::gearbox;
+use crate::host::redis_ffi::{self, Ctx, User};
+use crate::host::redis_hooks;
+use crate::host::RedisHost;
+
+/// What to run.
+pub struct ScriptRequest {
+    pub source: String,
+    pub id: String,
+    pub description: Option<String>,
+    pub user: Option<User>,
+    pub user_name: Option<String>,
+    /// Session ids whose registrations this script replaces (UPGRADE / REPLACE_WITH).
+    pub replacing: Vec<String>,
+    /// Rebuilding a saved session: its journal and registration ids.
+    pub restore: Option<(Vec<Value>, Vec<String>)>,
+}
+
+/// A script that ran: its session, what its top level asked to run, what it installed.
+pub struct Installed {
+    pub session: Arc<Session>,
+    pub outcome: ScriptOutcome,
+    pub registrations: Vec<Arc<Registration>>,
+}
+
+/// onRegistered callbacks waiting for the end of a load.
+static DEFERRED: Mutex<Vec<Arc<Registration>>> = Mutex::new(Vec::new());
+
+/// Run `req` and install its registrations. `Err` is the reply text (nothing was installed).
+pub fn run_and_install(req: ScriptRequest, loading: bool) -> Result<Installed, String> {
+    let gb = gearbox::get();
+    let host = Arc::new(RedisHost::new(req.user, req.user_name.clone(), gearbox::config_get));
+    let replaying = req.restore.is_some();
+    let journal = match req.restore {
+        Some((journal, ids)) => {
+            host.top_level().replay(journal.clone(), ids, req.replacing.clone());
+            journal
+        }
+        None => {
+            host.top_level().record(req.replacing.clone());
+            Vec::new()
+        }
+    };
+    let old: Vec<Arc<Session>> = req.replacing.iter().flat_map(|id| gb.engine.sessions.live(id)).collect();
+    let interpreter = gb.runtime.create_interpreter(host.clone()).map_err(|e| format!("could not create the script's interpreter: {e}"))?;
+    let session = Session::new(req.id, req.description, interpreter);
+    gb.engine.sessions.track(&session);
+    let timeout = gb.config().script_timeout();
+    let result = session.interpreter().run_script(&req.source, timeout);
+    let finished = host.top_level().finish();
+    let outcome = result?;
+    let registrations: Vec<Arc<Registration>> =
+        finished.registrations.into_iter().map(|p| Registration::new(p.id, session.clone(), p.spec)).collect();
+    if !registrations.is_empty() {
+        let journal = if replaying { journal } else { finished.journal };
+        session.set_recipe(Recipe { source: req.source, journal, user: req.user_name });
+    }
+    for r in &registrations {
+        gb.engine.registrations.reserve(&r.id);
+    }
+    let replacing: Vec<&str> = req.replacing.iter().map(String::as_str).collect();
+    let removed = gb.engine.registrations.install(registrations.clone(), &replacing);
+    for s in old.iter().filter(|s| !Arc::ptr_eq(s, &session)) {
+        s.mark_dead();
+    }
+    drop(removed);
+    drop(old);
+    for r in registrations.iter().filter(|r| r.spec.on_registered) {
+        if loading {
+            DEFERRED.lock().unwrap_or_else(|e| e.into_inner()).push(r.clone());
+        } else {
+            call_on_registered(r);
+        }
+    }
+    Ok(Installed { session, outcome, registrations })
+}
+
+fn call_on_registered(r: &Registration) {
+    let timeout = gearbox::get().config().script_timeout();
+    if let Err(e) = r.session.interpreter().on_registered(r.spec.handle, timeout) {
+        redis_ffi::log("warning", &format!("gearbox: onRegistered of registration {} failed: {e}", r.id));
+    }
+}
+
+/// The end of a load: run the onRegistered callbacks of the registrations it restored.
+pub fn run_deferred() {
+    let pending = std::mem::take(&mut *DEFERRED.lock().unwrap_or_else(|e| e.into_inner()));
+    for r in pending {
+        call_on_registered(&r);
+    }
+}
+
+/// A load begins: forget callbacks deferred by an earlier one.
+pub fn clear_deferred() {
+    DEFERRED.lock().unwrap_or_else(|e| e.into_inner()).clear();
+}
+
+/// Send the new state of `session` to replicas and the AOF (`RG.INNERREGISTER <blob>`).
+pub fn replicate(ctx: Ctx, session: &Arc<Session>, replacing: &[String]) {
+    let gb = gearbox::get();
+    let saved = SavedSession {
+        id: session.id.clone(),
+        description: session.description.clone(),
+        recipe: session.recipe().unwrap_or_default(),
+        registrations: gb.engine.registrations.ids_of_session(&session.id),
+    };
+    let blob = codec::to_bytes(&Value::Array(vec![
+        Value::Bulk(persist::encode(&[saved])),
+        Value::bulks(replacing.iter().map(|s| s.as_bytes().to_vec())),
+    ]));
+    redis_hooks::replicate(ctx, "RG.INNERREGISTER", &[&blob]);
+}
+
+/// Rebuild one saved session (a load, or RG.INNERREGISTER). `Err` says why it was skipped.
+pub fn restore(saved: SavedSession, replacing: Vec<String>, loading: bool) -> Result<(), String> {
+    let user = match &saved.recipe.user {
+        Some(name) => Some(redis_hooks::user_by_name(name).ok_or_else(|| format!("its ACL user {name} does not exist"))?),
+        None => None,
+    };
+    if saved.registrations.is_empty() && replacing.is_empty() {
+        return Ok(());
+    }
+    let installed = run_and_install(
+        ScriptRequest {
+            source: saved.recipe.source,
+            id: saved.id,
+            description: saved.description,
+            user,
+            user_name: saved.recipe.user,
+            replacing,
+            restore: Some((saved.recipe.journal, saved.registrations.clone())),
+        },
+        loading,
+    )?;
+    if installed.registrations.len() != saved.registrations.len() {
+        return Err(format!(
+            "its script made {} registrations when restored, {} when it first ran",
+            installed.registrations.len(),
+            saved.registrations.len()
+        ));
+    }
+    Ok(())
+}
+
+/// Decode an RG.INNERREGISTER blob: the session and the ids it replaces.
+pub fn decode_inner(blob: &[u8]) -> Result<(SavedSession, Vec<String>), String> {
+    let Value::Array(parts) = codec::decode(blob)? else { return Err("not an array".into()) };
+    let [Value::Bulk(sessions), Value::Array(replacing)] = parts.as_slice() else { return Err("wrong shape".into()) };
+    let mut sessions = persist::decode(sessions)?;
+    if sessions.len() != 1 {
+        return Err("expected one session".into());
+    }
+    Ok((sessions.remove(0), replacing.iter().map(codec::text_of).collect()))
+}

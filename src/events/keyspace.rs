@@ -1,0 +1,76 @@
+//! Keyspace events → KeysReader registrations. Redis calls this on the thread that changed the
+//! key (the main thread, or an execution thread inside `execute()`), holding the Redis lock.
+//!
+//! A `sync` registration runs right here, inside the writing command, under ScriptTimeoutMS;
+//! `async` / `async_local` ones become executions on the pool, which read the key's value when
+//! they run. Nothing fires while loading or on a replica. A sync registration whose callback
+//! writes a key it listens to is not fired again from inside itself (that would recurse until
+//! the stack overflows); such nested events are skipped.
+
+use std::cell::RefCell;
+
+use gearbox_engine::{Mode, Value};
+
+use crate::gearbox;
+use crate::host::redis_ffi::{self, Ctx};
+use crate::host::redis_hooks;
+
+thread_local! {
+    /// Sync registrations running inline on this thread.
+    static RUNNING: RefCell<Vec<String>> = const { RefCell::new(Vec::new()) };
+}
+
+/// The key's type as `keyTypes` names it.
+fn key_type(key: &[u8]) -> &'static str {
+    let reply = redis_ffi::call(redis_ffi::detached(), None, &[b"TYPE".to_vec(), key.to_vec()]);
+    let name = match &reply {
+        Value::Status(s) => s.as_str(),
+        _ => "",
+    };
+    match name {
+        "none" => "empty",
+        "string" => "string",
+        "hash" => "hash",
+        "list" => "list",
+        "set" => "set",
+        "zset" => "zset",
+        "stream" => "stream",
+        _ => "module",
+    }
+}
+
+pub fn on_event(ctx: Ctx, event: &str, key: &[u8]) {
+    let gb = gearbox::get();
+    if gb.engine.registrations.is_empty() || redis_hooks::events_muted(ctx) {
+        return;
+    }
+    let matching: Vec<_> = gb.engine.registrations.key_registrations().into_iter().filter(|r| r.spec.wants_event(key, event)).collect();
+    if matching.is_empty() {
+        return;
+    }
+    let mut known_type = None;
+    let (timeout, max_executions, per_registration) = {
+        let c = gb.config();
+        (c.script_timeout(), c.max_executions(), c.max_executions_per_registration())
+    };
+    for reg in matching {
+        if reg.spec.key_types.is_some() && !reg.spec.wants_type(*known_type.get_or_insert_with(|| key_type(key))) {
+            continue;
+        }
+        let record = Value::Array(vec![Value::Bulk(key.to_vec()), Value::bulk(event)]);
+        if reg.spec.mode != Mode::Sync {
+            let job = reg.session.interpreter().event_job(reg.spec.handle, record, false);
+            gb.engine.start_event(&reg, job, max_executions, per_registration);
+            continue;
+        }
+        if RUNNING.with(|r| r.borrow().contains(&reg.id)) {
+            continue;
+        }
+        RUNNING.with(|r| r.borrow_mut().push(reg.id.clone()));
+        let job = reg.session.interpreter().event_job(reg.spec.handle, record, true);
+        gb.engine.run_inline(&reg, job, timeout);
+        RUNNING.with(|r| {
+            r.borrow_mut().retain(|id| id != &reg.id);
+        });
+    }
+}

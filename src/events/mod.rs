@@ -1,0 +1,11 @@
+//! The event side of gearbox: turning a script into installed registrations (and back, after a
+//! load or on a replica), and delivering Redis' keyspace events to KeysReader registrations.
+//!
+//! * `install.rs`  — run a script into a session and install its registrations (RG.PYEXECUTE,
+//!   RG.INNERREGISTER, RDB load share it), replication, deferred `onRegistered`.
+//! * `keyspace.rs` — one keyspace event → the matching registrations (sync inline, async on the pool).
+//! * `persistence.rs` — the hooks Redis calls: save/load the sessions blob, loading start/end.
+
+pub mod install;
+pub mod keyspace;
+pub mod persistence;

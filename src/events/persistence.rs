@@ -1,0 +1,41 @@
+//! The hooks Redis calls for persistence (see `host/redis_hooks.rs`).
+//!
+//! * save (after the keyspace, possibly in a forked child): the sessions that own registrations,
+//!   encoded from Rust-side data only (`persist::snapshot`) — never Python in the child.
+//! * load: rebuild each saved session by replaying its script (`install::restore`); a session
+//!   that cannot be rebuilt is logged and skipped, the rest of the load goes on.
+//! * loading start: all registrations go (a load replaces them); loading end: the restored
+//!   registrations' onRegistered callbacks run, now that the whole dataset is there.
+
+use gearbox_engine::persist;
+
+use super::install;
+use crate::gearbox;
+use crate::host::redis_ffi;
+
+pub fn save() -> Option<Vec<u8>> {
+    let sessions = persist::snapshot(&gearbox::get().engine.registrations);
+    (!sessions.is_empty()).then(|| persist::encode(&sessions))
+}
+
+pub fn load(blob: &[u8]) -> Result<(), String> {
+    for saved in persist::decode(blob)? {
+        let id = saved.id.clone();
+        let count = saved.registrations.len();
+        match install::restore(saved, Vec::new(), true) {
+            Ok(()) => redis_ffi::log("notice", &format!("gearbox: restored session {id} with {count} registration(s)")),
+            Err(e) => redis_ffi::log("warning", &format!("gearbox: could not restore session {id}: {e}")),
+        }
+    }
+    Ok(())
+}
+
+pub fn loading(started: bool) {
+    if started {
+        install::clear_deferred();
+        let removed = gearbox::get().engine.registrations.clear();
+        drop(removed);
+    } else {
+        install::run_deferred();
+    }
+}

@@ -1,0 +1,104 @@
+//! What a session's host does differently while the script's top level runs: it records every
+//! `execute()` reply (the session's journal, persisted with its source), or, when a session is
+//! being rebuilt after a load or on a replica, replays them instead of calling Redis; and it
+//! collects the script's `register()` calls, which become registrations only if the whole
+//! script succeeds (a script that fails half-way leaves none behind).
+
+use std::collections::VecDeque;
+
+use gearbox_engine::errors::EngineError;
+use gearbox_engine::{RegistrationSpec, Value};
+
+use crate::gearbox;
+
+/// How the top level talks to Redis.
+#[derive(Default)]
+enum Phase {
+    /// Not running top-level code: calls go to Redis; register() is refused.
+    #[default]
+    Idle,
+    /// A new script: calls go to Redis and their replies are kept.
+    Recording,
+    /// Rebuilding a saved session: calls are answered from the journal.
+    Replaying,
+}
+
+/// A `register()` the script made, waiting for the script to finish.
+pub struct Pending {
+    pub id: String,
+    pub spec: RegistrationSpec,
+}
+
+#[derive(Default)]
+pub struct TopLevel {
+    phase: Phase,
+    journal: VecDeque<Value>,
+    saved_ids: VecDeque<String>,
+    pending: Vec<Pending>,
+    /// Sessions this script replaces (UPGRADE / REPLACE_WITH): their triggers may be reused.
+    replacing: Vec<String>,
+}
+
+/// What a successful top level leaves for the command layer.
+pub struct Finished {
+    pub journal: Vec<Value>,
+    pub registrations: Vec<Pending>,
+}
+
+impl TopLevel {
+    pub fn record(&mut self, replacing: Vec<String>) {
+        *self = TopLevel { phase: Phase::Recording, replacing, ..TopLevel::default() };
+    }
+
+    pub fn replay(&mut self, journal: Vec<Value>, ids: Vec<String>, replacing: Vec<String>) {
+        *self = TopLevel { phase: Phase::Replaying, journal: journal.into(), saved_ids: ids.into(), replacing, ..TopLevel::default() };
+    }
+
+    /// End of the top level: what it registered and the journal (empty if it was a replay).
+    pub fn finish(&mut self) -> Finished {
+        let done = std::mem::take(self);
+        Finished { journal: done.journal.into(), registrations: done.pending }
+    }
+
+    pub fn is_replaying(&self) -> bool {
+        matches!(self.phase, Phase::Replaying)
+    }
+
+    pub fn is_recording(&self) -> bool {
+        matches!(self.phase, Phase::Recording)
+    }
+
+    pub fn keep(&mut self, reply: &Value) {
+        self.journal.push_back(reply.clone());
+    }
+
+    /// The recorded reply of the next top-level `execute()` of a replayed script.
+    pub fn replayed(&mut self) -> Value {
+        self.journal.pop_front().unwrap_or_else(|| {
+            Value::Error("gearbox: while restoring this session its top level called execute() more often than when it first ran".into())
+        })
+    }
+
+    /// `register()`: check the spec, hand out the id (a new one, or the saved one when replaying).
+    pub fn register(&mut self, spec: &Value) -> Result<String, String> {
+        if matches!(self.phase, Phase::Idle) {
+            return Err("register() can only be called from a script's top level in gearbox".into());
+        }
+        let spec = RegistrationSpec::from_value(spec)?;
+        if let Some(name) = &spec.trigger {
+            if self.pending.iter().any(|p| p.spec.trigger.as_ref() == Some(name)) {
+                return Err(EngineError::TriggerTakenInSession.to_string());
+            }
+            let replacing: Vec<&str> = self.replacing.iter().map(String::as_str).collect();
+            if gearbox::get().engine.registrations.trigger_taken(name, &replacing) {
+                return Err(EngineError::TriggerTaken.to_string());
+            }
+        }
+        let id = match self.phase {
+            Phase::Replaying => self.saved_ids.pop_front().ok_or("gearbox: while restoring this session it registered more than when it first ran")?,
+            _ => gearbox::get().engine.registrations.next_id(),
+        };
+        self.pending.push(Pending { id: id.clone(), spec });
+        Ok(id)
+    }
+}
