@@ -3,10 +3,14 @@
 It provides `_gearbox` (the host functions gears.py uses, same API as the native builtin module),
 then serves the host's command frames on a private channel descriptor until the host closes it:
   B bootstrap(pipeline_src, gears_src)   S run_script(source)   P run_plan(id)   D drop_plan(id)
+  F fire(handle, record)   O on_registered(handle)
 While a command runs, host calls are request frames (C call, K read_keys, L log, G config_get,
-A atomic_begin, Z atomic_end) answered by an `r` frame. Frame: b"GB", version, kind, u32 length,
-then one value (tags N i d b s e a; little-endian lengths). The host validates every frame: a script
-writing to the channel can only confuse its own session, which is then discarded.
+A atomic_begin, Z atomic_end, X register) answered by an `r` frame. Frame: b"GB", version, kind,
+u32 tag, u32 length, then one value (tags N i d b s e a; little-endian lengths). Every frame carries
+the tag of the host command it belongs to. A command may arrive while this guest waits for a host
+reply (a sync registration firing while a job of this session waits for Redis): it is run right
+there, nested, then the wait goes on. The host validates every frame: a script writing to the
+channel can only confuse its own session, which is then discarded.
 sys.stdout / sys.stderr go to the Redis log, so print() never touches the channel.
 """
 import builtins
@@ -22,8 +26,8 @@ import types
 __builtins__ = dict(builtins.__dict__)
 
 _CHAN = int(sys.argv[1])
-_HDR = struct.Struct("<2sBBI")
-_VERSION = 1
+_HDR = struct.Struct("<2sBBII")
+_VERSION = 2
 _I64 = struct.Struct("<q")
 _F64 = struct.Struct("<d")
 _U32 = struct.Struct("<I")
@@ -98,8 +102,14 @@ def _dec(data, pos=0):
     _exit(3)  # the host never sends anything else
 
 
+# Tags of the host commands being run, innermost last; frames are stamped with the last one.
+_cur = [0]
+# Replies that arrived for an outer command while a nested one waited.
+_stash = {}
+
+
 def _send_payload(kind, payload):
-    frame = _HDR.pack(b"GB", _VERSION, ord(kind), len(payload)) + payload
+    frame = _HDR.pack(b"GB", _VERSION, ord(kind), _cur[-1], len(payload)) + payload
     while frame:
         frame = frame[_write(_CHAN, frame):]
 
@@ -113,18 +123,33 @@ def _send(kind, value):
 def _recv():
     # The host hands over one whole frame per read when it fits: usually one os.read.
     buf = bytearray()
-    while len(buf) < 8:
+    while len(buf) < 12:
         _more(buf)
-    magic, version, kind, n = _HDR.unpack_from(buf)
+    magic, version, kind, tag, n = _HDR.unpack_from(buf)
     if magic != b"GB" or version != _VERSION:
         _exit(3)
-    while len(buf) < 8 + n:
+    while len(buf) < 12 + n:
         _more(buf)
-    data = bytes(buf[8:8 + n])
-    tag = data[:1]
-    if tag == b"b" and len(data) == 5 + _U32.unpack_from(data, 1)[0]:
-        return chr(kind), data[5:]  # fast path: one bulk (most replies)
-    return chr(kind), _dec(data)[0]
+    data = bytes(buf[12:12 + n])
+    if data[:1] == b"b" and len(data) == 5 + _U32.unpack_from(data, 1)[0]:
+        return chr(kind), tag, data[5:]  # fast path: one bulk (most replies)
+    return chr(kind), tag, _dec(data)[0]
+
+
+def _reply():
+    """Wait for the host's answer to this command's host call, running any command that comes
+    first (nested) and keeping answers meant for outer commands."""
+    mine = _cur[-1]
+    while True:
+        if mine in _stash:
+            return _stash.pop(mine)
+        kind, tag, value = _recv()
+        if kind != "r":
+            _dispatch(kind, tag, value)
+        elif tag == mine:
+            return value
+        else:
+            _stash[tag] = value
 
 
 # ------------------------------------------------------------------ _gearbox (host functions)
@@ -161,9 +186,7 @@ def _reply_obj(v):
 
 def _host(kind, value):
     _send(kind, value)
-    k, reply = _recv()
-    if k != "r":
-        _exit(3)
+    reply = _reply()
     if isinstance(reply, _Err):
         raise _gb.error(str(reply))
     return reply
@@ -187,9 +210,7 @@ def call(*args):
         b = a.encode("utf-8") if type(a) is str else _arg(a)
         parts += (b"b", _U32.pack(len(b)), b)
     _send_payload("C", b"".join(parts))
-    k, reply = _recv()
-    if k != "r":
-        _exit(3)
+    reply = _reply()
     if type(reply) is bytes:
         return _text(reply)
     if isinstance(reply, _Err):
@@ -246,7 +267,13 @@ def atomic_end():
     _host("Z", None)
 
 
-for _f in (call, read_keys, log, config_get, atomic_begin, atomic_end):
+def register(spec):
+    if not isinstance(spec, list):
+        raise TypeError("register(spec: list)")
+    return _text(_host("X", spec))
+
+
+for _f in (call, read_keys, log, config_get, atomic_begin, atomic_end, register):
     setattr(_gb, _f.__name__, _f)
 sys.modules["_gearbox"] = _gb
 
@@ -351,45 +378,68 @@ _plans = {}
 _next_plan = [0]
 
 
+def _answer_plan(plan):
+    try:
+        results, errors, step_ms = plan()
+        return [[_result(r) for r in results], [_str(e) for e in errors],
+                [s if isinstance(s, int) and s >= 0 else 0 for s in step_ms]]
+    except BaseException as e:
+        return _Err(sys.modules["gears_pipeline"].format_exception(e))
+
+
+def _run(kind, arg):
+    """One host command; returns the value of its `R` answer."""
+    if kind == "B":
+        try:
+            for name, src in (("gears_pipeline", arg[0]), ("gears", arg[1])):
+                mod = types.ModuleType(name)
+                mod.__file__ = name + ".py"
+                sys.modules[name] = mod
+                exec(compile(src, name + ".py", "exec"), mod.__dict__)
+            return None
+        except BaseException as e:
+            import traceback
+            return _Err("".join(traceback.format_exception(e)))
+    if kind == "S":
+        out = sys.modules["gears"]._run_script(arg.decode("utf-8"))
+        if out is None:
+            return [_Status("done")]
+        if out[0] == "run":
+            _next_plan[0] += 1
+            _plans[_next_plan[0]] = out[1]
+            steps = [[_str(s[0]), _str(s[1]), _str(s[2])] for s in out[2] if isinstance(s, tuple) and len(s) >= 3]
+            return [_Status("run"), _next_plan[0], steps]
+        return [_Status("error"), _str(out[1])]
+    if kind == "P":
+        return _answer_plan(_plans.pop(arg, None))
+    if kind == "F":
+        gears = sys.modules["gears"]
+        return _answer_plan(lambda: gears._fire(arg[0], _reply_obj(arg[1])))
+    if kind == "O":
+        err = sys.modules["gears"]._on_registered(arg)
+        return None if err is None else _str(err)
+    if kind == "D":
+        _plans.pop(arg, None)
+        return None
+    _exit(3)
+
+
+def _dispatch(kind, tag, arg):
+    _cur.append(tag)
+    try:
+        answer = _run(kind, arg)
+        _send("R", answer)
+    finally:
+        _cur.pop()
+
+
 def _serve():
     while True:
-        kind, arg = _recv()
-        if kind == "B":
-            try:
-                for name, src in (("gears_pipeline", arg[0]), ("gears", arg[1])):
-                    mod = types.ModuleType(name)
-                    mod.__file__ = name + ".py"
-                    sys.modules[name] = mod
-                    exec(compile(src, name + ".py", "exec"), mod.__dict__)
-                _send("R", None)
-            except BaseException as e:
-                import traceback
-                _send("R", _Err("".join(traceback.format_exception(e))))
-        elif kind == "S":
-            out = sys.modules["gears"]._run_script(arg.decode("utf-8"))
-            if out is None:
-                _send("R", [_Status("done")])
-            elif out[0] == "run":
-                _next_plan[0] += 1
-                _plans[_next_plan[0]] = out[1]
-                steps = [[_str(s[0]), _str(s[1]), _str(s[2])] for s in out[2] if isinstance(s, tuple) and len(s) >= 3]
-                _send("R", [_Status("run"), _next_plan[0], steps])
-            else:
-                _send("R", [_Status("error"), _str(out[1])])
-        elif kind == "P":
-            plan = _plans.pop(arg, None)
-            try:
-                results, errors, step_ms = plan()
-                reply = [[_result(r) for r in results], [_str(e) for e in errors],
-                         [s if isinstance(s, int) and s >= 0 else 0 for s in step_ms]]
-            except BaseException as e:
-                reply = _Err(sys.modules["gears_pipeline"].format_exception(e))
-            _send("R", reply)
-        elif kind == "D":
-            _plans.pop(arg, None)
-            _send("R", None)
+        kind, tag, arg = _recv()
+        if kind == "r":
+            _stash[tag] = arg  # an answer nobody waits for any more
         else:
-            _exit(3)
+            _dispatch(kind, tag, arg)
 
 
 _serve()

@@ -2,26 +2,31 @@
 //!
 //! The instance thread owns the `Store` and runs the guest's `_start` (`wasm-python/guest.py`),
 //! whose loop reads command frames from the private channel and writes answers. The instance
-//! thread never touches Redis: every frame the guest writes is parsed here and forwarded over a
-//! channel to the thread that issued the current command ([`Instance::command`]): the Redis main
-//! thread for a script's top level, an execution thread for a job. That thread serves host-call
-//! requests itself through the session's `Host` (which takes the Redis lock where needed) and
-//! sends the reply back. So "main thread holds Redis and waits for the instance" can never meet
-//! "instance waits for Redis": the instance waits only for the thread that waits for it.
+//! thread never touches Redis: every frame the guest writes is parsed here and forwarded, by its
+//! tag (`routes.rs`), to the thread that issued that command ([`Instance::command`]): the Redis
+//! main thread for a script's top level or a sync registration, an execution thread for a job.
+//! That thread serves host-call requests itself through the session's `Host` (which takes the
+//! Redis lock where needed) and sends the reply back. Commands are serialised, except an
+//! `inline` one (its thread holds the Redis lock): when the instance is busy it is sent anyway,
+//! nested, and the guest runs it inside its current wait. So the instance only ever waits for a
+//! thread that is waiting for it, and no cycle through the Redis lock can form.
 //!
 //! Limits: the epoch-deadline callback traps the guest when the command's deadline passed or the
 //! command was aborted; the `ResourceLimiter` refuses memory growth past WasmMemoryLimitMB (the
 //! guest sees a MemoryError). A guest that trapped or exited is dead: its instance answers every
 //! later command with an error instead of running on corrupt state.
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::mpsc::{channel, Receiver, Sender};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
+use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use gearbox_engine::{Host, LogLevel, Value};
+use gearbox_engine::{Host, Value};
 use wasmtime::{Engine, InstancePre, ResourceLimiter, Store, UpdateDeadline};
 
+use super::hostcalls;
+use super::routes::{Out, Routes};
 use super::wire::{self, kind};
 
 /// Why a guest was stopped from outside.
@@ -34,17 +39,23 @@ pub enum Stop {
 /// Shared between an instance's handle and its store: what makes running guest code stop.
 #[derive(Default)]
 pub struct Interrupt {
-    deadline: Mutex<Option<Instant>>,
+    /// Per command tag; only commands the guest is running count.
+    deadlines: Mutex<HashMap<u32, Instant>>,
     abort: AtomicBool,
     stopped: Mutex<Option<Stop>>,
 }
 
 impl Interrupt {
     /// `Err` (and the reason remembered) when the guest must stop now.
-    pub fn check(&self) -> Result<(), String> {
+    pub fn check(&self, running: &[u32]) -> Result<(), String> {
+        let now = Instant::now();
+        let late = || {
+            let d = self.deadlines.lock().unwrap_or_else(|e| e.into_inner());
+            running.iter().any(|t| d.get(t).is_some_and(|d| now >= *d))
+        };
         let stop = if self.abort.load(Ordering::SeqCst) {
             Some(Stop::Aborted)
-        } else if self.deadline.lock().unwrap_or_else(|e| e.into_inner()).is_some_and(|d| Instant::now() >= d) {
+        } else if late() {
             Some(Stop::Timeout)
         } else {
             None
@@ -66,15 +77,13 @@ impl Interrupt {
         *self.stopped.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn arm(&self, deadline: Option<Instant>) {
-        *self.deadline.lock().unwrap_or_else(|e| e.into_inner()) = deadline;
+    fn arm(&self, tag: u32, deadline: Option<Instant>) {
+        let mut d = self.deadlines.lock().unwrap_or_else(|e| e.into_inner());
+        match deadline {
+            Some(at) => d.insert(tag, at),
+            None => d.remove(&tag),
+        };
     }
-}
-
-/// What the instance thread forwards to the waiting thread.
-pub enum Out {
-    Frame(u8, Value),
-    Dead(String),
 }
 
 /// WasmMemoryLimitMB, read at every memory growth.
@@ -102,7 +111,7 @@ pub struct Guest {
     inbound: Receiver<Vec<u8>>,
     in_buf: Vec<u8>,
     in_pos: usize,
-    outbound: Sender<Out>,
+    routes: Arc<Routes>,
     out_buf: Vec<u8>,
     interrupt: Arc<Interrupt>,
     limiter: Limiter,
@@ -111,14 +120,16 @@ pub struct Guest {
 impl Guest {
     /// Bytes for the guest's read of the channel; blocks for the next frame; 0 = closed.
     pub fn channel_read(&mut self, dst: &mut [u8]) -> usize {
-        if self.in_pos == self.in_buf.len() {
-            match recv_soon(&self.inbound) {
-                Ok(frame) => {
-                    self.in_buf = frame;
-                    self.in_pos = 0;
+        while self.in_pos == self.in_buf.len() {
+            let Ok(frame) = recv_until(&self.inbound, None) else { return 0 };
+            // Frames come from the host (trusted); a withdrawn command is skipped.
+            if let Ok(Some(h)) = wire::header(&frame) {
+                if kind::is_command(h.kind) && !self.routes.deliver(h.tag) {
+                    continue;
                 }
-                Err(_) => return 0,
             }
+            self.in_buf = frame;
+            self.in_pos = 0;
         }
         let n = dst.len().min(self.in_buf.len() - self.in_pos);
         dst[..n].copy_from_slice(&self.in_buf[self.in_pos..self.in_pos + n]);
@@ -130,15 +141,18 @@ impl Guest {
     /// that is malformed or over the size cap.
     pub fn channel_write(&mut self, data: &[u8]) -> Result<(), String> {
         self.out_buf.extend_from_slice(data);
-        while let Some((k, len)) = wire::header(&self.out_buf).map_err(|e| format!("gearbox: bad frame from the guest: {e}"))? {
-            if self.out_buf.len() < wire::HEADER + len {
+        while let Some(h) = wire::header(&self.out_buf).map_err(|e| format!("gearbox: bad frame from the guest: {e}"))? {
+            if self.out_buf.len() < wire::HEADER + h.len {
                 break;
             }
-            let value = wire::decode(&self.out_buf[wire::HEADER..wire::HEADER + len])
+            let value = wire::decode(&self.out_buf[wire::HEADER..wire::HEADER + h.len])
                 .map_err(|e| format!("gearbox: bad frame from the guest: {e}"))?;
-            self.out_buf.drain(..wire::HEADER + len);
-            // Nobody listening means the instance is being dropped; nothing to do.
-            let _ = self.outbound.send(Out::Frame(k, value));
+            self.out_buf.drain(..wire::HEADER + h.len);
+            if h.kind == kind::RESULT {
+                self.routes.finish(h.tag);
+            }
+            // Nobody listening (a forged tag, a withdrawn command): the frame is dropped.
+            self.routes.send(h.tag, Out::Frame(h.kind, value));
         }
         Ok(())
     }
@@ -149,26 +163,19 @@ impl Guest {
         let text = String::from_utf8_lossy(data).trim_end().to_string();
         if !text.is_empty() {
             let msg = Value::Array(vec![Value::Status(level.into()), Value::Bulk(text.into_bytes())]);
-            let _ = self.outbound.send(Out::Frame(kind::LOG, msg));
+            self.routes.send(self.routes.innermost(), Out::Frame(kind::LOG, msg));
         }
     }
 
     pub fn check_interrupt(&self) -> Result<(), String> {
-        self.interrupt.check()
+        self.interrupt.check(&self.routes.active())
     }
-}
-
-struct Turn {
-    cmd: Option<Sender<Vec<u8>>>,
-    out: Receiver<Out>,
-    dead: Option<String>,
 }
 
 /// A store's data for measurements that instantiate without running the guest.
 #[cfg(test)]
 pub fn test_guest() -> Guest {
     let (_tx, rx) = channel();
-    let (tx, _rx) = channel();
     Guest {
         args: Vec::new(),
         env: Vec::new(),
@@ -178,7 +185,7 @@ pub fn test_guest() -> Guest {
         inbound: rx,
         in_buf: Vec::new(),
         in_pos: 0,
-        outbound: tx,
+        routes: Arc::new(Routes::default()),
         out_buf: Vec::new(),
         interrupt: Arc::new(Interrupt::default()),
         limiter: Limiter { max_bytes: Arc::new(AtomicUsize::new(1 << 30)) },
@@ -187,16 +194,27 @@ pub fn test_guest() -> Guest {
 
 /// The handle of a running instance; dropping it closes the channel and the guest exits.
 pub struct Instance {
-    turn: Mutex<Turn>,
+    cmd: Mutex<Option<Sender<Vec<u8>>>>,
+    /// Held by the one command that is not nested (see the module doc).
+    turn: Mutex<()>,
+    routes: Arc<Routes>,
+    next_tag: AtomicU32,
     pub interrupt: Arc<Interrupt>,
     pub max_memory: Arc<AtomicUsize>,
 }
 
 /// Why a command did not produce an answer.
 pub enum Failure {
-    /// Stopped by its deadline or an abort (the instance is dead now).
+    /// Stopped by its deadline or an abort (the instance is dead now), or, for a nested command,
+    /// withdrawn at its deadline before the guest took it (the instance lives on).
     Stopped(Stop),
     /// The guest trapped, exited or broke the protocol (the instance is dead now).
+    Dead(String),
+}
+
+enum Ended {
+    Answer(Value),
+    Withdrawn,
     Dead(String),
 }
 
@@ -204,7 +222,7 @@ impl Instance {
     /// Start an instance thread running the guest's `_start`.
     pub fn spawn(engine: &Engine, pre: &InstancePre<Guest>, args: &[Vec<u8>], max_memory: usize) -> Result<Arc<Instance>, String> {
         let (cmd_tx, cmd_rx) = channel::<Vec<u8>>();
-        let (out_tx, out_rx) = channel::<Out>();
+        let routes = Arc::new(Routes::default());
         let interrupt = Arc::new(Interrupt::default());
         let max_bytes = Arc::new(AtomicUsize::new(max_memory));
         let guest = Guest {
@@ -216,12 +234,12 @@ impl Instance {
             inbound: cmd_rx,
             in_buf: Vec::new(),
             in_pos: 0,
-            outbound: out_tx.clone(),
+            routes: routes.clone(),
             out_buf: Vec::new(),
             interrupt: interrupt.clone(),
             limiter: Limiter { max_bytes: max_bytes.clone() },
         };
-        let (engine, pre) = (engine.clone(), pre.clone());
+        let (engine, pre, on_exit) = (engine.clone(), pre.clone(), routes.clone());
         std::thread::Builder::new()
             .name("gearbox-wasm".into())
             .stack_size(8 << 20)
@@ -230,129 +248,120 @@ impl Instance {
                     Ok(reason) => reason,
                     Err(_) => "gearbox: internal error (panic) on the instance thread".to_string(),
                 };
-                let _ = out_tx.send(Out::Dead(reason));
+                on_exit.kill(&reason);
             })
             .map_err(|e| format!("could not start a wasm instance thread: {e}"))?;
         Ok(Arc::new(Instance {
-            turn: Mutex::new(Turn { cmd: Some(cmd_tx), out: out_rx, dead: None }),
+            cmd: Mutex::new(Some(cmd_tx)),
+            turn: Mutex::new(()),
+            routes,
+            next_tag: AtomicU32::new(0),
             interrupt,
             max_memory: max_bytes,
         }))
     }
 
-    /// Send one command frame and serve the guest's host calls with `host` (on this thread)
-    /// until its answer comes; `deadline` bounds the guest's running time.
-    pub fn command(&self, frame: Vec<u8>, host: Option<&Arc<dyn Host>>, deadline: Option<Instant>) -> Result<Value, Failure> {
-        let mut turn = self.turn.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(reason) = &turn.dead {
-            return Err(Failure::Dead(reason.clone()));
-        }
-        self.interrupt.arm(deadline);
+    /// Send one command and serve the guest's host calls with `host` (on this thread) until its
+    /// answer comes; `deadline` bounds the guest's running time. `inline`: the caller holds the
+    /// Redis lock, so if the instance is busy the command is nested rather than queued.
+    pub fn command(&self, k: u8, value: &Value, host: Option<&Arc<dyn Host>>, deadline: Option<Instant>, inline: bool) -> Result<Value, Failure> {
+        let turn = if inline { self.turn.try_lock().ok() } else { Some(self.turn.lock().unwrap_or_else(|e| e.into_inner())) };
+        let tag = self.next_tag.fetch_add(1, Ordering::SeqCst).wrapping_add(1);
+        let (tx, rx) = channel();
+        self.routes.open(tag, tx).map_err(Failure::Dead)?;
+        self.interrupt.arm(tag, deadline);
         // A panic while serving (in a host call, say) must not leave the guest half-way through a
         // command for the next caller to misread: the instance is then discarded.
-        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| exchange(&mut turn, frame, host)))
-            .unwrap_or_else(|_| Err("gearbox: internal error (panic) while serving the wasm guest".to_string()));
-        self.interrupt.arm(None);
-        self.interrupt.abort.store(false, Ordering::SeqCst);
-        if let Err(reason) = &result {
-            turn.dead = Some(reason.clone());
-            turn.cmd = None;
-            return Err(match self.interrupt.stopped() {
-                Some(stop) => Failure::Stopped(stop),
-                None => Failure::Dead(reason.clone()),
-            });
+        let ended = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.exchange(tag, wire::frame(k, tag, value), &rx, host, deadline)))
+            .unwrap_or_else(|_| Ended::Dead("gearbox: internal error (panic) while serving the wasm guest".to_string()));
+        self.routes.close(tag);
+        self.interrupt.arm(tag, None);
+        if turn.is_some() {
+            self.interrupt.abort.store(false, Ordering::SeqCst);
         }
-        result.map_err(Failure::Dead)
+        match ended {
+            Ended::Answer(v) => Ok(v),
+            Ended::Withdrawn => Err(Failure::Stopped(Stop::Timeout)),
+            Ended::Dead(reason) => {
+                self.routes.kill(&reason);
+                *self.cmd.lock().unwrap_or_else(|e| e.into_inner()) = None;
+                Err(match self.interrupt.stopped() {
+                    Some(stop) => Failure::Stopped(stop),
+                    None => Failure::Dead(reason),
+                })
+            }
+        }
     }
 
     /// Whether a command could be sent now without waiting (used to skip optional clean-up).
     pub fn is_idle(&self) -> bool {
         self.turn.try_lock().is_ok()
     }
-}
 
-fn exchange(turn: &mut Turn, frame: Vec<u8>, host: Option<&Arc<dyn Host>>) -> Result<Value, String> {
-    let Some(cmd) = turn.cmd.as_ref() else { return Err("the wasm instance is closed".into()) };
-    cmd.send(frame).map_err(|_| "the wasm instance has stopped".to_string())?;
-    // Output of a guest that has no host yet (starting up): kept for the failure reason.
-    let mut unhosted = String::new();
-    loop {
-        match recv_soon(&turn.out) {
-            Ok(Out::Frame(kind::RESULT, value)) => return Ok(value),
-            Ok(Out::Frame(kind::LOG, value)) if host.is_none() => {
-                if let Value::Array(items) = &value {
-                    if unhosted.len() < 4096 {
-                        unhosted.extend(items.get(1).map(|m| wire::text_of(m) + "\n"));
+    fn send(&self, frame: Vec<u8>) -> Result<(), String> {
+        let cmd = self.cmd.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        cmd.ok_or("the wasm instance is closed")?.send(frame).map_err(|_| "the wasm instance has stopped".to_string())
+    }
+
+    fn exchange(&self, tag: u32, frame: Vec<u8>, rx: &Receiver<Out>, host: Option<&Arc<dyn Host>>, deadline: Option<Instant>) -> Ended {
+        if let Err(e) = self.send(frame) {
+            return Ended::Dead(e);
+        }
+        // Output of a guest that has no host yet (starting up): kept for the failure reason.
+        let mut unhosted = String::new();
+        loop {
+            let out = match recv_until(rx, deadline) {
+                Ok(out) => out,
+                // Past the deadline: withdraw the command if the guest has not taken it (it is
+                // busy elsewhere); otherwise the epoch check stops the guest and we hear so.
+                Err(RecvTimeoutError::Timeout) if self.routes.cancel(tag) => return Ended::Withdrawn,
+                Err(RecvTimeoutError::Timeout) => match recv_until(rx, None) {
+                    Ok(out) => out,
+                    Err(_) => return Ended::Dead("the wasm instance thread is gone".into()),
+                },
+                Err(RecvTimeoutError::Disconnected) => return Ended::Dead("the wasm instance thread is gone".into()),
+            };
+            match out {
+                Out::Frame(kind::RESULT, value) => return Ended::Answer(value),
+                Out::Frame(kind::LOG, value) if host.is_none() => {
+                    if let Value::Array(items) = &value {
+                        if unhosted.len() < 4096 {
+                            unhosted.extend(items.get(1).map(|m| wire::text_of(m) + "\n"));
+                        }
                     }
                 }
+                Out::Frame(kind::LOG, value) => hostcalls::log(host, &value),
+                Out::Frame(k, value) => {
+                    let reply = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| hostcalls::serve(host, k, &value)))
+                        .unwrap_or_else(|_| Value::Error("gearbox: internal error (panic) in a host call".into()));
+                    if let Err(e) = self.send(wire::frame(kind::REPLY, tag, &reply)) {
+                        return Ended::Dead(e);
+                    }
+                }
+                Out::Dead(reason) if unhosted.is_empty() => return Ended::Dead(reason),
+                Out::Dead(reason) => return Ended::Dead(format!("{reason}; guest output: {}", unhosted.trim_end())),
             }
-            Ok(Out::Frame(kind::LOG, value)) => log(host, &value),
-            Ok(Out::Frame(k, value)) => {
-                let reply = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| serve(host, k, &value)))
-                    .unwrap_or_else(|_| Value::Error("gearbox: internal error (panic) in a host call".into()));
-                cmd.send(wire::frame(kind::REPLY, &reply)).map_err(|_| "the wasm instance has stopped".to_string())?;
-            }
-            Ok(Out::Dead(reason)) if unhosted.is_empty() => return Err(reason),
-            Ok(Out::Dead(reason)) => return Err(format!("{reason}; guest output: {}", unhosted.trim_end())),
-            Err(_) => return Err("the wasm instance thread is gone".into()),
         }
     }
 }
 
-/// `recv`, but first poll briefly: a host call is a ping-pong between two threads, and parking
-/// and waking a thread costs tens of microseconds where the answer usually takes a few.
-fn recv_soon<T>(rx: &Receiver<T>) -> Result<T, std::sync::mpsc::RecvError> {
-    let until = Instant::now() + std::time::Duration::from_micros(50);
+/// `recv` with an optional deadline, but first poll briefly: a host call is a ping-pong between
+/// two threads, and parking and waking a thread costs tens of microseconds where the answer
+/// usually takes a few.
+fn recv_until<T>(rx: &Receiver<T>, deadline: Option<Instant>) -> Result<T, RecvTimeoutError> {
+    let spin = Instant::now() + std::time::Duration::from_micros(50);
     loop {
         match rx.try_recv() {
             Ok(v) => return Ok(v),
-            Err(std::sync::mpsc::TryRecvError::Disconnected) => return Err(std::sync::mpsc::RecvError),
-            Err(std::sync::mpsc::TryRecvError::Empty) if Instant::now() < until => std::thread::yield_now(),
-            Err(std::sync::mpsc::TryRecvError::Empty) => return rx.recv(),
-        }
-    }
-}
-
-fn log(host: Option<&Arc<dyn Host>>, value: &Value) {
-    let (Some(host), Value::Array(items)) = (host, value) else { return };
-    if let [level, message] = items.as_slice() {
-        if let Some(level) = LogLevel::parse(&wire::text_of(level)) {
-            host.log(level, &wire::text_of(message));
-        }
-    }
-}
-
-/// One host call from the guest, performed on the waiting thread.
-fn serve(host: Option<&Arc<dyn Host>>, k: u8, value: &Value) -> Value {
-    let Some(host) = host else { return Value::Error("gearbox: this interpreter has no host".into()) };
-    match (k, value) {
-        (kind::CALL, Value::Array(args)) => {
-            let args: Option<Vec<Vec<u8>>> = args.iter().map(|a| wire::bytes_of(a).map(<[u8]>::to_vec)).collect();
-            match args {
-                Some(args) => host.call(&args),
-                None => Value::Error("gearbox: malformed call from the guest".into()),
+            Err(std::sync::mpsc::TryRecvError::Disconnected) => return Err(RecvTimeoutError::Disconnected),
+            Err(std::sync::mpsc::TryRecvError::Empty) if Instant::now() < spin => std::thread::yield_now(),
+            Err(std::sync::mpsc::TryRecvError::Empty) => {
+                return match deadline {
+                    Some(d) => rx.recv_timeout(d.saturating_duration_since(Instant::now())),
+                    None => rx.recv().map_err(|_| RecvTimeoutError::Disconnected),
+                }
             }
         }
-        (kind::READ_KEYS, Value::Array(parts)) => match parts.as_slice() {
-            [Value::Array(keys), Value::Int(read_value)] => {
-                let keys: Vec<Vec<u8>> = keys.iter().filter_map(|k| wire::bytes_of(k).map(<[u8]>::to_vec)).collect();
-                wire::key_records(&host.read_keys(&keys, *read_value != 0))
-            }
-            _ => Value::Error("gearbox: malformed read_keys from the guest".into()),
-        },
-        (kind::CONFIG_GET, name) => match host.config_get(&wire::text_of(name)) {
-            Some(v) => Value::Bulk(v.into_bytes()),
-            None => Value::Nil,
-        },
-        (kind::ATOMIC_BEGIN, _) => match host.atomic_begin() {
-            Ok(()) => Value::Nil,
-            Err(message) => Value::Error(message),
-        },
-        (kind::ATOMIC_END, _) => {
-            host.atomic_end();
-            Value::Nil
-        }
-        _ => Value::Error(format!("gearbox: unknown request {k} from the guest")),
     }
 }
 
@@ -361,7 +370,7 @@ fn run_guest(engine: &Engine, pre: &InstancePre<Guest>, guest: Guest) -> String 
     let mut store = Store::new(engine, guest);
     store.limiter(|g| &mut g.limiter);
     store.set_epoch_deadline(1);
-    store.epoch_deadline_callback(|ctx| match ctx.data().interrupt.check() {
+    store.epoch_deadline_callback(|ctx| match ctx.data().check_interrupt() {
         Ok(()) => Ok(UpdateDeadline::Continue(1)),
         Err(e) => Err(wasmtime::Error::msg(e)),
     });

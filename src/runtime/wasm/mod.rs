@@ -14,10 +14,12 @@
 //! WASI layer is gearbox's own, synchronous one.
 
 mod artefact;
+mod hostcalls;
 mod instance;
 #[cfg(test)]
 mod measure;
 mod pool;
+mod routes;
 mod wasi;
 mod wire;
 
@@ -61,7 +63,7 @@ impl Shared {
     fn new_instance(&self) -> Result<Arc<Instance>, String> {
         let instance = Instance::spawn(&self.engine, &self.pre, &self.args, BOOT_MEMORY)?;
         let sources = Value::Array(vec![Value::bulk(PIPELINE_PY), Value::bulk(GEARS_PY)]);
-        match instance.command(wire::frame(kind::BOOTSTRAP, &sources), None, Some(Instant::now() + BOOT_TIMEOUT)) {
+        match instance.command(kind::BOOTSTRAP, &sources, None, Some(Instant::now() + BOOT_TIMEOUT), false) {
             Ok(Value::Nil) => Ok(instance),
             Ok(Value::Error(text)) => Err(format!("gears.py failed in the wasm guest: {text}")),
             Ok(_) => Err("the wasm guest answered bootstrap with an unexpected value".into()),
@@ -159,8 +161,7 @@ struct WasmInterpreter {
 impl Interpreter for WasmInterpreter {
     fn run_script(&self, source: &str, timeout: Duration) -> Result<ScriptOutcome, String> {
         let s = &self.session;
-        let frame = wire::frame(kind::RUN_SCRIPT, &Value::bulk(source));
-        let answer = s.instance.command(frame, Some(&s.host), Some(Instant::now() + timeout));
+        let answer = s.instance.command(kind::RUN_SCRIPT, &Value::bulk(source), Some(&s.host), Some(Instant::now() + timeout), true);
         let items = match answer {
             Ok(Value::Array(items)) => items,
             Ok(_) => return Err("gearbox: the wasm guest answered run_script with an unexpected value".into()),
@@ -179,19 +180,41 @@ impl Interpreter for WasmInterpreter {
                         _ => None,
                     })
                     .collect();
-                Ok(ScriptOutcome::Run(Box::new(WasmJob { session: self.session.clone(), plan: Some(*id), steps })))
+                Ok(ScriptOutcome::Run(Box::new(WasmJob { session: self.session.clone(), work: Some(Work::Plan(*id)), steps, inline: false })))
             }
             [Value::Status(s), text] if s == "error" => Err(wire::text_of(text)),
             _ => Err("gearbox: the wasm guest answered run_script with an unexpected value".into()),
         }
     }
+
+    fn event_job(&self, handle: i64, record: Value, inline: bool) -> Box<dyn Job> {
+        Box::new(WasmJob { session: self.session.clone(), work: Some(Work::Event(handle, record)), steps: Vec::new(), inline })
+    }
+
+    fn on_registered(&self, handle: i64, timeout: Duration) -> Result<(), String> {
+        let s = &self.session;
+        match s.instance.command(kind::ON_REGISTERED, &Value::Int(handle), Some(&s.host), Some(Instant::now() + timeout), true) {
+            Ok(Value::Nil) => Ok(()),
+            Ok(other) => Err(wire::text_of(&other)),
+            Err(Failure::Stopped(_)) => Err(errors::script_timeout(timeout.as_millis())),
+            Err(Failure::Dead(reason)) => Err(dead_text(&reason)),
+        }
+    }
 }
 
-/// An execution's plan: a callable kept in the guest under an integer id.
+/// What a job runs in the guest: a plan kept there under an integer id, or a registration's
+/// steps (by handle) over one event record.
+enum Work {
+    Plan(i64),
+    Event(i64, Value),
+}
+
 struct WasmJob {
     session: Arc<Session>,
-    plan: Option<i64>,
+    work: Option<Work>,
     steps: Vec<StepInfo>,
+    /// Runs on a thread holding the Redis lock (a sync registration): may nest (instance.rs).
+    inline: bool,
 }
 
 fn outcome_of(value: Value) -> Outcome {
@@ -219,7 +242,7 @@ impl Job for WasmJob {
     }
 
     fn run(mut self: Box<Self>, control: &RunControl) -> Outcome {
-        let Some(id) = self.plan.take() else { return Outcome::failed("execution plan already ran") };
+        let Some(work) = self.work.take() else { return Outcome::failed("execution plan already ran") };
         let s = &self.session;
         let interrupt = s.instance.interrupt.clone();
         control.set_interrupter(Some(Arc::new(move || interrupt.abort())));
@@ -227,12 +250,19 @@ impl Job for WasmJob {
             control.set_interrupter(None);
             return Outcome::failed(errors::EXECUTION_ABORTED);
         }
-        let answer = s.instance.command(wire::frame(kind::RUN_PLAN, &Value::Int(id)), Some(&s.host), None);
+        let (k, arg) = match work {
+            Work::Plan(id) => (kind::RUN_PLAN, Value::Int(id)),
+            Work::Event(handle, record) => (kind::FIRE, Value::Array(vec![Value::Int(handle), record])),
+        };
+        let answer = s.instance.command(k, &arg, Some(&s.host), control.deadline(), self.inline);
         control.set_interrupter(None);
         match answer {
             Ok(value) => outcome_of(value),
             Err(Failure::Stopped(Stop::Aborted)) => Outcome::failed(errors::EXECUTION_ABORTED),
-            Err(Failure::Stopped(Stop::Timeout)) => Outcome::failed("gearbox: the execution ran past its deadline"),
+            Err(Failure::Stopped(Stop::Timeout)) => match control.timeout() {
+                Some(limit) => Outcome::failed(errors::script_timeout(limit.as_millis())),
+                None => Outcome::failed("gearbox: the execution ran past its deadline"),
+            },
             Err(Failure::Dead(reason)) => Outcome::failed(dead_text(&reason)),
         }
     }
@@ -242,9 +272,9 @@ impl Drop for WasmJob {
     fn drop(&mut self) {
         // A plan that never ran: free it in the guest unless the instance is busy (then it is
         // freed with the instance).
-        if let Some(id) = self.plan.take() {
+        if let Some(Work::Plan(id)) = self.work.take() {
             if self.session.instance.is_idle() {
-                let _ = self.session.instance.command(wire::frame(kind::DROP_PLAN, &Value::Int(id)), None, None);
+                let _ = self.session.instance.command(kind::DROP_PLAN, &Value::Int(id), None, None, false);
             }
         }
     }

@@ -1,0 +1,57 @@
+//! The host calls a wasm guest may make (`execute()`, reading keys, logging, configs, `atomic()`,
+//! `register()`), performed for it by the host thread that waits for its answer, through the
+//! session's [`Host`]. Requests are untrusted frames: anything malformed gets an error reply.
+
+use std::sync::Arc;
+
+use gearbox_engine::{Host, LogLevel, Value};
+
+use super::wire::{self, kind};
+
+/// Write a guest's log frame (`[level, message]`) to the Redis log.
+pub fn log(host: Option<&Arc<dyn Host>>, value: &Value) {
+    let (Some(host), Value::Array(items)) = (host, value) else { return };
+    if let [level, message] = items.as_slice() {
+        if let Some(level) = LogLevel::parse(&wire::text_of(level)) {
+            host.log(level, &wire::text_of(message));
+        }
+    }
+}
+
+/// One host call from the guest, performed on the calling (waiting) thread.
+pub fn serve(host: Option<&Arc<dyn Host>>, k: u8, value: &Value) -> Value {
+    let Some(host) = host else { return Value::Error("gearbox: this interpreter has no host".into()) };
+    match (k, value) {
+        (kind::CALL, Value::Array(args)) => {
+            let args: Option<Vec<Vec<u8>>> = args.iter().map(|a| wire::bytes_of(a).map(<[u8]>::to_vec)).collect();
+            match args {
+                Some(args) => host.call(&args),
+                None => Value::Error("gearbox: malformed call from the guest".into()),
+            }
+        }
+        (kind::READ_KEYS, Value::Array(parts)) => match parts.as_slice() {
+            [Value::Array(keys), Value::Int(read_value)] => {
+                let keys: Vec<Vec<u8>> = keys.iter().filter_map(|k| wire::bytes_of(k).map(<[u8]>::to_vec)).collect();
+                wire::key_records(&host.read_keys(&keys, *read_value != 0))
+            }
+            _ => Value::Error("gearbox: malformed read_keys from the guest".into()),
+        },
+        (kind::CONFIG_GET, name) => match host.config_get(&wire::text_of(name)) {
+            Some(v) => Value::Bulk(v.into_bytes()),
+            None => Value::Nil,
+        },
+        (kind::ATOMIC_BEGIN, _) => match host.atomic_begin() {
+            Ok(()) => Value::Nil,
+            Err(message) => Value::Error(message),
+        },
+        (kind::ATOMIC_END, _) => {
+            host.atomic_end();
+            Value::Nil
+        }
+        (kind::REGISTER, spec) => match host.register(spec) {
+            Ok(id) => Value::Bulk(id.into_bytes()),
+            Err(message) => Value::Error(message),
+        },
+        _ => Value::Error(format!("gearbox: unknown request {k} from the guest")),
+    }
+}
