@@ -105,7 +105,20 @@ def isAsyncAllow():
     return False
 
 
-registerTE = _not_yet("registerTE")
+def registerTE(seconds, fn, keyName=None):
+    """Call fn() every `seconds` seconds in this script's session (RedisGears' time events)."""
+    if not isinstance(seconds, int) or isinstance(seconds, bool):
+        raise error("time argument must be a long")
+    if not isinstance(fn, types.FunctionType):
+        raise error("callback must be a function")
+    if keyName is not None:
+        raise error("registerTE(keyName=...) (key-bound time events) is not supported by gearbox yet")
+    handle = len(_registrations) + 1
+    _registrations[handle] = ("TimeEvent", (), fn, False)
+    _gearbox.time_event(seconds, handle)
+    return True
+
+
 gearsFuture = _not_yet("gearsFuture")
 call_next = _not_yet("call_next")
 get_command = _not_yet("get_command")
@@ -402,7 +415,13 @@ def _flat_spec(spec):
 def _fire(handle, record):
     """Run registration `handle`'s steps over one event. KeysReader: record is [key, event];
     CommandReader: the trigger's arguments. Returns (results, errors, step_ms) like a plan."""
-    reader, steps, _, read_value = _registrations[handle]
+    reader, steps, callback, read_value = _registrations[handle]
+    if reader == "TimeEvent":
+        try:
+            callback()
+        except Exception as e:
+            return [], [_pipeline.format_exception(e)], []
+        return [], [], []
     if reader == "KeysReader":
         key, event = record
         records = _gearbox.read_keys([key], read_value)

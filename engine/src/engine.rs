@@ -83,6 +83,11 @@ impl Engine {
         exec
     }
 
+    /// Run `task` on the execution pool.
+    pub fn spawn(&self, task: impl FnOnce() + Send + 'static) {
+        self.pool.spawn(task);
+    }
+
     /// Run registration `reg`'s job on this thread (a sync registration, inside the command
     /// that caused the event), stopped at `timeout`.
     pub fn run_inline(&self, reg: &Registration, job: Box<dyn Job>, timeout: Duration) -> Outcome {

@@ -79,6 +79,8 @@ pub trait Host: Send + Sync {
     /// `register()` at a script's top level: `spec` is the name/value array gears.py builds
     /// (see `RegistrationSpec`). Returns the registration id, or the error text to raise.
     fn register(&self, spec: &Value) -> Result<String, String>;
+    /// `registerTE(seconds, fn)`: call the callback known by `handle` every `seconds`.
+    fn time_event(&self, seconds: u64, handle: i64) -> Result<(), String>;
 }
 
 /// One step of an execution plan, as RG.GETEXECUTION shows it.

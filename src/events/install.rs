@@ -60,6 +60,7 @@ pub fn run_and_install(req: ScriptRequest, loading: bool) -> Result<Installed, S
     let old: Vec<Arc<Session>> = req.replacing.iter().flat_map(|id| gb.engine.sessions.live(id)).collect();
     let interpreter = gb.runtime.create_interpreter(host.clone()).map_err(|e| format!("could not create the script's interpreter: {e}"))?;
     let session = Session::new(req.id, req.description, interpreter);
+    host.set_session(Arc::downgrade(&session));
     gb.engine.sessions.track(&session);
     let timeout = gb.config().script_timeout();
     let result = session.interpreter().run_script(&req.source, timeout);

@@ -33,6 +33,7 @@ pub fn load(blob: &[u8]) -> Result<(), String> {
 pub fn loading(started: bool) {
     if started {
         install::clear_deferred();
+        super::timers::stop_all();
         let removed = gearbox::get().engine.registrations.clear();
         drop(removed);
     } else {

@@ -8,9 +8,10 @@ pub mod redis_ffi;
 pub mod redis_hooks;
 pub mod top_level;
 
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard, OnceLock, Weak};
+use std::time::Duration;
 
-use gearbox_engine::{Host, KeyRecord, LogLevel, Value};
+use gearbox_engine::{Host, KeyRecord, LogLevel, Session, Value};
 
 use lock::RedisLock;
 use redis_ffi::User;
@@ -22,12 +23,18 @@ pub struct RedisHost {
     pub user_name: Option<String>,
     config: fn(&str) -> Option<String>,
     top: Mutex<TopLevel>,
+    /// The session this host serves (set once it exists), for what outlives a call: time events.
+    session: OnceLock<Weak<Session>>,
 }
 
 impl RedisHost {
     /// A host acting as `user` (None: no ACL check, for internal sessions).
     pub fn new(user: Option<User>, user_name: Option<String>, config: fn(&str) -> Option<String>) -> RedisHost {
-        RedisHost { user, user_name, config, top: Mutex::new(TopLevel::default()) }
+        RedisHost { user, user_name, config, top: Mutex::new(TopLevel::default()), session: OnceLock::new() }
+    }
+
+    pub fn set_session(&self, session: Weak<Session>) {
+        let _ = self.session.set(session);
     }
 
     /// The top-level state (journal, pending registrations) of this session's script.
@@ -92,6 +99,16 @@ impl Host for RedisHost {
 
     fn register(&self, spec: &Value) -> Result<String, String> {
         self.top_level().register(spec)
+    }
+
+    fn time_event(&self, seconds: u64, handle: i64) -> Result<(), String> {
+        // A session rebuilt after a load does not repeat its top level's side effects.
+        if self.top_level().is_replaying() {
+            return Ok(());
+        }
+        let session = self.session.get().cloned().ok_or("gearbox: registerTE before the session exists")?;
+        let _lock = RedisLock::acquire();
+        crate::events::timers::start(session, handle, Duration::from_secs(seconds))
     }
 }
 

@@ -197,3 +197,19 @@ pub fn user_by_name(name: &str) -> Option<User> {
         User::from_raw(user)
     }
 }
+
+type TimerTask = Box<dyn FnOnce() + Send>;
+
+unsafe extern "C" fn on_timer(_ctx: *mut raw::RedisModuleCtx, data: *mut c_void) {
+    // SAFETY: `data` is the box `after` leaked for exactly this one call.
+    let task = unsafe { Box::from_raw(data as *mut TimerTask) };
+    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || task()));
+}
+
+/// Run `task` on the main thread after `ms` milliseconds. The caller holds the Redis lock.
+pub fn after(ms: u64, task: TimerTask) {
+    let data = Box::into_raw(Box::new(task)) as *mut c_void;
+    // SAFETY: under the Redis lock with the detached context; Redis calls `on_timer` once with
+    // `data`, which takes the box back.
+    unsafe { raw::RedisModule_CreateTimer.expect("API")(redis_ffi::detached().0, ms as raw::mstime_t, Some(on_timer), data) };
+}

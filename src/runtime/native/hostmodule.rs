@@ -4,7 +4,7 @@
 //! its own reference to its session's [`Host`].
 //!
 //! Functions: `call(*args)`, `read_keys(keys, read_value)`, `log(level, msg)`,
-//! `config_get(name)`, `atomic_begin()`, `atomic_end()`, `register(spec)`. Exceptions: `error` (`gears.error`),
+//! `config_get(name)`, `atomic_begin()`, `atomic_end()`, `register(spec)`, `time_event(seconds, handle)`. Exceptions: `error` (`gears.error`),
 //! `forcestopped` (raised into an aborted execution) and `ScriptTimeout` (raised into top-level
 //! code that ran past ScriptTimeoutMS); the last two derive from BaseException so a script's
 //! `except Exception` does not swallow them.
@@ -57,6 +57,7 @@ fn definition() -> *mut ffi::PyModuleDef {
                 method(c"atomic_begin", atomic_begin, c"take the Redis lock for an atomic() block"),
                 method(c"atomic_end", atomic_end, c"release the Redis lock of an atomic() block"),
                 method(c"register", register, c"register(spec): install a registration; returns its id"),
+                method(c"time_event", time_event, c"time_event(seconds, handle): call a callback every period"),
                 ffi::PyMethodDef::zeroed(),
             ];
             let slots = vec![
@@ -353,6 +354,29 @@ unsafe extern "C" fn register(module: *mut ffi::PyObject, args: *mut *mut ffi::P
             };
             match host.register(&spec) {
                 Ok(id) => convert::text_or_bytearray(id.as_bytes()),
+                Err(message) => raise_gears_error(module, &message),
+            }
+        }
+    })
+}
+
+unsafe extern "C" fn time_event(module: *mut ffi::PyObject, args: *mut *mut ffi::PyObject, nargs: ffi::Py_ssize_t) -> *mut ffi::PyObject {
+    entry(|| {
+        // SAFETY: called by CPython with the GIL of the module's interpreter.
+        unsafe {
+            let args = args_slice(args, nargs);
+            let (Some(&seconds), Some(&handle)) = (args.first(), args.get(1)) else {
+                return raise(ffi::PyExc_TypeError, "time_event(seconds: int, handle: int)");
+            };
+            let (seconds, handle) = (ffi::PyLong_AsLongLong(seconds), ffi::PyLong_AsLongLong(handle));
+            if !ffi::PyErr_Occurred().is_null() {
+                return std::ptr::null_mut();
+            }
+            let Some(host) = host_of(module) else {
+                return raise_gears_error(module, "gearbox: this interpreter has no host");
+            };
+            match maybe_without_gil(&host, || host.time_event(seconds.max(0) as u64, handle)) {
+                Ok(()) => ffi::Py_NewRef(ffi::Py_None()),
                 Err(message) => raise_gears_error(module, &message),
             }
         }

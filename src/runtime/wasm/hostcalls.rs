@@ -1,5 +1,5 @@
 //! The host calls a wasm guest may make (`execute()`, reading keys, logging, configs, `atomic()`,
-//! `register()`), performed for it by the host thread that waits for its answer, through the
+//! `register()`, `registerTE()`), performed for it by the host thread that waits for its answer, through the
 //! session's [`Host`]. Requests are untrusted frames: anything malformed gets an error reply.
 
 use std::sync::Arc;
@@ -48,6 +48,13 @@ pub fn serve(host: Option<&Arc<dyn Host>>, k: u8, value: &Value) -> Value {
             host.atomic_end();
             Value::Nil
         }
+        (kind::TIME_EVENT, Value::Array(parts)) => match parts.as_slice() {
+            [Value::Int(seconds), Value::Int(handle)] => match host.time_event((*seconds).max(0) as u64, *handle) {
+                Ok(()) => Value::Nil,
+                Err(message) => Value::Error(message),
+            },
+            _ => Value::Error("gearbox: malformed time_event from the guest".into()),
+        },
         (kind::REGISTER, spec) => match host.register(spec) {
             Ok(id) => Value::Bulk(id.into_bytes()),
             Err(message) => Value::Error(message),

@@ -36,6 +36,7 @@ pub mod kind {
     pub const ATOMIC_BEGIN: u8 = b'A';
     pub const ATOMIC_END: u8 = b'Z';
     pub const REGISTER: u8 = b'X';
+    pub const TIME_EVENT: u8 = b'T';
 
     /// Whether a host → guest frame of this kind starts a command (rather than answering).
     pub fn is_command(k: u8) -> bool {
