@@ -18,8 +18,9 @@ pub struct SavedSession {
     pub id: String,
     pub description: Option<String>,
     pub recipe: Recipe,
-    /// Registration ids in the order the script made them.
-    pub registrations: Vec<String>,
+    /// (handle, id) of each live registration: the handle says which `register()` call of the
+    /// script made it, so a replay gives every call its old id (and skips unregistered ones).
+    pub registrations: Vec<(i64, String)>,
 }
 
 impl SavedSession {
@@ -30,7 +31,7 @@ impl SavedSession {
             Value::bulk(self.recipe.source.clone()),
             Value::Array(self.recipe.journal.clone()),
             self.recipe.user.clone().map(Value::bulk).unwrap_or(Value::Nil),
-            Value::bulks(self.registrations.iter().map(|r| r.as_bytes().to_vec())),
+            Value::Array(self.registrations.iter().map(|(h, id)| Value::Array(vec![Value::Int(*h), Value::bulk(id.clone())])).collect()),
         ])
     }
 
@@ -44,7 +45,15 @@ impl SavedSession {
             id: text_of(id),
             description: opt(desc),
             recipe: Recipe { source: text_of(source), journal: journal.clone(), user: opt(user) },
-            registrations: regs.iter().map(text_of).collect(),
+            registrations: regs
+                .iter()
+                .map(|r| match r {
+                    Value::Array(p) if matches!(p.as_slice(), [Value::Int(_), _]) => {
+                        Ok((if let Value::Int(h) = p[0] { h } else { 0 }, text_of(&p[1])))
+                    }
+                    _ => Err("a saved registration has the wrong shape".to_string()),
+                })
+                .collect::<Result<_, _>>()?,
         })
     }
 }
@@ -54,7 +63,7 @@ pub fn snapshot(registrations: &RegistrationRegistry) -> Vec<SavedSession> {
     let mut out: Vec<SavedSession> = Vec::new();
     for reg in registrations.all() {
         if let Some(saved) = out.iter_mut().find(|s| s.id == reg.session.id) {
-            saved.registrations.push(reg.id.clone());
+            saved.registrations.push((reg.spec.handle, reg.id.clone()));
             continue;
         }
         let Some(recipe) = reg.session.recipe() else { continue };
@@ -62,7 +71,7 @@ pub fn snapshot(registrations: &RegistrationRegistry) -> Vec<SavedSession> {
             id: reg.session.id.clone(),
             description: reg.session.description.clone(),
             recipe,
-            registrations: vec![reg.id.clone()],
+            registrations: vec![(reg.spec.handle, reg.id.clone())],
         });
     }
     out
@@ -91,7 +100,7 @@ mod tests {
             id: id.into(),
             description: Some("d".into()),
             recipe: Recipe { source: "GB().register()".into(), journal: vec![Value::Int(1), Value::Nil], user: Some("default".into()) },
-            registrations: vec!["x-1".into(), "x-3".into()],
+            registrations: vec![(1, "x-1".into()), (3, "x-3".into())],
         }
     }
 

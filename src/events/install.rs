@@ -29,7 +29,7 @@ pub struct ScriptRequest {
     /// Session ids whose registrations this script replaces (UPGRADE / REPLACE_WITH).
     pub replacing: Vec<String>,
     /// Rebuilding a saved session: its journal and registration ids.
-    pub restore: Option<(Vec<Value>, Vec<String>)>,
+    pub restore: Option<(Vec<Value>, Vec<(i64, String)>)>,
 }
 
 /// A script that ran: its session, what its top level asked to run, what it installed.
@@ -119,7 +119,7 @@ pub fn replicate(ctx: Ctx, session: &Arc<Session>, replacing: &[String]) {
         id: session.id.clone(),
         description: session.description.clone(),
         recipe: session.recipe().unwrap_or_default(),
-        registrations: gb.engine.registrations.ids_of_session(&session.id),
+        registrations: gb.engine.registrations.all().iter().filter(|r| r.session.id == session.id).map(|r| (r.spec.handle, r.id.clone())).collect(),
     };
     let blob = codec::to_bytes(&Value::Array(vec![
         Value::Bulk(persist::encode(&[saved])),
@@ -151,7 +151,7 @@ pub fn restore(saved: SavedSession, replacing: Vec<String>, loading: bool) -> Re
     )?;
     if installed.registrations.len() != saved.registrations.len() {
         return Err(format!(
-            "its script made {} registrations when restored, {} when it first ran",
+            "restored {} of its {} registrations (its script no longer registers the same way)",
             installed.registrations.len(),
             saved.registrations.len()
         ));

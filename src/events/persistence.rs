@@ -13,9 +13,10 @@ use super::install;
 use crate::gearbox;
 use crate::host::redis_ffi;
 
+/// Always some bytes: Redis 7.0 writes the aux field's header whether or not we write a value,
+/// and an empty field cannot be loaded back.
 pub fn save() -> Option<Vec<u8>> {
-    let sessions = persist::snapshot(&gearbox::get().engine.registrations);
-    (!sessions.is_empty()).then(|| persist::encode(&sessions))
+    Some(persist::encode(&persist::snapshot(&gearbox::get().engine.registrations)))
 }
 
 pub fn load(blob: &[u8]) -> Result<(), String> {

@@ -4,7 +4,7 @@
 //! collects the script's `register()` calls, which become registrations only if the whole
 //! script succeeds (a script that fails half-way leaves none behind).
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 
 use gearbox_engine::errors::EngineError;
 use gearbox_engine::{RegistrationSpec, Value};
@@ -33,7 +33,8 @@ pub struct Pending {
 pub struct TopLevel {
     phase: Phase,
     journal: VecDeque<Value>,
-    saved_ids: VecDeque<String>,
+    /// Replaying: the id each `register()` call (by handle) had; a missing handle was unregistered.
+    saved_ids: HashMap<i64, String>,
     pending: Vec<Pending>,
     /// Sessions this script replaces (UPGRADE / REPLACE_WITH): their triggers may be reused.
     replacing: Vec<String>,
@@ -50,8 +51,14 @@ impl TopLevel {
         *self = TopLevel { phase: Phase::Recording, replacing, ..TopLevel::default() };
     }
 
-    pub fn replay(&mut self, journal: Vec<Value>, ids: Vec<String>, replacing: Vec<String>) {
-        *self = TopLevel { phase: Phase::Replaying, journal: journal.into(), saved_ids: ids.into(), replacing, ..TopLevel::default() };
+    pub fn replay(&mut self, journal: Vec<Value>, ids: Vec<(i64, String)>, replacing: Vec<String>) {
+        *self = TopLevel {
+            phase: Phase::Replaying,
+            journal: journal.into(),
+            saved_ids: ids.into_iter().collect(),
+            replacing,
+            ..TopLevel::default()
+        };
     }
 
     /// End of the top level: what it registered and the journal (empty if it was a replay).
@@ -94,10 +101,13 @@ impl TopLevel {
                 return Err(EngineError::TriggerTaken.to_string());
             }
         }
-        let id = match self.phase {
-            Phase::Replaying => self.saved_ids.pop_front().ok_or("gearbox: while restoring this session it registered more than when it first ran")?,
-            _ => gearbox::get().engine.registrations.next_id(),
-        };
+        if matches!(self.phase, Phase::Replaying) {
+            // Unregistered since the script first ran: the call returns, nothing is installed.
+            let Some(id) = self.saved_ids.get(&spec.handle).cloned() else { return Ok(String::new()) };
+            self.pending.push(Pending { id: id.clone(), spec });
+            return Ok(id);
+        }
+        let id = gearbox::get().engine.registrations.next_id();
         self.pending.push(Pending { id: id.clone(), spec });
         Ok(id)
     }

@@ -16,8 +16,18 @@ use std::ptr;
 use pyo3_ffi as ffi;
 
 /// A sub-interpreter. Only `cpython.rs` dereferences it.
+///
+/// `anchor` is the interpreter's first thread state, kept (detached) for its whole life and used
+/// to end it. CPython 3.13.0 hands the interpreter's built-in thread state to whoever creates a
+/// thread state while the interpreter has none, and resets it only after unlinking it: with no
+/// anchor, two threads attaching and detaching concurrently can get the same state ("Fatal
+/// Python error: init_threadstate: thread state already initialized"). With the anchor linked,
+/// every other thread state is freshly allocated.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct InterpPtr(*mut ffi::PyInterpreterState);
+pub struct InterpPtr {
+    interp: *mut ffi::PyInterpreterState,
+    anchor: *mut ffi::PyThreadState,
+}
 
 // SAFETY: an interpreter state is a process-wide object; every use goes through `attach`, which
 // takes that interpreter's own GIL first.
@@ -109,7 +119,7 @@ fn reopen_libpython_global() {
 /// CPython's id of an interpreter (unique for the life of the process, never reused).
 pub fn interpreter_id(interp: InterpPtr) -> i64 {
     // SAFETY: reads an immutable field of a live interpreter (callers own it).
-    unsafe { ffi::PyInterpreterState_GetID(interp.0) }
+    unsafe { ffi::PyInterpreterState_GetID(interp.interp) }
 }
 
 /// Create an own-GIL sub-interpreter and run `bootstrap` attached to it. Works on any thread.
@@ -138,18 +148,19 @@ pub fn new_interpreter<T>(bootstrap: impl FnOnce(&Attached) -> Result<T, String>
             reattach(previous);
             return Err(format!("could not create a sub-interpreter: {}", status_error(&status)));
         }
-        let interp = InterpPtr(ffi::PyThreadState_GetInterpreter(sub_ts));
+        let interp = InterpPtr { interp: ffi::PyThreadState_GetInterpreter(sub_ts), anchor: sub_ts };
         let attached = Attached { tstate: sub_ts, previous: ptr::null_mut(), _not_send: PhantomData };
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| bootstrap(&attached)));
         let result = match result {
             Ok(r) => r,
             Err(_) => Err("the interpreter bootstrap panicked".to_string()),
         };
+        std::mem::forget(attached);
         if result.is_err() {
             ffi::Py_EndInterpreter(sub_ts);
-            std::mem::forget(attached);
         } else {
-            drop(attached);
+            // The initial state stays linked, detached, as the interpreter's anchor.
+            ffi::PyEval_SaveThread();
         }
         ffi::PyEval_RestoreThread(main_ts);
         ffi::PyThreadState_Clear(main_ts);
@@ -183,7 +194,7 @@ pub fn attach(interp: InterpPtr) -> Attached {
     // alive because callers hold the session that owns it (see `NativeInterpreter`).
     unsafe {
         let previous = detach_current();
-        let tstate = ffi::PyThreadState_New(interp.0);
+        let tstate = ffi::PyThreadState_New(interp.interp);
         ffi::PyEval_RestoreThread(tstate);
         Attached { tstate, previous, _not_send: PhantomData }
     }
@@ -228,13 +239,13 @@ impl Attached {
 
 /// End a sub-interpreter. Nothing may be attached to it on any thread.
 pub fn end_interpreter(interp: InterpPtr) {
-    // SAFETY: a fresh thread state is made current so Py_EndInterpreter finds exactly one state
-    // (its own); afterwards no state is current and the outer one, if any, is restored.
+    // SAFETY: the anchor is the interpreter's only remaining thread state (every attachment
+    // deleted its own); it is made current here so Py_EndInterpreter finds exactly it; afterwards
+    // no state is current and the outer one, if any, is restored.
     unsafe {
         let previous = detach_current();
-        let tstate = ffi::PyThreadState_New(interp.0);
-        ffi::PyEval_RestoreThread(tstate);
-        ffi::Py_EndInterpreter(tstate);
+        ffi::PyEval_RestoreThread(interp.anchor);
+        ffi::Py_EndInterpreter(interp.anchor);
         reattach(previous);
     }
 }

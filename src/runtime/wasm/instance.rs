@@ -19,7 +19,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::Instant;
 
 use gearbox_engine::{Host, Value};
@@ -195,8 +195,7 @@ pub fn test_guest() -> Guest {
 /// The handle of a running instance; dropping it closes the channel and the guest exits.
 pub struct Instance {
     cmd: Mutex<Option<Sender<Vec<u8>>>>,
-    /// Held by the one command that is not nested (see the module doc).
-    turn: Mutex<()>,
+    turns: Turns,
     routes: Arc<Routes>,
     next_tag: AtomicU32,
     pub interrupt: Arc<Interrupt>,
@@ -210,6 +209,51 @@ pub enum Failure {
     Stopped(Stop),
     /// The guest trapped, exited or broke the protocol (the instance is dead now).
     Dead(String),
+}
+
+/// Who may send a command now: one owner at a time, and inline commands nested inside it. An
+/// owner also waits for nested commands to end: a command sent while one is nested would be
+/// taken by the guest as nested inside it, and could then wait for the Redis lock that the
+/// nested command's thread holds.
+#[derive(Default)]
+struct Turns {
+    state: Mutex<(bool, usize)>,
+    freed: Condvar,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Turn {
+    Owner,
+    Nested,
+}
+
+impl Turns {
+    fn take(&self, inline: bool) -> Turn {
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if inline && (st.0 || st.1 > 0) {
+            st.1 += 1;
+            return Turn::Nested;
+        }
+        while st.0 || st.1 > 0 {
+            st = self.freed.wait(st).unwrap_or_else(|e| e.into_inner());
+        }
+        st.0 = true;
+        Turn::Owner
+    }
+
+    fn give(&self, turn: Turn) {
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        match turn {
+            Turn::Owner => st.0 = false,
+            Turn::Nested => st.1 -= 1,
+        }
+        drop(st);
+        self.freed.notify_all();
+    }
+
+    fn idle(&self) -> bool {
+        *self.state.lock().unwrap_or_else(|e| e.into_inner()) == (false, 0)
+    }
 }
 
 enum Ended {
@@ -253,7 +297,7 @@ impl Instance {
             .map_err(|e| format!("could not start a wasm instance thread: {e}"))?;
         Ok(Arc::new(Instance {
             cmd: Mutex::new(Some(cmd_tx)),
-            turn: Mutex::new(()),
+            turns: Turns::default(),
             routes,
             next_tag: AtomicU32::new(0),
             interrupt,
@@ -265,7 +309,13 @@ impl Instance {
     /// answer comes; `deadline` bounds the guest's running time. `inline`: the caller holds the
     /// Redis lock, so if the instance is busy the command is nested rather than queued.
     pub fn command(&self, k: u8, value: &Value, host: Option<&Arc<dyn Host>>, deadline: Option<Instant>, inline: bool) -> Result<Value, Failure> {
-        let turn = if inline { self.turn.try_lock().ok() } else { Some(self.turn.lock().unwrap_or_else(|e| e.into_inner())) };
+        let turn = self.turns.take(inline);
+        let result = self.command_in_turn(turn, k, value, host, deadline);
+        self.turns.give(turn);
+        result
+    }
+
+    fn command_in_turn(&self, turn: Turn, k: u8, value: &Value, host: Option<&Arc<dyn Host>>, deadline: Option<Instant>) -> Result<Value, Failure> {
         let tag = self.next_tag.fetch_add(1, Ordering::SeqCst).wrapping_add(1);
         let (tx, rx) = channel();
         self.routes.open(tag, tx).map_err(Failure::Dead)?;
@@ -276,7 +326,7 @@ impl Instance {
             .unwrap_or_else(|_| Ended::Dead("gearbox: internal error (panic) while serving the wasm guest".to_string()));
         self.routes.close(tag);
         self.interrupt.arm(tag, None);
-        if turn.is_some() {
+        if turn == Turn::Owner {
             self.interrupt.abort.store(false, Ordering::SeqCst);
         }
         match ended {
@@ -295,7 +345,7 @@ impl Instance {
 
     /// Whether a command could be sent now without waiting (used to skip optional clean-up).
     pub fn is_idle(&self) -> bool {
-        self.turn.try_lock().is_ok()
+        self.turns.idle()
     }
 
     fn send(&self, frame: Vec<u8>) -> Result<(), String> {
