@@ -334,7 +334,8 @@ class GearsBuilder:
         handle = len(_registrations) + 1
         spec["handle"] = handle
         rid = _gearbox.register(_flat_spec(spec))
-        _registrations[handle] = (self.reader, steps, on_registered, spec.get("readValue", True))
+        options = spec if self.reader == "StreamReader" else spec.get("readValue", True)
+        _registrations[handle] = (self.reader, steps, on_registered, options)
         return rid
 
 
@@ -343,7 +344,8 @@ GB = GearsBuilder
 # ---------------------------------------------------------------- registrations
 
 _KEY_TYPES = ("string", "hash", "list", "set", "zset", "stream", "module", "empty")
-# handle -> (reader, steps, onRegistered, readValue); the host knows registrations by handle.
+# handle -> (reader, steps, onRegistered, options); options: readValue for KeysReader, the spec for
+# StreamReader. The host knows registrations by handle.
 _registrations = {}
 
 
@@ -392,7 +394,23 @@ def _reader_spec(reader, prefix, kwargs):
             raise error("trigger argument can not be given with keyprefix or hook")
         return {"trigger": trigger, "inorder": _boolean(kwargs, "inorder", False, "inorder argument must be a boolean")}
     if reader == "StreamReader":
-        raise error("StreamReader registrations are not supported by gearbox yet")
+        if not isinstance(prefix, str):
+            raise error("regex argument must be a string")
+        batch, duration = kwargs.get("batch", 1), kwargs.get("duration", 0)
+        interval = kwargs.get("onFailedRetryInterval", 1)
+        for name, value in (("batch", batch), ("duration", duration), ("onFailedRetryInterval", interval)):
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                raise error("%s argument must be a number" % name)
+        policy = kwargs.get("onFailedPolicy", "continue")
+        if not isinstance(policy, str) or policy.lower() not in ("continue", "abort", "retry"):
+            raise error("onFailedPolicy must be Continue/Abort/Retry")
+        if kwargs.get("mode", "async") == "sync" and policy.lower() != "continue":
+            raise error("sync mode only supports the continue onFailedPolicy")
+        trim = kwargs.get("trimStream", True)
+        if not isinstance(trim, bool):
+            raise error("pyTrimmStream argument must be a boolean")
+        return {"prefix": prefix, "batch": max(batch, 1), "duration": duration, "onFailedPolicy": policy.lower(),
+                "onFailedRetryInterval": interval, "trimStream": trim}
     raise error("Given reader do not support register or not exists")
 
 
@@ -416,6 +434,12 @@ def _fire(handle, record):
     """Run registration `handle`'s steps over one event. KeysReader: record is [key, event];
     CommandReader: the trigger's arguments. Returns (results, errors, step_ms) like a plan."""
     reader, steps, callback, read_value = _registrations[handle]
+    if reader == "StreamReader":
+        key, drain = record[0], len(record) > 2 and record[2] == "drain"
+        while True:
+            out = _fire_stream(key, read_value, steps)
+            if not drain or not out[0] and not out[1] or out[1] and read_value["onFailedPolicy"] != "continue":
+                return out
     if reader == "TimeEvent":
         try:
             callback()
@@ -430,6 +454,40 @@ def _fire(handle, record):
     else:
         records = [list(record)]
     return _pipeline.run_plan(lambda: iter(records), steps, configGet("ProfileExecutions") not in ("0", None))
+
+
+_GROUP, _CONSUMER = "__gears_consumer_group__", "__gears_client__"
+
+
+def _stream_batch(key, count):
+    """Up to `count` entries of `key` for the consumer group: first the ones read before and never
+    acknowledged (a failed batch, a restart), then new ones."""
+    try:
+        execute("XGROUP", "CREATE", key, _GROUP, "0", "MKSTREAM")
+    except error as e:
+        if "BUSYGROUP" not in str(e):
+            raise
+    for start in ("0", ">"):
+        reply = execute("XREADGROUP", "GROUP", _GROUP, _CONSUMER, "COUNT", str(count), "STREAMS", key, start)
+        entries = reply[0][1] if reply else []
+        if entries:
+            return entries
+    return []
+
+
+def _fire_stream(key, options, steps):
+    records = [{"key": key, "id": entry_id, "value": {fields[i]: fields[i + 1] for i in range(0, len(fields) - 1, 2)}}
+               for entry_id, fields in _stream_batch(key, options["batch"])]
+    if not records:
+        return [], [], []
+    results, errors, step_ms = _pipeline.run_plan(lambda: iter(records), steps, configGet("ProfileExecutions") not in ("0", None))
+    if not errors or options["onFailedPolicy"] == "continue":
+        ids = [r["id"] for r in records]
+        execute("XACK", key, _GROUP, *ids)
+        if options["trimStream"]:
+            ms, seq = ids[-1].split("-")
+            execute("XTRIM", key, "MINID", "%s-%d" % (ms, int(seq) + 1))
+    return results, errors, step_ms
 
 
 def _on_registered(handle):

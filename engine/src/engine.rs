@@ -68,11 +68,15 @@ impl Engine {
         for old in reg.keep(exec.clone(), per_registration) {
             self.executions.remove(&old.id);
         }
-        let (stats, weak) = (reg.clone(), Arc::downgrade(&exec));
+        let (stats, weak, registry) = (reg.clone(), Arc::downgrade(&exec), self.executions.clone());
         exec.on_done(move |outcome| {
             let took = weak.upgrade().map(|e| Duration::from_millis(e.report().total_ms)).unwrap_or_default();
             let aborted = outcome.errors.first().is_some_and(|e| e == errors::EXECUTION_ABORTED);
             stats.finished(outcome, took, aborted);
+            // Finished now: older kept ones past the cap can go.
+            for old in stats.trim(per_registration) {
+                registry.remove(&old.id);
+            }
         });
         let runner = exec.clone();
         let pool = self.pool.clone();

@@ -17,6 +17,7 @@ pub mod port;
 pub mod registration;
 pub mod registrations;
 pub mod session;
+pub mod stream_state;
 pub mod value;
 
 pub use engine::Engine;

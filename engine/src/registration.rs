@@ -12,6 +12,7 @@ use std::time::Duration;
 use crate::codec::text_of;
 use crate::execution::{Execution, Outcome};
 use crate::session::Session;
+use crate::stream_state::{OnFailed, StreamState};
 use crate::value::Value;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -84,6 +85,13 @@ pub struct RegistrationSpec {
     pub trigger: Option<String>,
     pub inorder: bool,
     pub on_registered: bool,
+    /// StreamReader: entries per batch, `duration` (ms, 0: none), failure policy, retry
+    /// interval (s), whether processed entries are trimmed.
+    pub batch: u64,
+    pub duration_ms: u64,
+    pub on_failed: OnFailed,
+    pub retry_interval: u64,
+    pub trim_stream: bool,
 }
 
 fn text_list(v: &Value) -> Option<Vec<String>> {
@@ -128,7 +136,13 @@ impl RegistrationSpec {
             trigger: None,
             inorder: false,
             on_registered: false,
+            batch: 1,
+            duration_ms: 0,
+            on_failed: OnFailed::Continue,
+            retry_interval: 1,
+            trim_stream: true,
         };
+        let number = |v: &Value| if let Value::Int(n) = v { (*n).max(0) as u64 } else { 0 };
         for pair in items.chunks(2) {
             let [name, value] = pair else { return Err("gearbox: malformed registration".into()) };
             match text_of(name).as_str() {
@@ -143,6 +157,13 @@ impl RegistrationSpec {
                 "trigger" => spec.trigger = opt_text(value),
                 "inorder" => spec.inorder = as_bool(value),
                 "onRegistered" => spec.on_registered = as_bool(value),
+                "batch" => spec.batch = number(value).max(1),
+                "duration" => spec.duration_ms = number(value),
+                "onFailedPolicy" => {
+                    spec.on_failed = OnFailed::parse(&text_of(value)).ok_or("onFailedPolicy must be Continue/Abort/Retry")?
+                }
+                "onFailedRetryInterval" => spec.retry_interval = number(value),
+                "trimStream" => spec.trim_stream = as_bool(value),
                 _ => {}
             }
         }
@@ -174,7 +195,22 @@ impl RegistrationSpec {
             Value::Int(self.inorder as i64),
             Value::bulk("onRegistered"),
             Value::Int(self.on_registered as i64),
+            Value::bulk("batch"),
+            Value::Int(self.batch as i64),
+            Value::bulk("duration"),
+            Value::Int(self.duration_ms as i64),
+            Value::bulk("onFailedPolicy"),
+            Value::bulk(self.on_failed.as_str()),
+            Value::bulk("onFailedRetryInterval"),
+            Value::Int(self.retry_interval as i64),
+            Value::bulk("trimStream"),
+            Value::Int(self.trim_stream as i64),
         ])
+    }
+
+    /// Whether an `xadd` to `key` concerns this (StreamReader) registration.
+    pub fn wants_stream(&self, key: &[u8]) -> bool {
+        self.reader == ReaderKind::Stream && prefix_matches(&self.prefix, key)
     }
 
     /// Whether a keyspace event on `key` of kind `event` concerns this (KeysReader) registration.
@@ -198,7 +234,21 @@ impl RegistrationSpec {
                 Value::bulk("inorder"),
                 Value::Int(self.inorder as i64),
             ]),
-            _ => Value::Array(vec![
+            ReaderKind::Stream => Value::Array(vec![
+                Value::bulk("batchSize"),
+                Value::Int(self.batch as i64),
+                Value::bulk("durationMS"),
+                Value::Int(self.duration_ms as i64),
+                Value::bulk("stream"),
+                Value::bulk(self.prefix.clone()),
+                Value::bulk("trimStream"),
+                Value::Int(self.trim_stream as i64),
+                Value::bulk("onFailedPolicy"),
+                Value::bulk(self.on_failed.as_str()),
+                Value::bulk("retryInterval"),
+                Value::Int(self.retry_interval as i64),
+            ]),
+            ReaderKind::Keys => Value::Array(vec![
                 Value::bulk("regex"),
                 Value::bulk(self.prefix.clone()),
                 Value::bulk("eventTypes"),
@@ -253,6 +303,8 @@ pub struct Registration {
     executions: Mutex<VecDeque<Arc<Execution>>>,
     /// The newest execution of an `inorder` registration: the next one starts after it.
     tail: Mutex<Option<Arc<Execution>>>,
+    /// StreamReader batches and status.
+    pub stream: Mutex<StreamState>,
 }
 
 fn locked<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -264,10 +316,11 @@ impl Registration {
         Arc::new(Registration {
             id,
             session,
-            spec,
             stats: Mutex::new(Stats::default()),
             executions: Mutex::new(VecDeque::new()),
             tail: Mutex::new(None),
+            stream: Mutex::new(StreamState::new(spec.batch, spec.duration_ms)),
+            spec,
         })
     }
 
@@ -303,8 +356,13 @@ impl Registration {
     /// Remember a kept execution; returns the ones over `cap` (oldest first) for the caller to
     /// drop from the execution list.
     pub fn keep(&self, exec: Arc<Execution>, cap: usize) -> Vec<Arc<Execution>> {
+        locked(&self.executions).push_back(exec);
+        self.trim(cap)
+    }
+
+    /// Forget the oldest finished executions while more than `cap` are kept; returns them.
+    pub fn trim(&self, cap: usize) -> Vec<Arc<Execution>> {
         let mut list = locked(&self.executions);
-        list.push_back(exec);
         let mut dropped = Vec::new();
         while list.len() > cap {
             match list.iter().position(|e| e.status().is_finished()) {

@@ -6,7 +6,7 @@ use gearbox_engine::errors::EngineError;
 use gearbox_engine::{ReaderKind, Registration, Value};
 
 use super::{text, Reply};
-use crate::events::install;
+use crate::events::{install, streams};
 use crate::gearbox;
 use crate::host::redis_ffi::{self, Ctx};
 use crate::host::redis_hooks;
@@ -35,7 +35,8 @@ pub fn session_pd(reg: &Registration) -> String {
 /// RegistrationData of one registration.
 fn registration_data(reg: &Registration) -> Value {
     let s = reg.stats();
-    Value::Array(vec![
+    let stream = reg.spec.reader == ReaderKind::Stream;
+    let mut items = vec![
         Value::bulk("mode"),
         Value::bulk(reg.spec.mode.as_str()),
         Value::bulk("numTriggered"),
@@ -52,11 +53,22 @@ fn registration_data(reg: &Registration) -> Value {
         Value::Int(s.total_ms as i64),
         Value::bulk("avgRunDurationMS"),
         Value::Double(s.avg_ms()),
+    ];
+    if stream {
+        // gearbox does not estimate stream lag yet: always 0.
+        items.extend([Value::bulk("lastEstimatedLagMS"), Value::Int(0), Value::bulk("avgEstimatedLagMS"), Value::Double(0.0)]);
+    }
+    items.extend([
         Value::bulk("lastError"),
         s.last_error.map(Value::bulk).unwrap_or(Value::Nil),
         Value::bulk("args"),
         reg.spec.args_value(),
-    ])
+    ]);
+    if stream {
+        let status = reg.stream.lock().unwrap_or_else(|e| e.into_inner()).status();
+        items.extend([Value::bulk("status"), Value::bulk(status.as_str())]);
+    }
+    Value::Array(items)
 }
 
 /// One RG.DUMPREGISTRATIONS entry; `with_pd` false for RG.PYDUMPSESSIONS VERBOSE.
@@ -157,7 +169,14 @@ fn pause_or_unpause(args: &[Vec<u8>], pause: bool) -> Reply {
     };
     let reader = reg.spec.reader.as_str().to_string();
     match (reg.spec.reader, pause) {
-        (ReaderKind::Stream, _) => Reply::ok(),
+        (ReaderKind::Stream, true) => {
+            streams::pause(&reg);
+            Reply::ok()
+        }
+        (ReaderKind::Stream, false) => {
+            streams::unpause(&reg);
+            Reply::ok()
+        }
         (_, true) => Reply::error(EngineError::NoPause(reader).to_string()),
         (_, false) => Reply::error(EngineError::NoUnpause(reader).to_string()),
     }

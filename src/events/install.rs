@@ -12,7 +12,7 @@ use gearbox_engine::codec;
 use gearbox_engine::persist::{self, SavedSession};
 use gearbox_engine::port::ScriptOutcome;
 use gearbox_engine::session::Recipe;
-use gearbox_engine::{Registration, Session, Value};
+use gearbox_engine::{ReaderKind, Registration, Session, Value};
 
 use crate::gearbox;
 use crate::host::redis_ffi::{self, Ctx, User};
@@ -39,7 +39,7 @@ pub struct Installed {
     pub registrations: Vec<Arc<Registration>>,
 }
 
-/// onRegistered callbacks waiting for the end of a load.
+/// Registrations restored by a load, waiting for its end (onRegistered, stream backlog).
 static DEFERRED: Mutex<Vec<Arc<Registration>>> = Mutex::new(Vec::new());
 
 /// Run `req` and install its registrations. `Err` is the reply text (nothing was installed).
@@ -82,20 +82,27 @@ pub fn run_and_install(req: ScriptRequest, loading: bool) -> Result<Installed, S
     }
     drop(removed);
     drop(old);
-    for r in registrations.iter().filter(|r| r.spec.on_registered) {
+    for r in registrations.iter().filter(|r| r.spec.on_registered || r.spec.reader == ReaderKind::Stream) {
         if loading {
             DEFERRED.lock().unwrap_or_else(|e| e.into_inner()).push(r.clone());
         } else {
-            call_on_registered(r);
+            installed(r);
         }
     }
     Ok(Installed { session, outcome, registrations })
 }
 
-fn call_on_registered(r: &Registration) {
-    let timeout = gearbox::get().config().script_timeout();
-    if let Err(e) = r.session.interpreter().on_registered(r.spec.handle, timeout) {
-        redis_ffi::log("warning", &format!("gearbox: onRegistered of registration {} failed: {e}", r.id));
+/// A registration is in place (and, after a load, the whole dataset is there): its
+/// onRegistered callback runs, and a stream registration reads what is waiting in its streams.
+fn installed(r: &Arc<Registration>) {
+    if r.spec.on_registered {
+        let timeout = gearbox::get().config().script_timeout();
+        if let Err(e) = r.session.interpreter().on_registered(r.spec.handle, timeout) {
+            redis_ffi::log("warning", &format!("gearbox: onRegistered of registration {} failed: {e}", r.id));
+        }
+    }
+    if r.spec.reader == ReaderKind::Stream && !redis_hooks::is_replica() {
+        super::streams::kick(r);
     }
 }
 
@@ -103,7 +110,7 @@ fn call_on_registered(r: &Registration) {
 pub fn run_deferred() {
     let pending = std::mem::take(&mut *DEFERRED.lock().unwrap_or_else(|e| e.into_inner()));
     for r in pending {
-        call_on_registered(&r);
+        installed(&r);
     }
 }
 

@@ -18,11 +18,22 @@ use crate::host::redis_hooks;
 thread_local! {
     /// Sync registrations running inline on this thread.
     static RUNNING: RefCell<Vec<String>> = const { RefCell::new(Vec::new()) };
+    /// gearbox itself is reading keys on this thread (a record's value, a key's type): the
+    /// `keymiss` such a read may raise is not an event of the user's.
+    static QUIET: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Run `f` (gearbox's own key reads) without delivering the keyspace events it raises.
+pub fn quietly<T>(f: impl FnOnce() -> T) -> T {
+    let outer = QUIET.with(|q| q.replace(true));
+    let out = f();
+    QUIET.with(|q| q.set(outer));
+    out
 }
 
 /// The key's type as `keyTypes` names it.
 fn key_type(key: &[u8]) -> &'static str {
-    let reply = redis_ffi::call(redis_ffi::detached(), None, &[b"TYPE".to_vec(), key.to_vec()]);
+    let reply = quietly(|| redis_ffi::call(redis_ffi::detached(), None, &[b"TYPE".to_vec(), key.to_vec()]));
     let name = match &reply {
         Value::Status(s) => s.as_str(),
         _ => "",
@@ -41,8 +52,11 @@ fn key_type(key: &[u8]) -> &'static str {
 
 pub fn on_event(ctx: Ctx, event: &str, key: &[u8]) {
     let gb = gearbox::get();
-    if gb.engine.registrations.is_empty() || redis_hooks::events_muted(ctx) {
+    if gb.engine.registrations.is_empty() || QUIET.with(|q| q.get()) || redis_hooks::events_muted(ctx) {
         return;
+    }
+    if event == "xadd" {
+        super::streams::on_xadd(key);
     }
     let matching: Vec<_> = gb.engine.registrations.key_registrations().into_iter().filter(|r| r.spec.wants_event(key, event)).collect();
     if matching.is_empty() {

@@ -74,7 +74,7 @@ impl Host for RedisHost {
 
     fn read_keys(&self, keys: &[Vec<u8>], read_value: bool) -> Vec<KeyRecord> {
         let _lock = (read_value && !keys.is_empty()).then(RedisLock::acquire);
-        keys.iter().filter_map(|k| keys::read_key(self, k, read_value)).collect()
+        crate::events::keyspace::quietly(|| keys.iter().filter_map(|k| keys::read_key(self, k, read_value)).collect())
     }
 
     fn log(&self, level: LogLevel, message: &str) {

@@ -155,6 +155,11 @@ pub fn events_muted(ctx: Ctx) -> bool {
     flags & (raw::REDISMODULE_CTX_FLAGS_LOADING | raw::REDISMODULE_CTX_FLAGS_SLAVE) != 0
 }
 
+/// Whether this server replicates a master (checked outside any command).
+pub fn is_replica() -> bool {
+    redis_ffi::context_flags(redis_ffi::detached()) & raw::REDISMODULE_CTX_FLAGS_SLAVE != 0
+}
+
 pub fn is_loading(ctx: Ctx) -> bool {
     redis_ffi::context_flags(ctx) & raw::REDISMODULE_CTX_FLAGS_LOADING != 0
 }

@@ -1,0 +1,214 @@
+//! The bookkeeping of a StreamReader registration: per stream key, how many entries arrived since
+//! the last batch and whether a batch is running; for the registration, its status (running,
+//! waiting to retry a failed batch, aborted, paused). Pure logic: the event layer asks it what
+//! to do on each `xadd`, timer and finished batch.
+
+use std::collections::HashMap;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StreamStatus {
+    Ok,
+    WaitingForRetry,
+    Aborted,
+    Paused,
+}
+
+impl StreamStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StreamStatus::Ok => "OK",
+            StreamStatus::WaitingForRetry => "WAITING_FOR_RETRY_ON_FAILURE",
+            StreamStatus::Aborted => "ABORTED",
+            StreamStatus::Paused => "PAUSED",
+        }
+    }
+}
+
+/// What to do when a batch failed (`onFailedPolicy`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OnFailed {
+    Continue,
+    Abort,
+    Retry,
+}
+
+impl OnFailed {
+    pub fn parse(name: &str) -> Option<OnFailed> {
+        match name.to_ascii_lowercase().as_str() {
+            "continue" => Some(OnFailed::Continue),
+            "abort" => Some(OnFailed::Abort),
+            "retry" => Some(OnFailed::Retry),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OnFailed::Continue => "continue",
+            OnFailed::Abort => "abort",
+            OnFailed::Retry => "retry",
+        }
+    }
+}
+
+#[derive(Default)]
+struct KeyState {
+    pending: u64,
+    running: bool,
+}
+
+/// What the event layer should do next.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Next {
+    Nothing,
+    /// Run a batch for this key now.
+    Run,
+    /// Arm the `duration` timer for this key (the batch is not full yet).
+    Wait,
+    /// Retry this key's batch after `onFailedRetryInterval`.
+    Retry,
+}
+
+pub struct StreamState {
+    status: StreamStatus,
+    keys: HashMap<Vec<u8>, KeyState>,
+    batch: u64,
+    timed: bool,
+}
+
+impl StreamState {
+    pub fn new(batch: u64, duration_ms: u64) -> StreamState {
+        StreamState { status: StreamStatus::Ok, keys: HashMap::new(), batch: batch.max(1), timed: duration_ms > 0 }
+    }
+
+    pub fn status(&self) -> StreamStatus {
+        self.status
+    }
+
+    fn start_if_ready(&mut self, key: &[u8], forced: bool) -> Next {
+        let ok = self.status == StreamStatus::Ok;
+        let batch = self.batch;
+        let timed = self.timed;
+        let k = self.keys.entry(key.to_vec()).or_default();
+        if !ok || k.running {
+            return Next::Nothing;
+        }
+        if k.pending >= batch || (forced && k.pending > 0) {
+            k.running = true;
+            k.pending = 0;
+            return Next::Run;
+        }
+        if timed && k.pending == 1 && !forced {
+            return Next::Wait;
+        }
+        Next::Nothing
+    }
+
+    /// An entry was added to `key`.
+    pub fn added(&mut self, key: &[u8]) -> Next {
+        self.keys.entry(key.to_vec()).or_default().pending += 1;
+        self.start_if_ready(key, false)
+    }
+
+    /// `duration` elapsed for `key`: run whatever is pending.
+    pub fn timer(&mut self, key: &[u8]) -> Next {
+        self.start_if_ready(key, true)
+    }
+
+    /// Run `key` whatever is counted (a restart, an unpause, a retry): entries may be waiting
+    /// in the stream that no event counted.
+    pub fn kick(&mut self, key: &[u8]) -> Next {
+        self.keys.entry(key.to_vec()).or_default().pending += 1;
+        self.start_if_ready(key, true)
+    }
+
+    /// A batch of `key` ended.
+    pub fn finished(&mut self, key: &[u8], failed: bool, policy: OnFailed) -> Next {
+        if let Some(k) = self.keys.get_mut(key) {
+            k.running = false;
+        }
+        if failed {
+            match policy {
+                OnFailed::Continue => {}
+                OnFailed::Abort => {
+                    self.status = StreamStatus::Aborted;
+                    return Next::Nothing;
+                }
+                OnFailed::Retry => {
+                    self.status = StreamStatus::WaitingForRetry;
+                    return Next::Retry;
+                }
+            }
+        }
+        self.start_if_ready(key, false)
+    }
+
+    /// The retry interval elapsed: run the failed batch again.
+    pub fn retry(&mut self, key: &[u8]) -> Next {
+        if self.status == StreamStatus::WaitingForRetry {
+            self.status = StreamStatus::Ok;
+        }
+        self.kick(key)
+    }
+
+    pub fn pause(&mut self) {
+        self.status = StreamStatus::Paused;
+    }
+
+    /// Unpause; returns the keys to run again.
+    pub fn unpause(&mut self) -> Vec<Vec<u8>> {
+        if self.status == StreamStatus::Paused {
+            self.status = StreamStatus::Ok;
+        }
+        self.keys.keys().cloned().collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batches_run_when_full_and_one_at_a_time() {
+        let mut s = StreamState::new(2, 0);
+        assert_eq!(s.added(b"s"), Next::Nothing);
+        assert_eq!(s.added(b"s"), Next::Run);
+        assert_eq!(s.added(b"s"), Next::Nothing);
+        assert_eq!(s.added(b"s"), Next::Nothing, "a batch of s is running");
+        assert_eq!(s.finished(b"s", false, OnFailed::Continue), Next::Run, "two arrived meanwhile");
+        assert_eq!(s.finished(b"s", false, OnFailed::Continue), Next::Nothing);
+    }
+
+    #[test]
+    fn duration_runs_a_partial_batch() {
+        let mut s = StreamState::new(10, 50);
+        assert_eq!(s.added(b"s"), Next::Wait);
+        assert_eq!(s.added(b"s"), Next::Nothing);
+        assert_eq!(s.timer(b"s"), Next::Run);
+        assert_eq!(s.timer(b"s"), Next::Nothing);
+    }
+
+    #[test]
+    fn failure_policies() {
+        let mut s = StreamState::new(1, 0);
+        assert_eq!(s.added(b"s"), Next::Run);
+        assert_eq!(s.finished(b"s", true, OnFailed::Retry), Next::Retry);
+        assert_eq!(s.status(), StreamStatus::WaitingForRetry);
+        assert_eq!(s.added(b"s"), Next::Nothing, "no new batch while waiting to retry");
+        assert_eq!(s.retry(b"s"), Next::Run);
+        assert_eq!(s.finished(b"s", true, OnFailed::Abort), Next::Nothing);
+        assert_eq!(s.status(), StreamStatus::Aborted);
+        assert_eq!(s.added(b"s"), Next::Nothing);
+    }
+
+    #[test]
+    fn pause_holds_batches_until_unpaused() {
+        let mut s = StreamState::new(1, 0);
+        s.pause();
+        assert_eq!(s.added(b"s"), Next::Nothing);
+        assert_eq!(s.status().as_str(), "PAUSED");
+        assert_eq!(s.unpause(), vec![b"s".to_vec()]);
+        assert_eq!(s.kick(b"s"), Next::Run);
+        assert_eq!(OnFailed::parse("Retry"), Some(OnFailed::Retry));
+    }
+}

@@ -1,0 +1,153 @@
+//! StreamReader registrations: `xadd` events count entries per stream key; a full batch (or the
+//! `duration` timer) starts a run, which reads the batch through the consumer group
+//! `__gears_consumer_group__` in the script's interpreter (`gears._fire`), runs the steps, and
+//! acknowledges (and trims) what it processed. `onFailedPolicy` decides what a failed batch
+//! does: continue, abort the registration, or retry after `onFailedRetryInterval`. Entries left
+//! unacknowledged (a failed batch, a restart) are read again first, so they are processed after
+//! a reload. The decisions are `gearbox_engine::stream_state`'s; this file carries them out.
+//! Everything here runs holding the Redis lock.
+
+use std::sync::{Arc, MutexGuard};
+
+use gearbox_engine::stream_state::{Next, StreamState};
+use gearbox_engine::{Mode, Outcome, Registration, Value};
+
+use crate::gearbox;
+use crate::host::lock::RedisLock;
+use crate::host::redis_ffi;
+use crate::host::redis_hooks;
+
+fn state(reg: &Registration) -> MutexGuard<'_, StreamState> {
+    reg.stream.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// An entry was added to stream `key`.
+pub fn on_xadd(key: &[u8]) {
+    for reg in gearbox::get().engine.registrations.all().into_iter().filter(|r| r.spec.wants_stream(key)) {
+        let next = state(&reg).added(key);
+        act(reg, key.to_vec(), next, false);
+    }
+}
+
+/// Carry out `next`; `drain`: a run started now reads the whole backlog (see `run_batch`).
+fn act(reg: Arc<Registration>, key: Vec<u8>, next: Next, drain: bool) {
+    match next {
+        Next::Nothing => {}
+        Next::Run => run_batch(reg, key, drain),
+        Next::Wait => {
+            let ms = reg.spec.duration_ms;
+            redis_hooks::after(ms, Box::new(move || {
+                let next = state(&reg).timer(&key);
+                act(reg, key, next, false);
+            }));
+        }
+        Next::Retry => {
+            let ms = reg.spec.retry_interval.max(1) * 1000;
+            redis_hooks::after(ms, Box::new(move || {
+                let next = state(&reg).retry(&key);
+                act(reg, key, next, true);
+            }));
+        }
+    }
+}
+
+/// Run one batch of `key`; with `drain`, batch after batch until the stream has nothing left for
+/// the group (the backlog found by a kick or a retry, which no event counted).
+fn run_batch(reg: Arc<Registration>, key: Vec<u8>, drain: bool) {
+    let gb = gearbox::get();
+    if !gb.engine.registrations.get(&reg.id).is_some_and(|r| Arc::ptr_eq(&r, &reg)) {
+        return; // unregistered meanwhile
+    }
+    let record = Value::Array(vec![
+        Value::Bulk(key.clone()),
+        Value::bulk(reg.spec.on_failed.as_str()),
+        Value::bulk(if drain { "drain" } else { "batch" }),
+    ]);
+    let (timeout, max_executions, per_registration) = {
+        let c = gb.config();
+        (c.script_timeout(), c.max_executions(), c.max_executions_per_registration())
+    };
+    if reg.spec.mode == Mode::Sync {
+        let job = reg.session.interpreter().event_job(reg.spec.handle, record, true);
+        let outcome = gb.engine.run_inline(&reg, job, timeout);
+        finished(reg, key, &outcome);
+        return;
+    }
+    let job = reg.session.interpreter().event_job(reg.spec.handle, record, false);
+    let exec = gb.engine.start_event(&reg, job, max_executions, per_registration);
+    exec.on_done(move |outcome| {
+        let _lock = RedisLock::acquire();
+        finished(reg, key, outcome);
+    });
+}
+
+fn finished(reg: Arc<Registration>, key: Vec<u8>, outcome: &Outcome) {
+    let next = state(&reg).finished(&key, !outcome.errors.is_empty(), reg.spec.on_failed);
+    act(reg, key, next, false);
+}
+
+/// A glob matching exactly the keys a register prefix matches.
+fn glob_of(prefix: &str) -> String {
+    let (head, star) = match prefix.strip_suffix('*') {
+        Some(h) => (h, "*"),
+        None => (prefix, ""),
+    };
+    let mut out: String = head.chars().flat_map(|c| if "*?[]\\".contains(c) { vec!['\\', c] } else { vec![c] }).collect();
+    out.push_str(star);
+    out
+}
+
+/// Start a batch on every existing stream of `reg` (a new registration, an unpause, the end of
+/// a load): entries may be waiting there that no event announced.
+pub fn kick(reg: &Arc<Registration>) {
+    let mut cursor = b"0".to_vec();
+    loop {
+        let args: Vec<Vec<u8>> = vec![
+            b"SCAN".to_vec(),
+            cursor.clone(),
+            b"MATCH".to_vec(),
+            glob_of(&reg.spec.prefix).into_bytes(),
+            b"COUNT".to_vec(),
+            b"1000".to_vec(),
+            b"TYPE".to_vec(),
+            b"stream".to_vec(),
+        ];
+        let Value::Array(parts) = redis_ffi::call(redis_ffi::detached(), None, &args) else { return };
+        let [Value::Bulk(next), Value::Array(keys)] = parts.as_slice() else { return };
+        for key in keys {
+            if let Value::Bulk(key) = key {
+                let next = state(reg).kick(key);
+                act(reg.clone(), key.clone(), next, true);
+            }
+        }
+        if next == b"0" {
+            return;
+        }
+        cursor = next.clone();
+    }
+}
+
+pub fn pause(reg: &Registration) {
+    state(reg).pause();
+}
+
+pub fn unpause(reg: &Arc<Registration>) {
+    let keys = state(reg).unpause();
+    for key in keys {
+        let next = state(reg).kick(&key);
+        act(reg.clone(), key, next, true);
+    }
+    kick(reg);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::glob_of;
+
+    #[test]
+    fn prefixes_become_globs_that_match_only_them() {
+        assert_eq!(glob_of("s:*"), "s:*");
+        assert_eq!(glob_of("exact"), "exact");
+        assert_eq!(glob_of("a*b?*"), "a\\*b\\?*");
+    }
+}
