@@ -1,10 +1,12 @@
 """Concurrency of event executions (spec §2.6): sync registrations firing in the main thread while an
 async trigger of the same session runs execute() in a loop on a background thread must neither deadlock
-nor lose events; many clients triggering one sync or async trigger concurrently all get through.
+nor lose events; nor may a sync and an async KeysReader registration of one session firing on the same
+writes; many clients triggering one sync or async trigger concurrently all get through.
 A hang shows up as a client socket timeout (60 s)."""
 import threading
 
 import pytest
+import redis
 
 from events_helpers import register, registration_ids, stats, trigger
 from gb_helpers import script, wait_until
@@ -75,6 +77,23 @@ def test_sync_events_from_many_clients_are_all_seen(server, r):
     assert r.get("sync_hits") == "800"
     sync_id = next(i for i in registration_ids(r) if stats(r, i)["mode"] == "sync")
     assert stats(r, sync_id)["numTriggered"] == 800
+
+
+def test_sync_and_async_keys_registrations_of_one_session(server, r):
+    """Each write fires a sync and an async registration of the same session: the sync one runs in the
+    writing command while the async one may be reading the key on a background thread."""
+    register(r, script("""
+        GB().foreach(lambda x: execute('INCR', 'async_hits')).register(prefix='both:*', mode='async_local')
+        GB().foreach(lambda x: execute('INCR', 'sync_hits')).register(prefix='both:*', mode='sync')
+    """))
+    c = server.client(socket_timeout=SOCKET_TIMEOUT)
+    for i in range(1000):
+        try:
+            assert c.set(f"both:{i}", "x")
+        except redis.TimeoutError:
+            raise AssertionError(f"SET both:{i} got no reply within {SOCKET_TIMEOUT}s: the server hangs") from None
+    assert r.get("sync_hits") == "1000"
+    wait_until(lambda: r.get("async_hits") == "1000", timeout=30, what="all async events")
 
 
 @pytest.mark.parametrize("reg_mode", ["sync", "async", "async_local"])

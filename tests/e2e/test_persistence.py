@@ -6,7 +6,7 @@ shows the master's registrations but never fires them."""
 import pytest
 
 from events_helpers import (debug_server, register, register_one, registration_ids, restart, rid_num,
-                            start_replica, start_server, stats, summary, trigger, unregister, wait_key)
+                            sessions, start_replica, start_server, stats, summary, trigger, unregister, wait_key)
 from gb_helpers import pyexec, script, wait_until
 
 HOW = ["debug_reload", "rdb_restart", "aof_restart"]
@@ -71,11 +71,13 @@ def assert_registrations_fire(c, src_key):
 
 def test_registrations_survive_reload(gears, how):
     srv, c = start(gears, how)
-    register(c, REGISTRATIONS, "ID", "persisted")
+    register(c, REGISTRATIONS, "ID", "persisted", "DESCRIPTION", "kept")
     before = summary(c)
     assert len(before) == 4
     c = reload(srv, c, how)
     assert summary(c) == before
+    session = sessions(c)["persisted"]
+    assert session["sessionDescription"] == "kept" and sorted(session["registrations"]) == sorted(before)
     assert_registrations_fire(c, "src:1")
 
 
@@ -134,16 +136,15 @@ def test_run_of_a_registering_script_not_replayed(gears, how):
     assert trigger(c, "t") == ["alive"]
 
 
-@pytest.mark.parametrize("how_", ["debug_reload", "rdb_restart"])
-def test_on_registered_replayed(gears, how_):
-    srv, c = start(gears, how_)
+def test_on_registered_replayed(gears, how):
+    srv, c = start(gears, how)
     register(c, script("""
         def installed():
             execute('INCR', 'onreg')
         GB().register(prefix='x*', onRegistered=installed)
     """))
     wait_key(c, "onreg", "1")
-    c = reload(srv, c, how_)
+    c = reload(srv, c, how)
     wait_key(c, "onreg", "2")
 
 

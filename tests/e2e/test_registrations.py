@@ -40,6 +40,11 @@ def test_register_replies_ok_and_returns_the_id(r):
     assert registration_ids(r) == [rid(1)]
 
 
+def test_unblocking_has_no_effect_on_registering_scripts(r):
+    assert pyexec(r, "GB().register(prefix='a*')", "UNBLOCKING") == "OK"
+    assert registration_ids(r) == [rid(1)]
+
+
 def test_registration_ids_have_their_own_counter(r):
     for _ in range(3):
         assert pyexec(r, "GB('ShardsIDReader').run()") == [["1"], []]
@@ -132,20 +137,31 @@ def test_event_types_are_case_insensitive(r):
     assert [(rec["key"], rec["event"]) for rec in records(r)] == [("k1", "set"), ("k1", "del")]
 
 
+def one_async_record(r, reg_id, what):
+    """Wait for the first record of an async registration; it must be the only event it got."""
+    wait_until(lambda: r.llen("records") >= 1, what=what)
+    assert stats(r, reg_id)["numTriggered"] == 1 and r.llen("records") == 1, "one event must fire once"
+    return records(r)[0]
+
+
 def test_expired_event(r):
-    register(r, recorder(mode="async_local", eventTypes=["expired"]))
+    reg_id = register_one(r, recorder(mode="async_local", eventTypes=["expired"]))
     r.set("k1", "v", px=30)
-    wait_until(lambda: r.llen("records") == 1, what="the expired event")
-    rec = records(r)[0]
+    rec = one_async_record(r, reg_id, "the expired event")
     assert (rec["key"], rec["event"]) == ("k1", "expired")
 
 
 def test_keymiss_event(r):
-    register(r, recorder(mode="async_local", eventTypes=["keymiss"]))
+    reg_id = register_one(r, recorder(mode="async_local", eventTypes=["keymiss"]))
     assert r.get("k_missing") is None
-    wait_until(lambda: r.llen("records") == 1, what="the keymiss event")
-    rec = records(r)[0]
+    rec = one_async_record(r, reg_id, "the keymiss event")
     assert (rec["key"], rec["event"], rec["type"]) == ("k_missing", "keymiss", "empty")
+
+
+def test_keymiss_event_sync(r):
+    register(r, recorder(eventTypes=["keymiss"]))
+    assert r.get("k_missing") is None
+    assert records(r) == [{"key": "k_missing", "event": "keymiss", "type": "empty", "value": None}]
 
 
 def test_key_types_filter(r):
