@@ -8,8 +8,9 @@ While a command runs, host calls are request frames (C call, K read_keys, L log,
 A atomic_begin, Z atomic_end, X register, T time_event) answered by an `r` frame. Frame: b"GB", version, kind,
 u32 tag, u32 length, then one value (tags N i d b s e a; little-endian lengths). Every frame carries
 the tag of the host command it belongs to. A command may arrive while this guest waits for a host
-reply (a sync registration firing while a job of this session waits for Redis): it is run right
-there, nested, then the wait goes on. The host validates every frame: a script writing to the
+reply (a sync registration firing while a job of this session waits for Redis): if its tag is
+marked nestable it is run right there, nested, then the wait goes on; otherwise it waits for the
+top loop. The host validates every frame: a script writing to the
 channel can only confuse its own session, which is then discarded.
 sys.stdout / sys.stderr go to the Redis log, so print() never touches the channel.
 """
@@ -106,6 +107,10 @@ def _dec(data, pos=0):
 _cur = [0]
 # Replies that arrived for an outer command while a nested one waited.
 _stash = {}
+# Commands that may run nested inside a wait carry this bit in their tag (their sender holds the
+# Redis lock); any other command arriving during a wait waits here for the top loop.
+_NESTABLE = 1 << 31
+_deferred = []
 
 
 def _send_payload(kind, payload):
@@ -144,8 +149,10 @@ def _reply():
         if mine in _stash:
             return _stash.pop(mine)
         kind, tag, value = _recv()
-        if kind != "r":
+        if kind != "r" and tag & _NESTABLE:
             _dispatch(kind, tag, value)
+        elif kind != "r":
+            _deferred.append((kind, tag, value))
         elif tag == mine:
             return value
         else:
@@ -439,7 +446,7 @@ def _dispatch(kind, tag, arg):
 
 def _serve():
     while True:
-        kind, tag, arg = _recv()
+        kind, tag, arg = _deferred.pop(0) if _deferred else _recv()
         if kind == "r":
             _stash[tag] = arg  # an answer nobody waits for any more
         else:

@@ -310,13 +310,22 @@ impl Instance {
     /// Redis lock, so if the instance is busy the command is nested rather than queued.
     pub fn command(&self, k: u8, value: &Value, host: Option<&Arc<dyn Host>>, deadline: Option<Instant>, inline: bool) -> Result<Value, Failure> {
         let turn = self.turns.take(inline);
-        let result = self.command_in_turn(turn, k, value, host, deadline);
+        let result = self.command_in_turn(turn, inline, k, value, host, deadline);
         self.turns.give(turn);
         result
     }
 
-    fn command_in_turn(&self, turn: Turn, k: u8, value: &Value, host: Option<&Arc<dyn Host>>, deadline: Option<Instant>) -> Result<Value, Failure> {
-        let tag = self.next_tag.fetch_add(1, Ordering::SeqCst).wrapping_add(1);
+    fn command_in_turn(
+        &self,
+        turn: Turn,
+        inline: bool,
+        k: u8,
+        value: &Value,
+        host: Option<&Arc<dyn Host>>,
+        deadline: Option<Instant>,
+    ) -> Result<Value, Failure> {
+        let n = self.next_tag.fetch_add(1, Ordering::SeqCst).wrapping_add(1) & !wire::NESTABLE;
+        let tag = if inline { n | wire::NESTABLE } else { n };
         let (tx, rx) = channel();
         self.routes.open(tag, tx).map_err(Failure::Dead)?;
         self.interrupt.arm(tag, deadline);

@@ -7,7 +7,9 @@
 //! The tag names the host command a frame belongs to: the guest stamps every host call and its
 //! answer with the tag of the command it is running, and the host answers a call with the same
 //! tag. Commands nest (a sync registration may run while a job of the same session waits for a
-//! host call), and tags let each waiting host thread see exactly its own frames.
+//! host call), and tags let each waiting host thread see exactly its own frames. Only commands
+//! whose tag has the [`NESTABLE`] bit may be run nested; the guest defers any other command that
+//! arrives during a wait until it is back at its top loop.
 //!
 //! Everything here is plain data: frames from the guest are untrusted (a script can write to the
 //! channel), so decoding checks every length, caps sizes and nesting, and never panics.
@@ -15,6 +17,9 @@
 use gearbox_engine::{KeyRecord, KeyValue, Value};
 
 pub const VERSION: u8 = 2;
+/// Set in the tag of a command the guest may run nested inside a wait (its sender holds the Redis
+/// lock and waits for nothing else); other commands wait until the guest is back at its top loop.
+pub const NESTABLE: u32 = 1 << 31;
 pub const HEADER: usize = 12;
 /// Largest payload accepted from the guest (a result set of an execution fits in this).
 pub const MAX_PAYLOAD: usize = 512 << 20;
