@@ -12,6 +12,7 @@ import sys
 import types
 
 import _gearbox
+import gears_events as _events
 import gears_pipeline as _pipeline
 from gears_pipeline import flat_error
 
@@ -105,20 +106,7 @@ def isAsyncAllow():
     return False
 
 
-def registerTE(seconds, fn, keyName=None):
-    """Call fn() every `seconds` seconds in this script's session (RedisGears' time events)."""
-    if not isinstance(seconds, int) or isinstance(seconds, bool):
-        raise error("time argument must be a long")
-    if not isinstance(fn, types.FunctionType):
-        raise error("callback must be a function")
-    if keyName is not None:
-        raise error("registerTE(keyName=...) (key-bound time events) is not supported by gearbox yet")
-    handle = len(_registrations) + 1
-    _registrations[handle] = ("TimeEvent", (), fn, False)
-    _gearbox.time_event(seconds, handle)
-    return True
-
-
+registerTE = _events.registerTE
 gearsFuture = _not_yet("gearsFuture")
 call_next = _not_yet("call_next")
 get_command = _not_yet("get_command")
@@ -325,181 +313,22 @@ class GearsBuilder:
         if not _state.in_script:
             raise error("register() can only be called from a script's top level in gearbox")
         spec = {"reader": self.reader, "desc": self.desc, "mode": mode, "onRegistered": on_registered is not None}
-        spec.update(_reader_spec(self.reader, prefix, kwargs))
+        spec.update(_events.reader_spec(self.reader, prefix, kwargs))
         steps = list(self.steps)
         if convertToStr:
             steps.append(("map", (str,)))
         if collect:
             steps.append(("collect", ()))
-        handle = len(_registrations) + 1
-        spec["handle"] = handle
-        rid = _gearbox.register(_flat_spec(spec))
-        options = spec if self.reader == "StreamReader" else spec.get("readValue", True)
-        _registrations[handle] = (self.reader, steps, on_registered, options)
-        return rid
+        return _events.register(self.reader, spec, steps, on_registered)
 
 
 GB = GearsBuilder
 
-# ---------------------------------------------------------------- registrations
+# ---------------------------------------------------------------- registrations (gears_events.py)
 
-_KEY_TYPES = ("string", "hash", "list", "set", "zset", "stream", "module", "empty")
-# handle -> (reader, steps, onRegistered, options); options: readValue for KeysReader, the spec for
-# StreamReader. The host knows registrations by handle.
-_registrations = {}
+_fire = _events.fire
+_on_registered = _events.on_registered
 
-
-def _str_list(value, what):
-    if value is None:
-        return None
-    try:
-        items = list(value)
-    except TypeError:
-        raise error("%s argument is not iterable" % what)
-    for item in items:
-        if not isinstance(item, str):
-            raise error("%s type is not string" % what)
-    return items
-
-
-def _boolean(kwargs, name, default, message):
-    value = kwargs.get(name, default)
-    if not isinstance(value, bool):
-        raise error(message)
-    return value
-
-
-def _reader_spec(reader, prefix, kwargs):
-    """register()'s reader-specific arguments, checked as RedisGears checks them."""
-    if reader == "KeysReader":
-        if not isinstance(prefix, str):
-            raise error("regex argument must be a string")
-        key_types = _str_list(kwargs.get("keyTypes"), "keyTypes")
-        for t in key_types or ():
-            if t not in _KEY_TYPES:
-                raise error("unknown key type %s" % t)
-        if kwargs.get("commands") is not None:
-            raise error("register(commands=...) (command hooks) is not supported by gearbox yet")
-        return {"prefix": prefix, "eventTypes": _str_list(kwargs.get("eventTypes"), "eventTypes"), "keyTypes": key_types,
-                "readValue": _boolean(kwargs, "readValue", True, "readValue is not boolean")}
-    if reader == "CommandReader":
-        trigger, hook = kwargs.get("trigger"), kwargs.get("hook")
-        if hook is not None:
-            raise error("register(hook=...) (command hooks) is not supported by gearbox yet")
-        if trigger is None:
-            raise error("no trigger or hook argument was given")
-        if not isinstance(trigger, str):
-            raise error("trigger argument is not string")
-        if kwargs.get("keyprefix") is not None:
-            raise error("trigger argument can not be given with keyprefix or hook")
-        return {"trigger": trigger, "inorder": _boolean(kwargs, "inorder", False, "inorder argument must be a boolean")}
-    if reader == "StreamReader":
-        if not isinstance(prefix, str):
-            raise error("regex argument must be a string")
-        batch, duration = kwargs.get("batch", 1), kwargs.get("duration", 0)
-        interval = kwargs.get("onFailedRetryInterval", 1)
-        for name, value in (("batch", batch), ("duration", duration), ("onFailedRetryInterval", interval)):
-            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-                raise error("%s argument must be a number" % name)
-        policy = kwargs.get("onFailedPolicy", "continue")
-        if not isinstance(policy, str) or policy.lower() not in ("continue", "abort", "retry"):
-            raise error("onFailedPolicy must be Continue/Abort/Retry")
-        if kwargs.get("mode", "async") == "sync" and policy.lower() != "continue":
-            raise error("sync mode only supports the continue onFailedPolicy")
-        trim = kwargs.get("trimStream", True)
-        if not isinstance(trim, bool):
-            raise error("pyTrimmStream argument must be a boolean")
-        return {"prefix": prefix, "batch": max(batch, 1), "duration": duration, "onFailedPolicy": policy.lower(),
-                "onFailedRetryInterval": interval, "trimStream": trim}
-    raise error("Given reader do not support register or not exists")
-
-
-def _flat_spec(spec):
-    """The spec as the host reads it: name/value pairs of bytes, ints and lists of bytes."""
-    out = []
-    for name, value in spec.items():
-        if value is None:
-            continue
-        if isinstance(value, bool):
-            value = int(value)
-        elif isinstance(value, str):
-            value = value.encode("utf-8", "surrogateescape")
-        elif isinstance(value, list):
-            value = [v.encode("utf-8", "surrogateescape") for v in value]
-        out += [name.encode(), value]
-    return out
-
-
-def _fire(handle, record):
-    """Run registration `handle`'s steps over one event. KeysReader: record is [key, event];
-    CommandReader: the trigger's arguments. Returns (results, errors, step_ms) like a plan."""
-    reader, steps, callback, read_value = _registrations[handle]
-    if reader == "StreamReader":
-        key, drain = record[0], len(record) > 2 and record[2] == "drain"
-        while True:
-            out = _fire_stream(key, read_value, steps)
-            if not drain or not out[0] and not out[1] or out[1] and read_value["onFailedPolicy"] != "continue":
-                return out
-    if reader == "TimeEvent":
-        try:
-            callback()
-        except Exception as e:
-            return [], [_pipeline.format_exception(e)], []
-        return [], [], []
-    if reader == "KeysReader":
-        key, event = record
-        records = _gearbox.read_keys([key], read_value)
-        for r in records:
-            r["event"] = event
-    else:
-        records = [list(record)]
-    return _pipeline.run_plan(lambda: iter(records), steps, configGet("ProfileExecutions") not in ("0", None))
-
-
-_GROUP, _CONSUMER = "__gears_consumer_group__", "__gears_client__"
-
-
-def _stream_batch(key, count):
-    """Up to `count` entries of `key` for the consumer group: first the ones read before and never
-    acknowledged (a failed batch, a restart), then new ones."""
-    try:
-        execute("XGROUP", "CREATE", key, _GROUP, "0", "MKSTREAM")
-    except error as e:
-        if "BUSYGROUP" not in str(e):
-            raise
-    for start in ("0", ">"):
-        reply = execute("XREADGROUP", "GROUP", _GROUP, _CONSUMER, "COUNT", str(count), "STREAMS", key, start)
-        entries = reply[0][1] if reply else []
-        if entries:
-            return entries
-    return []
-
-
-def _fire_stream(key, options, steps):
-    records = [{"key": key, "id": entry_id, "value": {fields[i]: fields[i + 1] for i in range(0, len(fields) - 1, 2)}}
-               for entry_id, fields in _stream_batch(key, options["batch"])]
-    if not records:
-        return [], [], []
-    results, errors, step_ms = _pipeline.run_plan(lambda: iter(records), steps, configGet("ProfileExecutions") not in ("0", None))
-    if not errors or options["onFailedPolicy"] == "continue":
-        ids = [r["id"] for r in records]
-        execute("XACK", key, _GROUP, *ids)
-        if options["trimStream"]:
-            ms, seq = ids[-1].split("-")
-            execute("XTRIM", key, "MINID", "%s-%d" % (ms, int(seq) + 1))
-    return results, errors, step_ms
-
-
-def _on_registered(handle):
-    """Call registration `handle`'s onRegistered callback; the formatted error, or None."""
-    callback = _registrations[handle][2]
-    if callback is None:
-        return None
-    try:
-        callback()
-    except BaseException as e:
-        return _pipeline.format_exception(e)
-    return None
 
 # ---------------------------------------------------------------- scripts
 

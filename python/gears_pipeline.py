@@ -15,7 +15,7 @@ import types
 
 import _gearbox
 
-_OWN_FILES = ("gears.py", "gears_pipeline.py")
+_OWN_FILES = ("gears.py", "gears_pipeline.py", "gears_events.py")
 
 
 class flat_error(Exception):

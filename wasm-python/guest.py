@@ -2,7 +2,7 @@
 
 It provides `_gearbox` (the host functions gears.py uses, same API as the native builtin module),
 then serves the host's command frames on a private channel descriptor until the host closes it:
-  B bootstrap(pipeline_src, gears_src)   S run_script(source)   P run_plan(id)   D drop_plan(id)
+  B bootstrap(pipeline_src, events_src, gears_src)   S run_script(source)   P run_plan(id)   D drop_plan(id)
   F fire(handle, record)   O on_registered(handle)
 While a command runs, host calls are request frames (C call, K read_keys, L log, G config_get,
 A atomic_begin, Z atomic_end, X register, T time_event) answered by an `r` frame. Frame: b"GB", version, kind,
@@ -402,7 +402,7 @@ def _run(kind, arg):
     """One host command; returns the value of its `R` answer."""
     if kind == "B":
         try:
-            for name, src in (("gears_pipeline", arg[0]), ("gears", arg[1])):
+            for name, src in zip(("gears_pipeline", "gears_events", "gears"), arg):
                 mod = types.ModuleType(name)
                 mod.__file__ = name + ".py"
                 sys.modules[name] = mod

@@ -133,6 +133,7 @@ def test_unregistered_stream_registration_stops(r):
     reg_id = register_one(r, recorder())
     add(r, "s:u", 1)
     wait_seen(r, ["s:u=1"])
+    wait_until(lambda: r.xlen("s:u") == 0, what="the batch to be trimmed (after its steps ran)")
     assert unregister(r, reg_id) == "OK"
     add(r, "s:u", 2)
     assert r.xlen("s:u") == 1

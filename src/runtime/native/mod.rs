@@ -31,6 +31,8 @@ use job::{NativeJob, Work};
 const GEARS_PY: &str = include_str!("../../../python/gears.py");
 /// Readers and steps, imported by `gears.py`.
 const PIPELINE_PY: &str = include_str!("../../../python/gears_pipeline.py");
+/// Registrations and time events, imported by `gears.py`.
+const EVENTS_PY: &str = include_str!("../../../python/gears_events.py");
 /// Run first in every sub-interpreter: works around CPython versions known to crash.
 const BOOT_PY: &str = include_str!("boot.py");
 
@@ -128,6 +130,7 @@ impl NativeRuntime {
 pub struct Sources {
     boot: Vec<u8>,
     pipeline: Vec<u8>,
+    events: Vec<u8>,
     gears: Vec<u8>,
 }
 
@@ -142,6 +145,7 @@ impl Sources {
         Ok(Sources {
             boot: cpython::compile_marshalled(&boot, c"boot.py")?,
             pipeline: cpython::compile_marshalled(PIPELINE_PY, c"gears_pipeline.py")?,
+            events: cpython::compile_marshalled(EVENTS_PY, c"gears_events.py")?,
             gears: cpython::compile_marshalled(GEARS_PY, c"gears.py")?,
         })
     }
@@ -162,6 +166,7 @@ fn bootstrap(py: &Attached, sources: &Sources) -> Result<(ObjPtr, ObjPtr), Strin
         ffi::Py_DecRef(module);
         for (name, code, file) in [
             (c"gears_pipeline", &sources.pipeline, c"gears_pipeline.py"),
+            (c"gears_events", &sources.events, c"gears_events.py"),
             (c"gears", &sources.gears, c"gears.py"),
         ] {
             ffi::Py_DecRef(cpython::exec_module(py, name, code, file)?);

@@ -72,7 +72,7 @@ fn measure_instances() {
     let inst = Instance::spawn(&shared.engine, &shared.pre, &shared.args, 1 << 30).expect("spawn");
     let first = inst.command(wire::kind::DROP_PLAN, &Value::Int(0), None, None, false);
     println!("spawn + Python start-up to first answer: {:?} (ok: {})", t.elapsed(), first.is_ok());
-    let sources = Value::Array(vec![Value::bulk(super::PIPELINE_PY), Value::bulk(super::GEARS_PY)]);
+    let sources = super::bootstrap_sources();
     let t = Instant::now();
     let boot = inst.command(wire::kind::BOOTSTRAP, &sources, None, None, false);
     println!("bootstrap gears.py: {:?} (ok: {})", t.elapsed(), matches!(boot, Ok(Value::Nil)));

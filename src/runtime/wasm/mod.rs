@@ -1,6 +1,6 @@
 //! Wasm mode: every session is its own wasmtime instance of CPython-WASI (`python-3.12.0.wasm`,
 //! fetched and verified by `wasm-python/fetch.sh`), running the same `python/gears.py` and
-//! `gears_pipeline.py` as native mode behind the same engine ports.
+//! `gears_pipeline.py` / `gears_events.py` as native mode behind the same engine ports.
 //!
 //! Pieces: `artefact.rs` (find, verify, compile once, cache), `wasi.rs` (the only capabilities
 //! the guest gets), `wire.rs` (binary framing of values), `instance.rs` (one instance and its
@@ -37,6 +37,7 @@ use wire::kind;
 
 const GEARS_PY: &str = include_str!("../../../python/gears.py");
 const PIPELINE_PY: &str = include_str!("../../../python/gears_pipeline.py");
+const EVENTS_PY: &str = include_str!("../../../python/gears_events.py");
 const GUEST_PY: &str = include_str!("../../../wasm-python/guest.py");
 
 /// The guest's CPython (python-3.12.0.wasm).
@@ -52,6 +53,11 @@ pub struct Settings {
     pub warm_instances: usize,
 }
 
+/// The Python every guest loads after start-up, in import order.
+fn bootstrap_sources() -> Value {
+    Value::Array(vec![Value::bulk(PIPELINE_PY), Value::bulk(EVENTS_PY), Value::bulk(GEARS_PY)])
+}
+
 struct Shared {
     engine: Engine,
     pre: InstancePre<Guest>,
@@ -62,7 +68,7 @@ impl Shared {
     /// A started instance with gears.py loaded, ready for its first script.
     fn new_instance(&self) -> Result<Arc<Instance>, String> {
         let instance = Instance::spawn(&self.engine, &self.pre, &self.args, BOOT_MEMORY)?;
-        let sources = Value::Array(vec![Value::bulk(PIPELINE_PY), Value::bulk(GEARS_PY)]);
+        let sources = bootstrap_sources();
         match instance.command(kind::BOOTSTRAP, &sources, None, Some(Instant::now() + BOOT_TIMEOUT), false) {
             Ok(Value::Nil) => Ok(instance),
             Ok(Value::Error(text)) => Err(format!("gears.py failed in the wasm guest: {text}")),

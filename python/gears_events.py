@@ -1,0 +1,194 @@
+"""gears_events: the registration side of gearbox's RedisGears API, loaded into every session's
+interpreter before `gears.py` (which exposes `register()` and `registerTE` from here).
+
+A registration's callbacks stay in this interpreter under a *handle*; the host knows only the
+handle and a flat spec (`_flat_spec`), and fires an event with `fire(handle, record)`: a
+KeysReader key, a StreamReader batch read through the consumer group, a CommandReader trigger's
+arguments, or a time event. Argument checks and their texts follow RedisGears 1.2
+(`shared/spec/redisgears-1x.md` §2.3).
+"""
+import types
+
+import _gearbox
+import gears_pipeline as _pipeline
+
+_KEY_TYPES = ("string", "hash", "list", "set", "zset", "stream", "module", "empty")
+# handle -> (reader, steps, onRegistered, options); options: readValue for KeysReader, the spec for
+# StreamReader. The host knows registrations by handle.
+_registrations = {}
+
+
+def _str_list(value, what):
+    if value is None:
+        return None
+    try:
+        items = list(value)
+    except TypeError:
+        raise _gearbox.error("%s argument is not iterable" % what)
+    for item in items:
+        if not isinstance(item, str):
+            raise _gearbox.error("%s type is not string" % what)
+    return items
+
+
+def _boolean(kwargs, name, default, message):
+    value = kwargs.get(name, default)
+    if not isinstance(value, bool):
+        raise _gearbox.error(message)
+    return value
+
+
+def reader_spec(reader, prefix, kwargs):
+    """register()'s reader-specific arguments, checked as RedisGears checks them."""
+    if reader == "KeysReader":
+        if not isinstance(prefix, str):
+            raise _gearbox.error("regex argument must be a string")
+        key_types = _str_list(kwargs.get("keyTypes"), "keyTypes")
+        for t in key_types or ():
+            if t not in _KEY_TYPES:
+                raise _gearbox.error("unknown key type %s" % t)
+        if kwargs.get("commands") is not None:
+            raise _gearbox.error("register(commands=...) (command hooks) is not supported by gearbox yet")
+        return {"prefix": prefix, "eventTypes": _str_list(kwargs.get("eventTypes"), "eventTypes"), "keyTypes": key_types,
+                "readValue": _boolean(kwargs, "readValue", True, "readValue is not boolean")}
+    if reader == "CommandReader":
+        trigger, hook = kwargs.get("trigger"), kwargs.get("hook")
+        if hook is not None:
+            raise _gearbox.error("register(hook=...) (command hooks) is not supported by gearbox yet")
+        if trigger is None:
+            raise _gearbox.error("no trigger or hook argument was given")
+        if not isinstance(trigger, str):
+            raise _gearbox.error("trigger argument is not string")
+        if kwargs.get("keyprefix") is not None:
+            raise _gearbox.error("trigger argument can not be given with keyprefix or hook")
+        return {"trigger": trigger, "inorder": _boolean(kwargs, "inorder", False, "inorder argument must be a boolean")}
+    if reader == "StreamReader":
+        if not isinstance(prefix, str):
+            raise _gearbox.error("regex argument must be a string")
+        batch, duration = kwargs.get("batch", 1), kwargs.get("duration", 0)
+        interval = kwargs.get("onFailedRetryInterval", 1)
+        for name, value in (("batch", batch), ("duration", duration), ("onFailedRetryInterval", interval)):
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                raise _gearbox.error("%s argument must be a number" % name)
+        policy = kwargs.get("onFailedPolicy", "continue")
+        if not isinstance(policy, str) or policy.lower() not in ("continue", "abort", "retry"):
+            raise _gearbox.error("onFailedPolicy must be Continue/Abort/Retry")
+        if kwargs.get("mode", "async") == "sync" and policy.lower() != "continue":
+            raise _gearbox.error("sync mode only supports the continue onFailedPolicy")
+        trim = kwargs.get("trimStream", True)
+        if not isinstance(trim, bool):
+            raise _gearbox.error("pyTrimmStream argument must be a boolean")
+        return {"prefix": prefix, "batch": max(batch, 1), "duration": duration, "onFailedPolicy": policy.lower(),
+                "onFailedRetryInterval": interval, "trimStream": trim}
+    raise _gearbox.error("Given reader do not support register or not exists")
+
+
+def _flat_spec(spec):
+    """The spec as the host reads it: name/value pairs of bytes, ints and lists of bytes."""
+    out = []
+    for name, value in spec.items():
+        if value is None:
+            continue
+        if isinstance(value, bool):
+            value = int(value)
+        elif isinstance(value, str):
+            value = value.encode("utf-8", "surrogateescape")
+        elif isinstance(value, list):
+            value = [v.encode("utf-8", "surrogateescape") for v in value]
+        out += [name.encode(), value]
+    return out
+
+
+def fire(handle, record):
+    """Run registration `handle`'s steps over one event. KeysReader: record is [key, event];
+    CommandReader: the trigger's arguments. Returns (results, errors, step_ms) like a plan."""
+    reader, steps, callback, read_value = _registrations[handle]
+    if reader == "StreamReader":
+        key, drain = record[0], len(record) > 2 and record[2] == "drain"
+        while True:
+            out = _fire_stream(key, read_value, steps)
+            if not drain or not out[0] and not out[1] or out[1] and read_value["onFailedPolicy"] != "continue":
+                return out
+    if reader == "TimeEvent":
+        try:
+            callback()
+        except Exception as e:
+            return [], [_pipeline.format_exception(e)], []
+        return [], [], []
+    if reader == "KeysReader":
+        key, event = record
+        records = _gearbox.read_keys([key], read_value)
+        for r in records:
+            r["event"] = event
+    else:
+        records = [list(record)]
+    return _pipeline.run_plan(lambda: iter(records), steps, _gearbox.config_get("ProfileExecutions") not in ("0", None))
+
+
+_GROUP, _CONSUMER = "__gears_consumer_group__", "__gears_client__"
+
+
+def _stream_batch(key, count):
+    """Up to `count` entries of `key` for the consumer group: first the ones read before and never
+    acknowledged (a failed batch, a restart), then new ones."""
+    try:
+        _gearbox.call("XGROUP", "CREATE", key, _GROUP, "0", "MKSTREAM")
+    except _gearbox.error as e:
+        if "BUSYGROUP" not in str(e):
+            raise
+    for start in ("0", ">"):
+        reply = _gearbox.call("XREADGROUP", "GROUP", _GROUP, _CONSUMER, "COUNT", str(count), "STREAMS", key, start)
+        entries = reply[0][1] if reply else []
+        if entries:
+            return entries
+    return []
+
+
+def _fire_stream(key, options, steps):
+    records = [{"key": key, "id": entry_id, "value": {fields[i]: fields[i + 1] for i in range(0, len(fields) - 1, 2)}}
+               for entry_id, fields in _stream_batch(key, options["batch"])]
+    if not records:
+        return [], [], []
+    results, errors, step_ms = _pipeline.run_plan(lambda: iter(records), steps, _gearbox.config_get("ProfileExecutions") not in ("0", None))
+    if not errors or options["onFailedPolicy"] == "continue":
+        ids = [r["id"] for r in records]
+        _gearbox.call("XACK", key, _GROUP, *ids)
+        if options["trimStream"]:
+            ms, seq = ids[-1].split("-")
+            _gearbox.call("XTRIM", key, "MINID", "%s-%d" % (ms, int(seq) + 1))
+    return results, errors, step_ms
+
+
+def on_registered(handle):
+    """Call registration `handle`'s onRegistered callback; the formatted error, or None."""
+    callback = _registrations[handle][2]
+    if callback is None:
+        return None
+    try:
+        callback()
+    except BaseException as e:
+        return _pipeline.format_exception(e)
+    return None
+
+def register(reader, spec, steps, on_registered):
+    """Hand a checked registration to the host; keep its callbacks under a new handle."""
+    handle = len(_registrations) + 1
+    spec["handle"] = handle
+    rid = _gearbox.register(_flat_spec(spec))
+    options = spec if reader == "StreamReader" else spec.get("readValue", True)
+    _registrations[handle] = (reader, steps, on_registered, options)
+    return rid
+
+
+def registerTE(seconds, fn, keyName=None):
+    """Call fn() every `seconds` seconds in this script's session (RedisGears' time events)."""
+    if not isinstance(seconds, int) or isinstance(seconds, bool):
+        raise _gearbox.error("time argument must be a long")
+    if not isinstance(fn, types.FunctionType):
+        raise _gearbox.error("callback must be a function")
+    if keyName is not None:
+        raise _gearbox.error("registerTE(keyName=...) (key-bound time events) is not supported by gearbox yet")
+    handle = len(_registrations) + 1
+    _registrations[handle] = ("TimeEvent", (), fn, False)
+    _gearbox.time_event(seconds, handle)
+    return True
