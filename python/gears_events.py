@@ -99,14 +99,19 @@ def _flat_spec(spec):
     return out
 
 
-def fire(handle, record):
-    """Run registration `handle`'s steps over one event. KeysReader: record is [key, event];
+def _profiling():
+    return _gearbox.config_get("ProfileExecutions") not in ("0", None)
+
+
+def fire(handle, record, profile=None):
+    """Run registration `handle`'s steps over one event (`profile`: ProfileExecutions, passed by the
+    host so a trigger costs no extra host call). KeysReader: record is [key, event];
     CommandReader: the trigger's arguments. Returns (results, errors, step_ms) like a plan."""
     reader, steps, callback, read_value = _registrations[handle]
     if reader == "StreamReader":
         key, drain = record[0], len(record) > 2 and record[2] == "drain"
         while True:
-            out = _fire_stream(key, read_value, steps)
+            out = _fire_stream(key, read_value, steps, profile)
             if not drain or not out[0] and not out[1] or out[1] and read_value["onFailedPolicy"] != "continue":
                 return out
     if reader == "TimeEvent":
@@ -122,7 +127,7 @@ def fire(handle, record):
             r["event"] = event
     else:
         records = [list(record)]
-    return _pipeline.run_plan(lambda: iter(records), steps, _gearbox.config_get("ProfileExecutions") not in ("0", None))
+    return _pipeline.run_plan(lambda: iter(records), steps, _profiling() if profile is None else profile)
 
 
 _GROUP, _CONSUMER = "__gears_consumer_group__", "__gears_client__"
@@ -144,12 +149,12 @@ def _stream_batch(key, count):
     return []
 
 
-def _fire_stream(key, options, steps):
+def _fire_stream(key, options, steps, profile):
     records = [{"key": key, "id": entry_id, "value": {fields[i]: fields[i + 1] for i in range(0, len(fields) - 1, 2)}}
                for entry_id, fields in _stream_batch(key, options["batch"])]
     if not records:
         return [], [], []
-    results, errors, step_ms = _pipeline.run_plan(lambda: iter(records), steps, _gearbox.config_get("ProfileExecutions") not in ("0", None))
+    results, errors, step_ms = _pipeline.run_plan(lambda: iter(records), steps, _profiling() if profile is None else profile)
     if not errors or options["onFailedPolicy"] == "continue":
         ids = [r["id"] for r in records]
         _gearbox.call("XACK", key, _GROUP, *ids)

@@ -3,7 +3,7 @@
 It provides `_gearbox` (the host functions gears.py uses, same API as the native builtin module),
 then serves the host's command frames on a private channel descriptor until the host closes it:
   B bootstrap(pipeline_src, events_src, gears_src)   S run_script(source)   P run_plan(id)   D drop_plan(id)
-  F fire(handle, record)   O on_registered(handle)
+  F fire(handle, record, profile)   O on_registered(handle)
 While a command runs, host calls are request frames (C call, K read_keys, L log, G config_get,
 A atomic_begin, Z atomic_end, X register, T time_event) answered by an `r` frame. Frame: b"GB", version, kind,
 u32 tag, u32 length, then one value (tags N i d b s e a; little-endian lengths). Every frame carries
@@ -425,7 +425,7 @@ def _run(kind, arg):
         return _answer_plan(_plans.pop(arg, None))
     if kind == "F":
         gears = sys.modules["gears"]
-        return _answer_plan(lambda: gears._fire(arg[0], _reply_obj(arg[1])))
+        return _answer_plan(lambda: gears._fire(arg[0], _reply_obj(arg[1]), bool(arg[2])))
     if kind == "O":
         err = sys.modules["gears"]._on_registered(arg)
         return None if err is None else _str(err)

@@ -13,9 +13,19 @@ struct Entry {
     callback: Callback,
 }
 
+/// Armed entries by id, the last id, and when the watchdog thread will next look on its own
+/// (None: not until woken). Arming wakes the thread only for a deadline earlier than that, so a
+/// stream of short jobs (sync registrations) does not cost a thread switch each.
+#[derive(Default)]
+struct Table {
+    last_id: u64,
+    entries: BTreeMap<u64, Entry>,
+    looks_at: Option<Instant>,
+}
+
 #[derive(Default)]
 struct Shared {
-    entries: Mutex<(u64, BTreeMap<u64, Entry>)>,
+    entries: Mutex<Table>,
     wake: Condvar,
 }
 
@@ -41,11 +51,15 @@ impl Watchdog {
     /// Call `callback` after `timeout` (and every `repeat` after that) until the guard drops.
     pub fn arm(&self, timeout: Duration, callback: Callback) -> Armed {
         let mut guard = self.shared.entries.lock().unwrap_or_else(|e| e.into_inner());
-        guard.0 += 1;
-        let id = guard.0;
-        guard.1.insert(id, Entry { deadline: Instant::now() + timeout, callback });
+        guard.last_id += 1;
+        let id = guard.last_id;
+        let deadline = Instant::now() + timeout;
+        guard.entries.insert(id, Entry { deadline, callback });
+        let wake = guard.looks_at.is_none_or(|at| deadline < at);
         drop(guard);
-        self.shared.wake.notify_all();
+        if wake {
+            self.shared.wake.notify_all();
+        }
         Armed { shared: self.shared.clone(), id }
     }
 }
@@ -53,7 +67,7 @@ impl Watchdog {
 impl Drop for Armed {
     fn drop(&mut self) {
         let mut guard = self.shared.entries.lock().unwrap_or_else(|e| e.into_inner());
-        guard.1.remove(&self.id);
+        guard.entries.remove(&self.id);
     }
 }
 
@@ -62,10 +76,10 @@ fn run(shared: Arc<Shared>, repeat: Duration) {
     loop {
         let now = Instant::now();
         let due: Vec<(u64, Callback)> =
-            guard.1.iter().filter(|(_, e)| e.deadline <= now).map(|(id, e)| (*id, e.callback.clone())).collect();
+            guard.entries.iter().filter(|(_, e)| e.deadline <= now).map(|(id, e)| (*id, e.callback.clone())).collect();
         if !due.is_empty() {
             for (id, _) in &due {
-                if let Some(e) = guard.1.get_mut(id) {
+                if let Some(e) = guard.entries.get_mut(id) {
                     e.deadline = now + repeat;
                 }
             }
@@ -79,7 +93,8 @@ fn run(shared: Arc<Shared>, repeat: Duration) {
             guard = shared.entries.lock().unwrap_or_else(|e| e.into_inner());
             continue;
         }
-        let next = guard.1.values().map(|e| e.deadline).min();
+        let next = guard.entries.values().map(|e| e.deadline).min();
+        guard.looks_at = next;
         guard = match next {
             Some(deadline) => {
                 let wait = deadline.saturating_duration_since(Instant::now());

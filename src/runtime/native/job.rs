@@ -154,15 +154,17 @@ unsafe fn outcome_of(result: *mut ffi::PyObject) -> Outcome {
     }
 }
 
-/// Call `gears.<name>(handle[, record])`: a new reference, or the formatted error.
-unsafe fn call_registration(name: &std::ffi::CStr, handle: i64, record: Option<&Value>) -> Result<*mut ffi::PyObject, String> {
+/// Call `gears.<name>(handle[, record, profile])`: a new reference, or the formatted error.
+unsafe fn call_registration(name: &std::ffi::CStr, handle: i64, record: Option<(&Value, bool)>) -> Result<*mut ffi::PyObject, String> {
     // SAFETY (caller): attached. Every new reference made here is released.
     let f = gears_function(name)?;
     let h = ffi::PyLong_FromLongLong(handle);
     let result = match record {
-        Some(r) => {
+        Some((r, profile)) => {
             let rec = convert::reply_to_py(r);
-            let out = ffi::PyObject_CallFunctionObjArgs(f, h, rec, std::ptr::null_mut::<ffi::PyObject>());
+            let prof = ffi::PyBool_FromLong(profile as std::ffi::c_long);
+            let out = ffi::PyObject_CallFunctionObjArgs(f, h, rec, prof, std::ptr::null_mut::<ffi::PyObject>());
+            ffi::Py_DecRef(prof);
             ffi::Py_DecRef(rec);
             out
         }
@@ -200,6 +202,7 @@ impl Job for NativeJob {
         let Some(work) = self.work.take() else {
             return Outcome::failed("execution plan already ran");
         };
+        let profile = self.core.profiling();
         let py = cpython::attach(self.core.interp);
         let active = Arc::new(Mutex::new(true));
         let fired = Arc::new(std::sync::atomic::AtomicUsize::new(0));
@@ -221,7 +224,7 @@ impl Job for NativeJob {
                         Ok(r)
                     }
                 }
-                (Work::Event { handle, record }, false) => call_registration(c"_fire", *handle, Some(record)),
+                (Work::Event { handle, record }, false) => call_registration(c"_fire", *handle, Some((record, profile))),
             };
             deactivate(&active);
             drop(armed);

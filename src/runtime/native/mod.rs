@@ -71,6 +71,12 @@ impl Drop for InterpCore {
 }
 
 impl InterpCore {
+    /// Whether executions record per-step times (ProfileExecutions), asked of the host in Rust
+    /// so an event costs no extra call from Python.
+    fn profiling(&self) -> bool {
+        self.host.as_ref().and_then(|h| h.config_get("ProfileExecutions")).is_some_and(|v| v != "0")
+    }
+
     /// An interrupter for code running on `thread`: raises `exception` there while `active`.
     /// With `escalate`, every call after the first also makes every line raise (see
     /// `cpython::Push`); `fired` counts the calls.

@@ -258,7 +258,10 @@ impl Job for WasmJob {
         }
         let (k, arg) = match work {
             Work::Plan(id) => (kind::RUN_PLAN, Value::Int(id)),
-            Work::Event(handle, record) => (kind::FIRE, Value::Array(vec![Value::Int(handle), record])),
+            Work::Event(handle, record) => {
+                let profile = s.host.config_get("ProfileExecutions").is_some_and(|v| v != "0");
+                (kind::FIRE, Value::Array(vec![Value::Int(handle), record, Value::Int(profile as i64)]))
+            }
         };
         let answer = s.instance.command(k, &arg, Some(&s.host), control.deadline(), self.inline);
         control.set_interrupter(None);
