@@ -31,6 +31,11 @@ impl Value {
         Value::Array(items.into_iter().map(Value::bulk).collect())
     }
 
+    /// A flat `[name, value, name, value, ...]` array, the shape of RedisGears' descriptive replies.
+    pub fn pairs<'a>(items: impl IntoIterator<Item = (&'a str, Value)>) -> Value {
+        Value::Array(items.into_iter().flat_map(|(name, value)| [Value::bulk(name), value]).collect())
+    }
+
     /// The `[[results], [errors]]` pair that RG.PYEXECUTE and RG.GETRESULTS reply.
     pub fn results_pair(results: &[Value], errors: &[String]) -> Value {
         Value::Array(vec![
@@ -59,6 +64,11 @@ mod tests {
                 Value::Array(vec![Value::Bulk(b"boom".to_vec())]),
             ])
         );
+    }
+
+    #[test]
+    fn pairs_flatten_names_and_values() {
+        assert_eq!(Value::pairs([("a", Value::Int(1)), ("b", Value::Nil)]), Value::Array(vec![Value::bulk("a"), Value::Int(1), Value::bulk("b"), Value::Nil]));
     }
 
     #[test]

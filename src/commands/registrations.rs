@@ -37,57 +37,40 @@ fn registration_data(reg: &Registration) -> Value {
     let s = reg.stats();
     let stream = reg.spec.reader == ReaderKind::Stream;
     let mut items = vec![
-        Value::bulk("mode"),
-        Value::bulk(reg.spec.mode.as_str()),
-        Value::bulk("numTriggered"),
-        Value::Int(s.triggered as i64),
-        Value::bulk("numSuccess"),
-        Value::Int(s.success as i64),
-        Value::bulk("numFailures"),
-        Value::Int(s.failures as i64),
-        Value::bulk("numAborted"),
-        Value::Int(s.aborted as i64),
-        Value::bulk("lastRunDurationMS"),
-        Value::Int(s.last_ms as i64),
-        Value::bulk("totalRunDurationMS"),
-        Value::Int(s.total_ms as i64),
-        Value::bulk("avgRunDurationMS"),
-        Value::Double(s.avg_ms()),
+        ("mode", Value::bulk(reg.spec.mode.as_str())),
+        ("numTriggered", Value::Int(s.triggered as i64)),
+        ("numSuccess", Value::Int(s.success as i64)),
+        ("numFailures", Value::Int(s.failures as i64)),
+        ("numAborted", Value::Int(s.aborted as i64)),
+        ("lastRunDurationMS", Value::Int(s.last_ms as i64)),
+        ("totalRunDurationMS", Value::Int(s.total_ms as i64)),
+        ("avgRunDurationMS", Value::Double(s.avg_ms())),
     ];
     if stream {
         // gearbox does not estimate stream lag yet: always 0.
-        items.extend([Value::bulk("lastEstimatedLagMS"), Value::Int(0), Value::bulk("avgEstimatedLagMS"), Value::Double(0.0)]);
+        items.extend([("lastEstimatedLagMS", Value::Int(0)), ("avgEstimatedLagMS", Value::Double(0.0))]);
     }
-    items.extend([
-        Value::bulk("lastError"),
-        s.last_error.map(Value::bulk).unwrap_or(Value::Nil),
-        Value::bulk("args"),
-        reg.spec.args_value(),
-    ]);
+    items.extend([("lastError", s.last_error.clone().map(Value::bulk).unwrap_or(Value::Nil)), ("args", reg.spec.args_value())]);
     if stream {
         let status = reg.stream.lock().unwrap_or_else(|e| e.into_inner()).status();
-        items.extend([Value::bulk("status"), Value::bulk(status.as_str())]);
+        items.push(("status", Value::bulk(status.as_str())));
     }
-    Value::Array(items)
+    Value::pairs(items)
 }
 
 /// One RG.DUMPREGISTRATIONS entry; `with_pd` false for RG.PYDUMPSESSIONS VERBOSE.
 pub fn registration_value(reg: &Registration, with_pd: bool) -> Value {
     let mut items = vec![
-        Value::bulk("id"),
-        Value::bulk(reg.id.clone()),
-        Value::bulk("reader"),
-        Value::bulk(reg.spec.reader.as_str()),
-        Value::bulk("desc"),
-        reg.spec.desc.clone().map(Value::bulk).unwrap_or(Value::Nil),
-        Value::bulk("RegistrationData"),
-        registration_data(reg),
+        ("id", Value::bulk(reg.id.clone())),
+        ("reader", Value::bulk(reg.spec.reader.as_str())),
+        ("desc", reg.spec.desc.clone().map(Value::bulk).unwrap_or(Value::Nil)),
+        ("RegistrationData", registration_data(reg)),
     ];
     if with_pd {
-        items.extend([Value::bulk("PD"), Value::bulk(session_pd(reg))]);
+        items.push(("PD", Value::bulk(session_pd(reg))));
     }
-    items.extend([Value::bulk("ExecutionThreadPool"), Value::bulk("DefaultPool")]);
-    Value::Array(items)
+    items.push(("ExecutionThreadPool", Value::bulk("DefaultPool")));
+    Value::pairs(items)
 }
 
 pub fn dump(_: Ctx, _: &[Vec<u8>]) -> Reply {

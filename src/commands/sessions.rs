@@ -18,23 +18,15 @@ fn session_value(s: &SessionSummary, verbose: bool) -> Value {
     } else {
         gb.engine.registrations.ids_of_session(&s.id).into_iter().map(Value::bulk).collect()
     };
-    Value::Array(vec![
-        Value::bulk("ID"),
-        Value::bulk(s.id.clone()),
-        Value::bulk("sessionDescription"),
-        s.description.clone().map(Value::bulk).unwrap_or(Value::Nil),
-        Value::bulk("refCount"),
-        Value::Int(s.ref_count as i64),
-        Value::bulk("linked"),
-        Value::bulk("primary"),
-        Value::bulk("dead"),
-        Value::bulk(if s.dead { "true" } else { "false" }),
-        Value::bulk("requirementInstallationNeeded"),
-        Value::Int(0),
-        Value::bulk("requirements"),
-        Value::Array(Vec::new()),
-        Value::bulk("registrations"),
-        Value::Array(registrations),
+    Value::pairs([
+        ("ID", Value::bulk(s.id.clone())),
+        ("sessionDescription", s.description.clone().map(Value::bulk).unwrap_or(Value::Nil)),
+        ("refCount", Value::Int(s.ref_count as i64)),
+        ("linked", Value::bulk("primary")),
+        ("dead", Value::bulk(if s.dead { "true" } else { "false" })),
+        ("requirementInstallationNeeded", Value::Int(0)),
+        ("requirements", Value::Array(Vec::new())),
+        ("registrations", Value::Array(registrations)),
     ])
 }
 
