@@ -1,5 +1,6 @@
-//! `INFO rg`: counts of executions, sessions and live interpreters, the mode, and the memory
-//! figures RedisGears tests read (`rg_TotalAllocated`, …).
+//! `INFO rg`: counts of executions, registrations, sessions and live interpreters, the mode, one
+//! line per registration (`rg_regisrations`), and the memory figures RedisGears tests read
+//! (`rg_TotalAllocated`, …).
 
 use std::ffi::c_int;
 
@@ -8,6 +9,11 @@ use redis_module::raw;
 use crate::gearbox;
 use crate::host::redis_ffi::InfoCtx;
 use crate::memory;
+
+/// Text that stays one value of one INFO line: RedisGears replaced `,` by `|`; line breaks go too.
+fn one_value(text: &str) -> String {
+    text.replace(',', "|").replace(['\r', '\n'], " ")
+}
 
 pub unsafe extern "C" fn info(ctx: *mut raw::RedisModuleInfoCtx, _for_crash_report: c_int) {
     let _ = std::panic::catch_unwind(|| write(InfoCtx(ctx)));
@@ -23,6 +29,22 @@ fn write(ctx: InfoCtx) {
     ctx.field_int("ready_interpreters", gb.runtime.ready_interpreters() as i64);
     ctx.field_str("mode", gb.runtime.mode_name());
     ctx.field_int("execution_threads", gb.engine.execution_threads() as i64);
+    // One dict field per registration, as RedisGears 1.2 (its section name keeps the typo).
+    ctx.section("regisrations");
+    for reg in gb.engine.registrations.all() {
+        let s = reg.stats();
+        ctx.begin_dict(&reg.id);
+        ctx.field_str("desc", &one_value(reg.spec.desc.as_deref().unwrap_or("None")));
+        ctx.field_str("reader", reg.spec.reader.as_str());
+        ctx.field_str("mode", reg.spec.mode.as_str());
+        ctx.field_int("numTriggered", s.triggered as i64);
+        ctx.field_int("numSuccess", s.success as i64);
+        ctx.field_int("numFailures", s.failures as i64);
+        ctx.field_int("numAborted", s.aborted as i64);
+        ctx.field_str("lastError", &one_value(s.last_error.as_deref().unwrap_or("None")));
+        ctx.field_str("PD", &one_value(&super::registrations::session_pd(&reg)));
+        ctx.end_dict();
+    }
     let m = memory::process_memory();
     ctx.section("python_stats");
     ctx.field_int("TotalAllocated", m.peak_rss as i64);

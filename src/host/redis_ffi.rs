@@ -390,6 +390,18 @@ impl InfoCtx {
         unsafe { raw::RedisModule_InfoAddFieldLongLong.expect("API")(self.0, name.as_ptr(), value) };
     }
 
+    /// Fields added until `end_dict` render as one `name:k=v,k=v` line.
+    pub fn begin_dict(self, name: &str) {
+        let name = c_text(name);
+        // SAFETY: inside the INFO callback.
+        unsafe { raw::RedisModule_InfoBeginDictField.expect("API")(self.0, name.as_ptr()) };
+    }
+
+    pub fn end_dict(self) {
+        // SAFETY: inside the INFO callback, after `begin_dict`.
+        unsafe { raw::RedisModule_InfoEndDictField.expect("API")(self.0) };
+    }
+
     pub fn field_str(self, name: &str, value: &str) {
         let (name, value) = (c_text(name), c_text(value));
         // SAFETY: inside the INFO callback.
