@@ -7,6 +7,7 @@ use gearbox_engine::{Mode, Outcome, Value};
 
 use super::pyexecute::blocking_forbidden;
 use super::{text, Reply};
+use crate::events::fire::{fire, Fired};
 use crate::gearbox;
 use crate::host::redis_ffi::{self, Ctx};
 use crate::host::redis_hooks;
@@ -18,35 +19,30 @@ fn flat(outcome: &Outcome) -> Value {
     }
 }
 
-fn fire(ctx: Ctx, args: &[Vec<u8>]) -> Reply {
+fn trigger_named(ctx: Ctx, args: &[Vec<u8>]) -> Reply {
     let gb = gearbox::get();
     let Some(reg) = gb.engine.registrations.by_trigger(&text(&args[1])) else {
         return Reply::error(EngineError::TriggerNotFound.to_string());
     };
-    let record = Value::Array(args[1..].iter().map(|a| Value::Bulk(a.clone())).collect());
-    let (timeout, max_executions, per_registration) = {
-        let c = gb.config();
-        (c.script_timeout(), c.max_executions(), c.max_executions_per_registration())
-    };
-    if reg.spec.mode == Mode::Sync {
-        let job = reg.session.interpreter().event_job(reg.spec.handle, record, true);
-        return Reply::Value(flat(&gb.engine.run_inline(&reg, job, timeout)));
-    }
-    if blocking_forbidden(ctx) || redis_hooks::is_loading(ctx) {
+    if reg.spec.mode != Mode::Sync && (blocking_forbidden(ctx) || redis_hooks::is_loading(ctx)) {
         return Reply::error(EngineError::TriggerNeedsBlocking.to_string());
     }
-    let job = reg.session.interpreter().event_job(reg.spec.handle, record, false);
-    let client = redis_ffi::block_client(ctx);
-    let exec = gb.engine.start_event(&reg, job, max_executions, per_registration);
-    exec.on_done(move |outcome| client.reply(&flat(outcome)));
-    Reply::Blocked
+    let record = Value::Array(args[1..].iter().map(|a| Value::Bulk(a.clone())).collect());
+    match fire(&reg, record) {
+        Fired::Inline(outcome) => Reply::Value(flat(&outcome)),
+        Fired::Started(exec) => {
+            let client = redis_ffi::block_client(ctx);
+            exec.on_done(move |outcome| client.reply(&flat(outcome)));
+            Reply::Blocked
+        }
+    }
 }
 
 pub fn trigger(ctx: Ctx, args: &[Vec<u8>]) -> Reply {
     if args.len() < 2 {
         return Reply::WrongArity;
     }
-    fire(ctx, args)
+    trigger_named(ctx, args)
 }
 
 /// `RG.TRIGGERONKEY <trigger> <key> [arg ...]`: the key is an ordinary argument of the record.
@@ -54,5 +50,5 @@ pub fn trigger_on_key(ctx: Ctx, args: &[Vec<u8>]) -> Reply {
     if args.len() < 3 {
         return Reply::WrongArity;
     }
-    fire(ctx, args)
+    trigger_named(ctx, args)
 }

@@ -11,6 +11,7 @@ use std::cell::RefCell;
 
 use gearbox_engine::{Mode, Value};
 
+use super::fire::fire;
 use crate::gearbox;
 use crate::host::redis_ffi::{self, Ctx};
 use crate::host::redis_hooks;
@@ -63,28 +64,20 @@ pub fn on_event(ctx: Ctx, event: &str, key: &[u8]) {
         return;
     }
     let mut known_type = None;
-    let (timeout, max_executions, per_registration) = {
-        let c = gb.config();
-        (c.script_timeout(), c.max_executions(), c.max_executions_per_registration())
-    };
     for reg in matching {
         if reg.spec.key_types.is_some() && !reg.spec.wants_type(*known_type.get_or_insert_with(|| key_type(key))) {
             continue;
         }
-        let record = Value::Array(vec![Value::Bulk(key.to_vec()), Value::bulk(event)]);
-        if reg.spec.mode != Mode::Sync {
-            let job = reg.session.interpreter().event_job(reg.spec.handle, record, false);
-            gb.engine.start_event(&reg, job, max_executions, per_registration);
+        let sync = reg.spec.mode == Mode::Sync;
+        if sync && RUNNING.with(|r| r.borrow().contains(&reg.id)) {
             continue;
         }
-        if RUNNING.with(|r| r.borrow().contains(&reg.id)) {
-            continue;
+        if sync {
+            RUNNING.with(|r| r.borrow_mut().push(reg.id.clone()));
         }
-        RUNNING.with(|r| r.borrow_mut().push(reg.id.clone()));
-        let job = reg.session.interpreter().event_job(reg.spec.handle, record, true);
-        gb.engine.run_inline(&reg, job, timeout);
-        RUNNING.with(|r| {
-            r.borrow_mut().retain(|id| id != &reg.id);
-        });
+        fire(&reg, Value::Array(vec![Value::Bulk(key.to_vec()), Value::bulk(event)]));
+        if sync {
+            RUNNING.with(|r| r.borrow_mut().retain(|id| id != &reg.id));
+        }
     }
 }

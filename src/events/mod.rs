@@ -3,11 +3,13 @@
 //!
 //! * `install.rs`  — run a script into a session and install its registrations (RG.PYEXECUTE,
 //!   RG.INNERREGISTER, RDB load share it), replication, deferred `onRegistered`.
+//! * `fire.rs` — one registration, one record: inline (sync) or an execution on the pool.
 //! * `keyspace.rs` — one keyspace event → the matching registrations (sync inline, async on the pool).
 //! * `streams.rs` — StreamReader registrations (batches, consumer group, failure policies).
 //! * `timers.rs` — time events (`registerTE`).
 //! * `persistence.rs` — the hooks Redis calls: save/load the sessions blob, loading start/end.
 
+pub mod fire;
 pub mod install;
 pub mod keyspace;
 pub mod persistence;

@@ -10,7 +10,9 @@
 use std::sync::{Arc, MutexGuard};
 
 use gearbox_engine::stream_state::{Next, StreamState};
-use gearbox_engine::{Mode, Outcome, Registration, Value};
+use gearbox_engine::{Outcome, Registration, Value};
+
+use super::fire::{fire, Fired};
 
 use crate::gearbox;
 use crate::host::lock::RedisLock;
@@ -63,22 +65,13 @@ fn run_batch(reg: Arc<Registration>, key: Vec<u8>, drain: bool) {
         Value::bulk(reg.spec.on_failed.as_str()),
         Value::bulk(if drain { "drain" } else { "batch" }),
     ]);
-    let (timeout, max_executions, per_registration) = {
-        let c = gb.config();
-        (c.script_timeout(), c.max_executions(), c.max_executions_per_registration())
-    };
-    if reg.spec.mode == Mode::Sync {
-        let job = reg.session.interpreter().event_job(reg.spec.handle, record, true);
-        let outcome = gb.engine.run_inline(&reg, job, timeout);
-        finished(reg, key, &outcome);
-        return;
+    match fire(&reg, record) {
+        Fired::Inline(outcome) => finished(reg, key, &outcome),
+        Fired::Started(exec) => exec.on_done(move |outcome| {
+            let _lock = RedisLock::acquire();
+            finished(reg, key, outcome);
+        }),
     }
-    let job = reg.session.interpreter().event_job(reg.spec.handle, record, false);
-    let exec = gb.engine.start_event(&reg, job, max_executions, per_registration);
-    exec.on_done(move |outcome| {
-        let _lock = RedisLock::acquire();
-        finished(reg, key, outcome);
-    });
 }
 
 fn finished(reg: Arc<Registration>, key: Vec<u8>, outcome: &Outcome) {

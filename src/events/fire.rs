@@ -1,0 +1,29 @@
+//! Firing one registration with one event record: a `sync` registration runs here, inline, under
+//! ScriptTimeoutMS (the caller holds the Redis lock); any other becomes a kept execution on the
+//! pool. Shared by keyspace events, stream batches and RG.TRIGGER.
+
+use std::sync::Arc;
+
+use gearbox_engine::{Execution, Mode, Outcome, Registration, Value};
+
+use crate::gearbox;
+
+pub enum Fired {
+    Inline(Outcome),
+    Started(Arc<Execution>),
+}
+
+pub fn fire(reg: &Arc<Registration>, record: Value) -> Fired {
+    let gb = gearbox::get();
+    let (timeout, max_executions, per_registration) = {
+        let c = gb.config();
+        (c.script_timeout(), c.max_executions(), c.max_executions_per_registration())
+    };
+    let inline = reg.spec.mode == Mode::Sync;
+    let job = reg.session.interpreter().event_job(reg.spec.handle, record, inline);
+    if inline {
+        Fired::Inline(gb.engine.run_inline(reg, job, timeout))
+    } else {
+        Fired::Started(gb.engine.start_event(reg, job, max_executions, per_registration))
+    }
+}
