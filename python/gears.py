@@ -108,9 +108,21 @@ def isAsyncAllow():
 
 registerTE = _events.registerTE
 gearsFuture = _not_yet("gearsFuture")
-call_next = _not_yet("call_next")
-get_command = _not_yet("get_command")
-override_reply = _not_yet("override_reply")
+def call_next(*args):
+    """In a command hook's execution: run the next hook of the command, or the command itself,
+    with these arguments (the command name is added); returns its reply, errors raise."""
+    return _gearbox.command("next", [a if isinstance(a, (str, bytes)) else str(a) for a in args])
+
+
+def get_command():
+    """The arguments of the command this execution was caused by (hooks, `commands=`)."""
+    return _gearbox.command("get", None)
+
+
+def override_reply(reply):
+    """For a KeysReader `commands=` registration: what the command's client gets instead of its
+    reply ('-...' an error, '+...' a status)."""
+    _gearbox.command("override", reply)
 createFuture = _not_yet("createFuture")
 setFutureResults = _not_yet("setFutureResults")
 setFutureException = _not_yet("setFutureException")

@@ -31,6 +31,20 @@ def _str_list(value, what):
     return items
 
 
+def _commands(value):
+    """KeysReader `commands=`: the commands whose keyspace events fire the registration."""
+    if value is None:
+        return None
+    try:
+        items = list(value)
+    except TypeError:
+        raise _gearbox.error("given commands is not iterable")
+    for item in items:
+        if not isinstance(item, str):
+            raise _gearbox.error("given command type is not string")
+    return items or None
+
+
 def _boolean(kwargs, name, default, message):
     value = kwargs.get(name, default)
     if not isinstance(value, bool):
@@ -47,21 +61,25 @@ def reader_spec(reader, prefix, kwargs):
         for t in key_types or ():
             if t not in _KEY_TYPES:
                 raise _gearbox.error("unknown key type %s" % t)
-        if kwargs.get("commands") is not None:
-            raise _gearbox.error("register(commands=...) (command hooks) is not supported by gearbox yet")
         return {"prefix": prefix, "eventTypes": _str_list(kwargs.get("eventTypes"), "eventTypes"), "keyTypes": key_types,
-                "readValue": _boolean(kwargs, "readValue", True, "readValue is not boolean")}
+                "readValue": _boolean(kwargs, "readValue", True, "readValue is not boolean"),
+                "commands": _commands(kwargs.get("commands"))}
     if reader == "CommandReader":
-        trigger, hook = kwargs.get("trigger"), kwargs.get("hook")
-        if hook is not None:
-            raise _gearbox.error("register(hook=...) (command hooks) is not supported by gearbox yet")
-        if trigger is None:
-            raise _gearbox.error("no trigger or hook argument was given")
-        if not isinstance(trigger, str):
+        trigger, hook, keyprefix = kwargs.get("trigger"), kwargs.get("hook"), kwargs.get("keyprefix")
+        if trigger is not None and not isinstance(trigger, str):
             raise _gearbox.error("trigger argument is not string")
-        if kwargs.get("keyprefix") is not None:
-            raise _gearbox.error("trigger argument can not be given with keyprefix or hook")
-        return {"trigger": trigger, "inorder": _boolean(kwargs, "inorder", False, "inorder argument must be a boolean")}
+        inorder = _boolean(kwargs, "inorder", False, "inorder argument must be a boolean")
+        if keyprefix is not None and not isinstance(keyprefix, str):
+            raise _gearbox.error("keyprefix argument is not string")
+        if hook is not None and not isinstance(hook, str):
+            raise _gearbox.error("hook argument is not string")
+        if trigger is not None:
+            if keyprefix is not None or hook is not None:
+                raise _gearbox.error("trigger argument can not be given with keyprefix or hook")
+            return {"trigger": trigger, "inorder": inorder}
+        if hook is None:
+            raise _gearbox.error("no trigger or hook argument was given")
+        return {"hook": hook, "keyprefix": keyprefix or None, "inorder": inorder}
     if reader == "StreamReader":
         if not isinstance(prefix, str):
             raise _gearbox.error("regex argument must be a string")

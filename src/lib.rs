@@ -45,6 +45,7 @@ fn load(ctx: Ctx, argv: *mut *mut raw::RedisModuleString, argc: c_int) -> Result
             load: events::persistence::load,
         },
     )?;
+    events::hooks::install(ctx)?;
     redis_ffi::register_info(ctx, Some(commands::info::info));
     redis_ffi::log_with(
         ctx,

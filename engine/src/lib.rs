@@ -6,6 +6,7 @@
 //! gearbox-engine`) and lets the native and wasm runtimes share one bookkeeping.
 
 pub mod codec;
+pub mod command_hooks;
 pub mod engine;
 pub mod errors;
 pub mod execution;
@@ -24,6 +25,6 @@ pub use engine::Engine;
 pub use execution::{Execution, ExecutionStatus, Outcome};
 pub use registration::{Mode, ReaderKind, Registration, RegistrationSpec};
 pub use registrations::RegistrationRegistry;
-pub use port::{Host, Interpreter, Job, KeyRecord, KeyValue, LogLevel, RunControl, Runtime, StepInfo};
+pub use port::{CommandRequest, Host, Interpreter, Job, KeyRecord, KeyValue, LogLevel, RunControl, Runtime, StepInfo};
 pub use session::{Session, SessionRegistry};
 pub use value::Value;

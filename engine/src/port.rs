@@ -60,6 +60,39 @@ pub struct KeyRecord {
     pub value: KeyValue,
 }
 
+/// What a script may ask of the Redis command that caused its execution: a hooked command
+/// (CommandReader `hook=`) or one a KeysReader `commands=` registration watches.
+#[derive(Clone, Debug, PartialEq)]
+pub enum CommandRequest {
+    /// `call_next(*args)`: the next hook of the command, or the command itself, with these
+    /// arguments (the command name is prepended).
+    Next(Vec<Vec<u8>>),
+    /// `get_command()`: the command's arguments, name first.
+    Get,
+    /// `override_reply(value)`: what the client gets instead of the command's own reply.
+    OverrideReply(Value),
+}
+
+impl CommandRequest {
+    /// The request as a runtime receives it from `gears.py`: an operation name and its argument
+    /// (`next`: a list of str/bytes; `get`: ignored; `override`: the value).
+    pub fn from_parts(op: &str, arg: Value) -> Result<CommandRequest, String> {
+        match (op, arg) {
+            ("next", Value::Array(items)) => items
+                .into_iter()
+                .map(|v| match v {
+                    Value::Bulk(b) => Ok(b),
+                    _ => Err("call_next arguments must be strings".to_string()),
+                })
+                .collect::<Result<Vec<_>, _>>()
+                .map(CommandRequest::Next),
+            ("get", _) => Ok(CommandRequest::Get),
+            ("override", v) => Ok(CommandRequest::OverrideReply(v)),
+            _ => Err("gearbox: malformed command request".into()),
+        }
+    }
+}
+
 /// What a script's interpreter may ask of Redis. One per session: it carries the ACL user of
 /// the client whose `RG.PYEXECUTE` created the session.
 pub trait Host: Send + Sync {
@@ -81,6 +114,8 @@ pub trait Host: Send + Sync {
     fn register(&self, spec: &Value) -> Result<String, String>;
     /// `registerTE(seconds, fn)`: call the callback known by `handle` every `seconds`.
     fn time_event(&self, seconds: u64, handle: i64) -> Result<(), String>;
+    /// `call_next` / `get_command` / `override_reply`; errors come back as `Value::Error`.
+    fn command(&self, request: CommandRequest) -> Value;
 }
 
 /// One step of an execution plan, as RG.GETEXECUTION shows it.
@@ -191,6 +226,16 @@ mod tests {
         assert!(ctl.is_aborted());
         ctl.set_interrupter(None);
         assert!(ctl.abort().is_none());
+    }
+
+    #[test]
+    fn command_requests_are_read_from_their_parts() {
+        let next = CommandRequest::from_parts("next", Value::Array(vec![Value::bulk("k"), Value::bulk("v")])).unwrap();
+        assert_eq!(next, CommandRequest::Next(vec![b"k".to_vec(), b"v".to_vec()]));
+        assert!(CommandRequest::from_parts("next", Value::Array(vec![Value::Int(1)])).is_err());
+        assert_eq!(CommandRequest::from_parts("get", Value::Nil).unwrap(), CommandRequest::Get);
+        assert_eq!(CommandRequest::from_parts("override", Value::Int(3)).unwrap(), CommandRequest::OverrideReply(Value::Int(3)));
+        assert!(CommandRequest::from_parts("other", Value::Nil).is_err());
     }
 
     #[test]

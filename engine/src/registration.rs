@@ -83,6 +83,12 @@ pub struct RegistrationSpec {
     pub key_types: Option<Vec<String>>,
     pub read_value: bool,
     pub trigger: Option<String>,
+    /// CommandReader `hook=`: the (lower-case) command this registration replaces, and the
+    /// optional key prefix a key of the command must start with.
+    pub hook: Option<String>,
+    pub keyprefix: Option<String>,
+    /// KeysReader `commands=`: fire only for events caused by these (lower-case) commands.
+    pub commands: Option<Vec<String>>,
     pub inorder: bool,
     pub on_registered: bool,
     /// StreamReader: entries per batch, `duration` (ms, 0: none), failure policy, retry
@@ -134,6 +140,9 @@ impl RegistrationSpec {
             key_types: None,
             read_value: true,
             trigger: None,
+            hook: None,
+            keyprefix: None,
+            commands: None,
             inorder: false,
             on_registered: false,
             batch: 1,
@@ -155,6 +164,9 @@ impl RegistrationSpec {
                 "keyTypes" => spec.key_types = text_list(value),
                 "readValue" => spec.read_value = as_bool(value),
                 "trigger" => spec.trigger = opt_text(value),
+                "hook" => spec.hook = opt_text(value).map(|h| h.to_ascii_lowercase()),
+                "keyprefix" => spec.keyprefix = opt_text(value),
+                "commands" => spec.commands = text_list(value).map(|l| l.iter().map(|c| c.to_ascii_lowercase()).collect()),
                 "inorder" => spec.inorder = as_bool(value),
                 "onRegistered" => spec.on_registered = as_bool(value),
                 "batch" => spec.batch = number(value).max(1),
@@ -182,6 +194,9 @@ impl RegistrationSpec {
             ("keyTypes", opt_list(&self.key_types)),
             ("readValue", Value::Int(self.read_value as i64)),
             ("trigger", opt_bulk(&self.trigger)),
+            ("hook", opt_bulk(&self.hook)),
+            ("keyprefix", opt_bulk(&self.keyprefix)),
+            ("commands", opt_list(&self.commands)),
             ("inorder", Value::Int(self.inorder as i64)),
             ("onRegistered", Value::Int(self.on_registered as i64)),
             ("batch", Value::Int(self.batch as i64)),
@@ -212,7 +227,11 @@ impl RegistrationSpec {
     /// RG.DUMPREGISTRATIONS' `args` for this reader.
     pub fn args_value(&self) -> Value {
         match self.reader {
-            ReaderKind::Command => Value::pairs([("trigger", opt_bulk(&self.trigger)), ("inorder", Value::Int(self.inorder as i64))]),
+            // A hook shows its command under "trigger", as RedisGears 1.2 does.
+            ReaderKind::Command => Value::pairs([
+                ("trigger", opt_bulk(&self.trigger.clone().or(self.hook.clone()))),
+                ("inorder", Value::Int(self.inorder as i64)),
+            ]),
             ReaderKind::Stream => Value::pairs([
                 ("batchSize", Value::Int(self.batch as i64)),
                 ("durationMS", Value::Int(self.duration_ms as i64)),
@@ -225,7 +244,7 @@ impl RegistrationSpec {
                 ("regex", Value::bulk(self.prefix.clone())),
                 ("eventTypes", opt_list(&self.event_types)),
                 ("keyTypes", opt_list(&self.key_types)),
-                ("hookCommands", Value::Nil),
+                ("hookCommands", opt_list(&self.commands)),
             ]),
         }
     }
@@ -394,6 +413,9 @@ mod tests {
         s.mode = Mode::Sync;
         s.event_types = Some(vec!["set".into()]);
         s.trigger = Some("t".into());
+        s.hook = Some("hset".into());
+        s.keyprefix = Some("user:".into());
+        s.commands = Some(vec!["get".into()]);
         s.desc = Some("d".into());
         assert_eq!(RegistrationSpec::from_value(&s.to_value()).unwrap(), s);
         let bad = Value::Array(vec![Value::bulk("mode"), Value::bulk("fast")]);

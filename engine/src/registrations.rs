@@ -4,6 +4,7 @@
 //! Installing a script's registrations is one step under one lock: an `UPGRADE` removes the old
 //! session's registrations and adds the new ones atomically, so no event sees neither or both.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use crate::errors::EngineError;
@@ -13,15 +14,29 @@ use crate::registration::{ReaderKind, Registration};
 pub struct RegistrationRegistry {
     list: Mutex<Vec<Arc<Registration>>>,
     ids: IdGenerator,
+    /// Bumped on every change, so a cache built from the list (the command filter's index of
+    /// hooked commands) knows when to rebuild.
+    generation: AtomicU64,
 }
 
 impl RegistrationRegistry {
     pub fn new(shard: &str) -> RegistrationRegistry {
-        RegistrationRegistry { list: Mutex::new(Vec::new()), ids: IdGenerator::new(shard) }
+        RegistrationRegistry { list: Mutex::new(Vec::new()), ids: IdGenerator::new(shard), generation: AtomicU64::new(0) }
     }
 
     fn list(&self) -> MutexGuard<'_, Vec<Arc<Registration>>> {
         self.list.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The list, to change it: the generation moves on.
+    fn changing(&self) -> MutexGuard<'_, Vec<Arc<Registration>>> {
+        let list = self.list();
+        self.generation.fetch_add(1, Ordering::SeqCst);
+        list
+    }
+
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::SeqCst)
     }
 
     pub fn next_id(&self) -> String {
@@ -38,7 +53,7 @@ impl RegistrationRegistry {
     /// Add `new`, first removing every registration of the sessions named in `replacing`;
     /// returns the removed ones (dropped by the caller, outside this lock).
     pub fn install(&self, new: Vec<Arc<Registration>>, replacing: &[&str]) -> Vec<Arc<Registration>> {
-        let mut list = self.list();
+        let mut list = self.changing();
         let (removed, kept): (Vec<_>, Vec<_>) = list.drain(..).partition(|r| replacing.contains(&r.session.id.as_str()));
         *list = kept;
         list.extend(new);
@@ -46,14 +61,14 @@ impl RegistrationRegistry {
     }
 
     pub fn remove(&self, id: &str) -> Result<Arc<Registration>, EngineError> {
-        let mut list = self.list();
+        let mut list = self.changing();
         let i = list.iter().position(|r| r.id == id).ok_or(EngineError::NotRegistered)?;
         Ok(list.remove(i))
     }
 
     /// Remove everything (a load replaces all registrations).
     pub fn clear(&self) -> Vec<Arc<Registration>> {
-        std::mem::take(&mut *self.list())
+        std::mem::take(&mut *self.changing())
     }
 
     pub fn get(&self, id: &str) -> Option<Arc<Registration>> {
@@ -85,6 +100,11 @@ impl RegistrationRegistry {
     /// Whether `name` is taken by a session other than those in `except`.
     pub fn trigger_taken(&self, name: &str, except: &[&str]) -> bool {
         self.by_trigger(name).is_some_and(|r| !except.contains(&r.session.id.as_str()))
+    }
+
+    /// The hooks of `command` (lower-case), newest first (see `command_hooks::chain`).
+    pub fn hooks_of(&self, command: &str) -> Vec<Arc<Registration>> {
+        crate::command_hooks::chain(&self.list(), command)
     }
 
     /// The KeysReader registrations (checked on every keyspace event).
@@ -133,6 +153,20 @@ mod tests {
         assert_eq!(r.len(), 2);
         assert_eq!(r.ids_of_session("s"), vec![new.id.clone()]);
         assert_eq!(r.key_registrations().len(), 1);
+    }
+
+    #[test]
+    fn every_change_moves_the_generation_on() {
+        let r = RegistrationRegistry::new(STANDALONE_SHARD_ID);
+        let g0 = r.generation();
+        let a = reg(&r, "s", None);
+        r.install(vec![a.clone()], &[]);
+        let g1 = r.generation();
+        assert!(g1 > g0);
+        r.all();
+        assert_eq!(r.generation(), g1, "reading changes nothing");
+        r.remove(&a.id).unwrap();
+        assert!(r.generation() > g1);
     }
 
     #[test]

@@ -94,6 +94,7 @@ entry_point!(c_unpauseregistrations, registrations::unpause);
 entry_point!(c_trigger, trigger::trigger);
 entry_point!(c_triggeronkey, trigger::trigger_on_key);
 entry_point!(c_freeinterpreter, misc::free_interpreter);
+entry_point!(c_innerhook, crate::events::hooks::inner_hook);
 
 /// The command table: name, entry point, flags. All RG commands are `readonly` with no keys,
 /// as in RedisGears (so they are allowed inside MULTI/Lua, where RG.PYEXECUTE then refuses with
@@ -127,6 +128,8 @@ const COMMANDS: &[(&str, Entry)] = &[
     ("rg.pauseregistrations", c_pauseregistrations),
     ("rg.unpauseregistrations", c_unpauseregistrations),
     ("rg.trigger", c_trigger),
+    // What the command filter turns a hooked command into (see events::hooks).
+    ("rg.innerhook", c_innerhook),
 ];
 
 /// Register every command; `Err` names the one Redis refused.

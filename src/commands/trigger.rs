@@ -28,7 +28,7 @@ fn trigger_named(ctx: Ctx, args: &[Vec<u8>]) -> Reply {
         return Reply::error(EngineError::TriggerNeedsBlocking.to_string());
     }
     let record = Value::Array(args[1..].iter().map(|a| Value::Bulk(a.clone())).collect());
-    match fire(&reg, record) {
+    match fire(&reg, record, None) {
         Fired::Inline(outcome) => Reply::Value(flat(&outcome)),
         Fired::Started(exec) => {
             let client = redis_ffi::block_client(ctx);

@@ -1,11 +1,13 @@
 //! Firing one registration with one event record: a `sync` registration runs here, inline, under
 //! ScriptTimeoutMS (the caller holds the Redis lock); any other becomes a kept execution on the
-//! pool. Shared by keyspace events, stream batches and RG.TRIGGER.
+//! pool. Shared by keyspace events, stream batches, RG.TRIGGER and command hooks. The job runs
+//! under its command context (or none): see `command_ctx`.
 
 use std::sync::Arc;
 
 use gearbox_engine::{Execution, Mode, Outcome, Registration, Value};
 
+use super::command_ctx::{CommandCtx, WithCommand};
 use crate::gearbox;
 
 pub enum Fired {
@@ -13,14 +15,14 @@ pub enum Fired {
     Started(Arc<Execution>),
 }
 
-pub fn fire(reg: &Arc<Registration>, record: Value) -> Fired {
+pub fn fire(reg: &Arc<Registration>, record: Value, command: Option<Arc<CommandCtx>>) -> Fired {
     let gb = gearbox::get();
     let (timeout, max_executions, per_registration) = {
         let c = gb.config();
         (c.script_timeout(), c.max_executions(), c.max_executions_per_registration())
     };
     let inline = reg.spec.mode == Mode::Sync;
-    let job = reg.session.interpreter().event_job(reg.spec.handle, record, inline);
+    let job = Box::new(WithCommand { job: reg.session.interpreter().event_job(reg.spec.handle, record, inline), ctx: command });
     if inline {
         Fired::Inline(gb.engine.run_inline(reg, job, timeout))
     } else {

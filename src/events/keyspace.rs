@@ -5,7 +5,8 @@
 //! `async` / `async_local` ones become executions on the pool, which read the key's value when
 //! they run. Nothing fires while loading or on a replica. A sync registration whose callback
 //! writes a key it listens to is not fired again from inside itself (that would recurse until
-//! the stack overflows); such nested events are skipped.
+//! the stack overflows); such nested events are skipped. A registration with `commands=` fires
+//! only while RG.INNERHOOK runs one of its commands (see `hooks`).
 
 use std::cell::RefCell;
 
@@ -63,8 +64,12 @@ pub fn on_event(ctx: Ctx, event: &str, key: &[u8]) {
     if matching.is_empty() {
         return;
     }
+    let watched = super::command_ctx::take_watched();
     let mut known_type = None;
     for reg in matching {
+        if reg.spec.commands.is_some() && watched.is_none() {
+            continue;
+        }
         if reg.spec.key_types.is_some() && !reg.spec.wants_type(*known_type.get_or_insert_with(|| key_type(key))) {
             continue;
         }
@@ -72,12 +77,14 @@ pub fn on_event(ctx: Ctx, event: &str, key: &[u8]) {
         if sync && RUNNING.with(|r| r.borrow().contains(&reg.id)) {
             continue;
         }
+        let Some(command) = super::hooks::context_for_event(&reg, &watched) else { continue };
         if sync {
             RUNNING.with(|r| r.borrow_mut().push(reg.id.clone()));
         }
-        fire(&reg, Value::Array(vec![Value::Bulk(key.to_vec()), Value::bulk(event)]));
+        fire(&reg, Value::Array(vec![Value::Bulk(key.to_vec()), Value::bulk(event)]), command);
         if sync {
             RUNNING.with(|r| r.borrow_mut().retain(|id| id != &reg.id));
         }
     }
+    super::command_ctx::put_back_watched(watched);
 }

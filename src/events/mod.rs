@@ -9,7 +9,10 @@
 //! * `timers.rs` — time events (`registerTE`).
 //! * `persistence.rs` — the hooks Redis calls: save/load the sessions blob, loading start/end.
 
+pub mod command_ctx;
+pub mod command_info;
 pub mod fire;
+pub mod hooks;
 pub mod install;
 pub mod keyspace;
 pub mod persistence;

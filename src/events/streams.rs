@@ -65,7 +65,7 @@ fn run_batch(reg: Arc<Registration>, key: Vec<u8>, drain: bool) {
         Value::bulk(reg.spec.on_failed.as_str()),
         Value::bulk(if drain { "drain" } else { "batch" }),
     ]);
-    match fire(&reg, record) {
+    match fire(&reg, record, None) {
         Fired::Inline(outcome) => finished(reg, key, &outcome),
         Fired::Started(exec) => exec.on_done(move |outcome| {
             let _lock = RedisLock::acquire();

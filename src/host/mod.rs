@@ -2,6 +2,7 @@
 //! One [`RedisHost`] per session carries the ACL user of the client that created it, so every
 //! `execute()` of that script is checked against that user's permissions.
 
+pub mod command_filter;
 mod keys;
 pub mod lock;
 pub mod redis_ffi;
@@ -11,7 +12,7 @@ pub mod top_level;
 use std::sync::{Mutex, MutexGuard, OnceLock, Weak};
 use std::time::Duration;
 
-use gearbox_engine::{Host, KeyRecord, LogLevel, Session, Value};
+use gearbox_engine::{CommandRequest, Host, KeyRecord, LogLevel, Session, Value};
 
 use lock::RedisLock;
 use redis_ffi::User;
@@ -109,6 +110,34 @@ impl Host for RedisHost {
         let session = self.session.get().cloned().ok_or("gearbox: registerTE before the session exists")?;
         let _lock = RedisLock::acquire();
         crate::events::timers::start(session, handle, Duration::from_secs(seconds))
+    }
+
+    fn command(&self, request: CommandRequest) -> Value {
+        self.command_request(request)
+    }
+}
+
+impl RedisHost {
+    /// `call_next` / `get_command` / `override_reply` against the command context of the job
+    /// running on this thread.
+    fn command_request(&self, request: CommandRequest) -> Value {
+        use crate::events::command_ctx;
+        let Some(current) = command_ctx::current() else {
+            let what = if matches!(request, CommandRequest::Next(_)) { "CommandHook" } else { "command" };
+            return Value::Error(format!("Can not get {what} ctx"));
+        };
+        match request {
+            CommandRequest::Get => Value::Array(current.argv.iter().map(|a| Value::Bulk(a.clone())).collect()),
+            CommandRequest::OverrideReply(value) => match current.override_reply(value) {
+                Ok(()) => Value::Nil,
+                Err(e) => Value::Error(e),
+            },
+            CommandRequest::Next(_) if current.hook.is_none() => Value::Error("Can not get CommandHook ctx".into()),
+            CommandRequest::Next(args) => {
+                let _lock = RedisLock::acquire();
+                crate::events::hooks::call_next(&current, args, |argv| keys::Caller::call_locked(self, argv))
+            }
+        }
     }
 }
 

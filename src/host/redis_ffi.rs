@@ -252,6 +252,10 @@ impl User {
         (!user.is_null()).then_some(User(user))
     }
 
+    pub fn raw(&self) -> *mut raw::RedisModuleUser {
+        self.0
+    }
+
     /// Free the handle; the caller holds the Redis lock.
     pub fn free_locked(self) {
         // SAFETY: under the Redis lock, once (self is consumed).

@@ -9,6 +9,7 @@ use std::collections::{HashMap, VecDeque};
 use gearbox_engine::errors::EngineError;
 use gearbox_engine::{RegistrationSpec, Value};
 
+use crate::events::command_info;
 use crate::gearbox;
 
 /// How the top level talks to Redis.
@@ -101,6 +102,10 @@ impl TopLevel {
                 return Err(EngineError::TriggerTaken.to_string());
             }
         }
+        let replacing: Vec<&str> = self.replacing.iter().map(String::as_str).collect();
+        let earlier: Vec<&RegistrationSpec> = self.pending.iter().map(|p| &p.spec).collect();
+        command_info::check_hook(&spec, &earlier, &replacing)?;
+        command_info::check_commands(&spec)?;
         if matches!(self.phase, Phase::Replaying) {
             // Unregistered since the script first ran: the call returns, nothing is installed.
             let Some(id) = self.saved_ids.get(&spec.handle).cloned() else { return Ok(String::new()) };

@@ -4,7 +4,7 @@
 //! its own reference to its session's [`Host`].
 //!
 //! Functions: `call(*args)`, `read_keys(keys, read_value)`, `log(level, msg)`,
-//! `config_get(name)`, `atomic_begin()`, `atomic_end()`, `register(spec)`, `time_event(seconds, handle)`. Exceptions: `error` (`gears.error`),
+//! `config_get(name)`, `atomic_begin()`, `atomic_end()`, `register(spec)`, `time_event(seconds, handle)`, `command(op, arg)`. Exceptions: `error` (`gears.error`),
 //! `forcestopped` (raised into an aborted execution) and `ScriptTimeout` (raised into top-level
 //! code that ran past ScriptTimeoutMS); the last two derive from BaseException so a script's
 //! `except Exception` does not swallow them.
@@ -15,7 +15,7 @@ use std::ffi::{c_char, c_int, c_void, CStr};
 use std::ptr;
 use std::sync::{Arc, OnceLock};
 
-use gearbox_engine::{Host, LogLevel};
+use gearbox_engine::{CommandRequest, Host, LogLevel};
 use pyo3_ffi as ffi;
 
 use super::convert;
@@ -58,6 +58,7 @@ fn definition() -> *mut ffi::PyModuleDef {
                 method(c"atomic_end", atomic_end, c"release the Redis lock of an atomic() block"),
                 method(c"register", register, c"register(spec): install a registration; returns its id"),
                 method(c"time_event", time_event, c"time_event(seconds, handle): call a callback every period"),
+                method(c"command", command, c"command(op, arg): call_next / get_command / override_reply"),
                 ffi::PyMethodDef::zeroed(),
             ];
             let slots = vec![
@@ -378,6 +379,29 @@ unsafe extern "C" fn time_event(module: *mut ffi::PyObject, args: *mut *mut ffi:
             match maybe_without_gil(&host, || host.time_event(seconds.max(0) as u64, handle)) {
                 Ok(()) => ffi::Py_NewRef(ffi::Py_None()),
                 Err(message) => raise_gears_error(module, &message),
+            }
+        }
+    })
+}
+
+unsafe extern "C" fn command(module: *mut ffi::PyObject, args: *mut *mut ffi::PyObject, nargs: ffi::Py_ssize_t) -> *mut ffi::PyObject {
+    entry(|| {
+        // SAFETY: called by CPython with the GIL of the module's interpreter.
+        unsafe {
+            let args = args_slice(args, nargs);
+            let (Some(op), Some(&arg)) = (args.first().and_then(|&o| utf8_of(o)), args.get(1)) else {
+                return raise(ffi::PyExc_TypeError, "command(op: str, arg)");
+            };
+            let request = match CommandRequest::from_parts(&op, convert::result_to_value(arg)) {
+                Ok(r) => r,
+                Err(message) => return raise_gears_error(module, &message),
+            };
+            let Some(host) = host_of(module) else {
+                return raise_gears_error(module, "gearbox: this interpreter has no host");
+            };
+            match maybe_without_gil(&host, || host.command(request)) {
+                gearbox_engine::Value::Error(message) => raise_gears_error(module, &message),
+                other => convert::reply_to_py(&other),
             }
         }
     })

@@ -1,10 +1,10 @@
 //! The host calls a wasm guest may make (`execute()`, reading keys, logging, configs, `atomic()`,
-//! `register()`, `registerTE()`), performed for it by the host thread that waits for its answer, through the
+//! `register()`, `registerTE()`, `call_next()` / `get_command()` / `override_reply()`), performed for it by the host thread that waits for its answer, through the
 //! session's [`Host`]. Requests are untrusted frames: anything malformed gets an error reply.
 
 use std::sync::Arc;
 
-use gearbox_engine::{Host, LogLevel, Value};
+use gearbox_engine::{CommandRequest, Host, LogLevel, Value};
 
 use super::wire::{self, kind};
 
@@ -54,6 +54,13 @@ pub fn serve(host: Option<&Arc<dyn Host>>, k: u8, value: &Value) -> Value {
                 Err(message) => Value::Error(message),
             },
             _ => Value::Error("gearbox: malformed time_event from the guest".into()),
+        },
+        (kind::COMMAND, Value::Array(parts)) => match parts.as_slice() {
+            [op, arg] => match CommandRequest::from_parts(&wire::text_of(op), arg.clone()) {
+                Ok(request) => host.command(request),
+                Err(message) => Value::Error(message),
+            },
+            _ => Value::Error("gearbox: malformed command request from the guest".into()),
         },
         (kind::REGISTER, spec) => match host.register(spec) {
             Ok(id) => Value::Bulk(id.into_bytes()),

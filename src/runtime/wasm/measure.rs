@@ -43,6 +43,9 @@ impl Host for NullHost {
     fn time_event(&self, _seconds: u64, _handle: i64) -> Result<(), String> {
         Err("not in a measurement".into())
     }
+    fn command(&self, _request: gearbox_engine::CommandRequest) -> Value {
+        Value::Error("not in a measurement".into())
+    }
 }
 
 fn rss_kib() -> u64 {

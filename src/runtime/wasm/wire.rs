@@ -42,6 +42,7 @@ pub mod kind {
     pub const ATOMIC_END: u8 = b'Z';
     pub const REGISTER: u8 = b'X';
     pub const TIME_EVENT: u8 = b'T';
+    pub const COMMAND: u8 = b'H';
 
     /// Whether a host → guest frame of this kind starts a command (rather than answering).
     pub fn is_command(k: u8) -> bool {

@@ -1,0 +1,88 @@
+//! The Redis command filter behind command hooks: every command a client sends passes through
+//! [`on_command`] before Redis looks it up; one that a hook or a `commands=` registration
+//! concerns is rewritten to `RG.INNERHOOK <command> <args...>`, which runs the hook (see
+//! `events::hooks`). Registered with `NOSELF`: commands gearbox itself runs through
+//! `RedisModule_Call` (a script's `execute()`, `call_next()`, the hooked command's own run) are
+//! never rewritten, so a hook cannot recurse into itself.
+//!
+//! Also the ACL check a hooked command gets before it is run on the client's behalf.
+
+use std::ffi::{c_char, c_int};
+
+use redis_module::raw;
+
+use super::redis_ffi::{self, Ctx};
+
+/// The command the filter asks about: its arguments, read on demand (most commands are not
+/// hooked, and only the name is needed to know that).
+pub struct FilteredCommand(*mut raw::RedisModuleCommandFilterCtx);
+
+impl FilteredCommand {
+    pub fn len(&self) -> usize {
+        // SAFETY: the filter context is valid for the duration of the filter callback.
+        unsafe { raw::RedisModule_CommandFilterArgsCount.expect("API")(self.0).max(0) as usize }
+    }
+
+    pub fn arg(&self, i: usize) -> Vec<u8> {
+        // SAFETY: as above; `i` is below `len()`, and the string is copied before returning.
+        unsafe { redis_ffi::string_bytes(raw::RedisModule_CommandFilterArgGet.expect("API")(self.0, i as c_int)) }
+    }
+
+    pub fn args(&self) -> Vec<Vec<u8>> {
+        (0..self.len()).map(|i| self.arg(i)).collect()
+    }
+
+    /// Put `name` in front: the command becomes `name <old command> <old args...>`.
+    pub fn prepend(&self, name: &str) {
+        // SAFETY: the new string is handed over to Redis, which frees it with the command.
+        unsafe {
+            let s = raw::RedisModule_CreateString.expect("API")(std::ptr::null_mut(), name.as_ptr() as *const c_char, name.len());
+            raw::RedisModule_CommandFilterArgInsert.expect("API")(self.0, 0, s);
+        }
+    }
+}
+
+static DECIDE: std::sync::OnceLock<fn(&FilteredCommand)> = std::sync::OnceLock::new();
+
+unsafe extern "C" fn on_command(fctx: *mut raw::RedisModuleCommandFilterCtx) {
+    let Some(decide) = DECIDE.get() else { return };
+    let _ = std::panic::catch_unwind(|| decide(&FilteredCommand(fctx)));
+}
+
+/// Install the filter; `decide` looks at each command and may rewrite it.
+pub fn install(ctx: Ctx, decide: fn(&FilteredCommand)) -> Result<(), String> {
+    let _ = DECIDE.set(decide);
+    // SAFETY: at module load, on the main thread.
+    let filter = unsafe {
+        raw::RedisModule_RegisterCommandFilter.expect("API")(ctx.0, Some(on_command), raw::REDISMODULE_CMDFILTER_NOSELF as c_int)
+    };
+    if filter.is_null() {
+        return Err("could not register the command filter of command hooks".into());
+    }
+    Ok(())
+}
+
+/// Whether the user running the current command may run `argv` (command and keys); the Redis
+/// error text when not.
+pub fn acl_check(ctx: Ctx, argv: &[Vec<u8>]) -> Result<(), String> {
+    let Some(user) = redis_ffi::current_user(ctx) else { return Ok(()) };
+    // SAFETY: on the main thread inside a command; the strings we create are freed after the
+    // check, and the user handle is freed by `free_locked`.
+    let allowed = unsafe {
+        let create = raw::RedisModule_CreateString.expect("API");
+        let mut strings: Vec<*mut raw::RedisModuleString> =
+            argv.iter().map(|a| create(ctx.0, a.as_ptr() as *const c_char, a.len())).collect();
+        let ok = raw::RedisModule_ACLCheckCommandPermissions.expect("API")(user.raw(), strings.as_mut_ptr(), strings.len() as c_int);
+        for s in strings {
+            raw::RedisModule_FreeString.expect("API")(ctx.0, s);
+        }
+        ok == raw::REDISMODULE_OK as c_int
+    };
+    user.free_locked();
+    if allowed {
+        Ok(())
+    } else {
+        let name = String::from_utf8_lossy(argv.first().map(Vec::as_slice).unwrap_or_default()).to_lowercase();
+        Err(format!("NOPERM this user has no permissions to run the '{name}' command or its keys"))
+    }
+}
