@@ -3,8 +3,9 @@
 //! letting go of its GIL around blocking work, and injecting an exception into a running thread.
 //!
 //! Rules kept here (see ARCHITECTURE.md, "Threads and locks"):
-//! * a thread state lives for one attachment only (`Attached`), so no thread state outlives the
-//!   thread that made it and `Py_EndInterpreter` always finds none but its own;
+//! * a thread keeps one idle thread state per interpreter between attachments (see
+//!   `thread_states.rs`); they are deleted before `Py_EndInterpreter`, which then finds none but
+//!   its anchor, and a thread state of an interrupted interpreter is never reused;
 //! * the main interpreter's GIL is released right after start-up and only taken for a moment
 //!   to create a sub-interpreter;
 //! * code that may wait for the Redis lock runs inside `allow_threads`.
@@ -14,6 +15,8 @@ use std::marker::PhantomData;
 use std::ptr;
 
 use pyo3_ffi as ffi;
+
+use super::thread_states;
 
 /// A sub-interpreter. Only `cpython.rs` dereferences it.
 ///
@@ -40,6 +43,8 @@ unsafe impl Sync for InterpPtr {}
 pub struct Attached {
     tstate: *mut ffi::PyThreadState,
     previous: *mut ffi::PyThreadState,
+    /// The interpreter, for keeping the state idle when detaching (null: do not keep it).
+    interp: *mut ffi::PyInterpreterState,
     _not_send: PhantomData<*mut ()>,
 }
 
@@ -149,7 +154,7 @@ pub fn new_interpreter<T>(bootstrap: impl FnOnce(&Attached) -> Result<T, String>
             return Err(format!("could not create a sub-interpreter: {}", status_error(&status)));
         }
         let interp = InterpPtr { interp: ffi::PyThreadState_GetInterpreter(sub_ts), anchor: sub_ts };
-        let attached = Attached { tstate: sub_ts, previous: ptr::null_mut(), _not_send: PhantomData };
+        let attached = Attached { tstate: sub_ts, previous: ptr::null_mut(), interp: ptr::null_mut(), _not_send: PhantomData };
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| bootstrap(&attached)));
         let result = match result {
             Ok(r) => r,
@@ -187,28 +192,62 @@ unsafe fn reattach(previous: *mut ffi::PyThreadState) {
     }
 }
 
-/// Attach the calling thread to `interp`, waiting for its GIL. Nested use (another interpreter
-/// already attached on this thread) detaches the outer one until the guard drops.
+fn this_thread() -> u64 {
+    // SAFETY: a pure query of the calling thread's id.
+    unsafe { ffi::PyThread_get_thread_ident() as u64 }
+}
+
+/// Attach the calling thread to `interp`, waiting for its GIL, with the thread state this thread
+/// left idle for it (or a new one). Nested use (another interpreter already attached on this
+/// thread) detaches the outer one until the guard drops.
 pub fn attach(interp: InterpPtr) -> Attached {
-    // SAFETY: a new thread state for this thread is created and made current; the interpreter is
-    // alive because callers hold the session that owns it (see `NativeInterpreter`).
+    let kept = thread_states::idle().take(interp.interp as usize, this_thread());
+    // SAFETY: the kept state was made by this thread for this interpreter and is current nowhere
+    // (it was idle); otherwise a new one is created. The interpreter is alive because callers
+    // hold the session that owns it (see `NativeInterpreter`).
     unsafe {
         let previous = detach_current();
-        let tstate = ffi::PyThreadState_New(interp.interp);
+        let tstate = match kept {
+            Some(t) => t as *mut ffi::PyThreadState,
+            None => ffi::PyThreadState_New(interp.interp),
+        };
         ffi::PyEval_RestoreThread(tstate);
-        Attached { tstate, previous, _not_send: PhantomData }
+        Attached { tstate, previous, interp: interp.interp, _not_send: PhantomData }
     }
 }
 
 impl Drop for Attached {
     fn drop(&mut self) {
-        // SAFETY: `tstate` is this thread's current state (Attached is !Send and guards nest), so
-        // it may be cleared and deleted here; then the outer state, if any, is restored.
+        let (interp, thread, tstate) = (self.interp as usize, this_thread(), self.tstate as usize);
+        let keep = !self.interp.is_null() && thread_states::idle().may_keep(interp);
+        // SAFETY: `tstate` is this thread's current state (Attached is !Send and guards nest).
+        // Kept: it is detached, then recorded idle (if the interpreter was tainted meanwhile, it
+        // is attached again to be deleted). Not kept: cleared and deleted while current. Then
+        // the outer state, if any, is restored.
         unsafe {
-            ffi::PyThreadState_Clear(self.tstate);
-            ffi::PyThreadState_DeleteCurrent();
+            if keep {
+                ffi::PyEval_SaveThread();
+                if !thread_states::idle().keep(interp, thread, tstate) {
+                    ffi::PyEval_RestoreThread(self.tstate);
+                    ffi::PyThreadState_Clear(self.tstate);
+                    ffi::PyThreadState_DeleteCurrent();
+                }
+            } else {
+                ffi::PyThreadState_Clear(self.tstate);
+                ffi::PyThreadState_DeleteCurrent();
+            }
             reattach(self.previous);
         }
+    }
+}
+
+/// Delete idle thread states (made by any thread); the caller holds their interpreter's GIL
+/// and none of them is current anywhere.
+unsafe fn delete_idle(states: Vec<usize>) {
+    for t in states {
+        // SAFETY (caller): see above.
+        ffi::PyThreadState_Clear(t as *mut ffi::PyThreadState);
+        ffi::PyThreadState_Delete(t as *mut ffi::PyThreadState);
     }
 }
 
@@ -239,12 +278,14 @@ impl Attached {
 
 /// End a sub-interpreter. Nothing may be attached to it on any thread.
 pub fn end_interpreter(interp: InterpPtr) {
-    // SAFETY: the anchor is the interpreter's only remaining thread state (every attachment
-    // deleted its own); it is made current here so Py_EndInterpreter finds exactly it; afterwards
+    // SAFETY: nothing is attached to the interpreter; the anchor is made current and the idle
+    // states other threads kept are deleted under its GIL, so Py_EndInterpreter finds only the
+    // anchor; afterwards
     // no state is current and the outer one, if any, is restored.
     unsafe {
         let previous = detach_current();
         ffi::PyEval_RestoreThread(interp.anchor);
+        delete_idle(thread_states::idle().forget(interp.interp as usize));
         ffi::Py_EndInterpreter(interp.anchor);
         reattach(previous);
     }
@@ -273,6 +314,7 @@ pub fn interrupt(interp: InterpPtr, thread: c_ulong, exception: *mut ffi::PyObje
             if push == Push::RaiseAtEveryLine {
                 ffi::PyEval_SetTraceAllThreads(Some(raise_at_every_line), exception);
             }
+            delete_idle(thread_states::idle().taint(interp.interp as usize));
         }
     }
     drop(attached);

@@ -12,6 +12,7 @@ mod cpython;
 mod hostmodule;
 mod job;
 mod pool;
+mod thread_states;
 
 use std::ffi::c_ulong;
 use std::sync::atomic::{AtomicUsize, Ordering};
