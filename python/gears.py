@@ -12,6 +12,7 @@ import sys
 import types
 
 import _gearbox
+import gears_async as _async
 import gears_events as _events
 import gears_pipeline as _pipeline
 from gears_pipeline import flat_error
@@ -31,14 +32,6 @@ class _ScriptState:
 
 
 _state = _ScriptState()
-
-
-def _not_yet(name):
-    def missing(*args, **kwargs):
-        raise error("%s is not supported by gearbox yet" % name)
-
-    missing.__name__ = name
-    return missing
 
 
 # ---------------------------------------------------------------- runtime functions
@@ -102,12 +95,9 @@ ConfigGet = _deprecated("ConfigGet", configGet)
 GearsConfigGet = _deprecated("GearsConfigGet", gearsConfigGet)
 
 
-def isAsyncAllow():
-    return False
-
-
 registerTE = _events.registerTE
-gearsFuture = _not_yet("gearsFuture")
+gearsFuture = _async.gearsFuture
+isAsyncAllow = _async.isAsyncAllow
 def call_next(*args):
     """In a command hook's execution: run the next hook of the command, or the command itself,
     with these arguments (the command name is added); returns its reply, errors raise."""
@@ -123,10 +113,10 @@ def override_reply(reply):
     """For a KeysReader `commands=` registration: what the command's client gets instead of its
     reply ('-...' an error, '+...' a status)."""
     _gearbox.command("override", reply)
-createFuture = _not_yet("createFuture")
-setFutureResults = _not_yet("setFutureResults")
-setFutureException = _not_yet("setFutureException")
-runCoroutine = _not_yet("runCoroutine")
+createFuture = _async.createFuture
+setFutureResults = _async.setFutureResults
+setFutureException = _async.setFutureException
+runCoroutine = _async.runCoroutine
 
 
 # ---------------------------------------------------------------- the builder

@@ -14,8 +14,12 @@ import time
 import types
 
 import _gearbox
+import gears_async as _async
 
-_OWN_FILES = ("gears.py", "gears_pipeline.py", "gears_events.py")
+_OWN_FILES = ("gears.py", "gears_pipeline.py", "gears_events.py", "gears_async.py")
+# A callback's result needs a look only when it is a coroutine or some future is being created.
+_pending = _async.pending
+_Coroutine = types.CoroutineType
 
 
 class flat_error(Exception):
@@ -102,16 +106,39 @@ def shards_id_reader():
 # Each step is a generator function (records, errors, *callbacks) -> records.
 
 
+def _failed(errors, e):
+    """Report a failed callback; a future it created dies with it."""
+    if _pending:
+        _pending.pop(_async._ident(), None)
+    errors.append(format_exception(e))
+
+
 def _calls(records, errors, f):
     """(record, f(record)) for every record whose call succeeded; a failing call's error is
-    reported and its record dropped (RedisGears semantics for every callback step)."""
+    reported and its record dropped (RedisGears semantics for every callback step). The result
+    may be async (a coroutine, a gearsFuture): the record waits for it."""
     for r in records:
         try:
             out = f(r)
+            if _pending or type(out) is _Coroutine:
+                out = _async.settle(out)
         except Exception as e:
-            errors.append(format_exception(e))
+            _failed(errors, e)
             continue
         yield r, out
+
+
+def _extracted(records, errors, extractor):
+    """(record, extractor(record)): like `_calls`, but an extractor may not be async."""
+    for r in records:
+        try:
+            key = extractor(r)
+            if _pending or type(key) is _Coroutine:
+                key = _async.settle(key, "coroutine are not allow on extractor")
+        except Exception as e:
+            _failed(errors, e)
+            continue
+        yield r, key
 
 
 def step_map(records, errors, f):
@@ -139,10 +166,12 @@ def step_accumulate(records, errors, f):
     acc, have = None, False
     for r in records:
         try:
-            acc = f(acc, r)
-            have = True
+            out = f(acc, r)
+            if _pending or type(out) is _Coroutine:
+                out = _async.settle(out)
+            acc, have = out, True
         except Exception as e:
-            errors.append(format_exception(e))
+            _failed(errors, e)
     if have:
         yield acc
 
@@ -164,7 +193,7 @@ def step_sum(records, errors):
 
 
 def _grouped(records, errors, extractor):
-    for r, key in _calls(records, errors, extractor):
+    for r, key in _extracted(records, errors, extractor):
         # RedisGears keys records by string: an int key 1 becomes '1'.
         yield (key if isinstance(key, str) else str(key)), r
 
@@ -173,9 +202,12 @@ def step_groupby(records, errors, extractor, reducer):
     groups = {}
     for key, r in _grouped(records, errors, extractor):
         try:
-            groups[key] = reducer(key, groups.get(key), r)
+            out = reducer(key, groups.get(key), r)
+            if _pending or type(out) is _Coroutine:
+                out = _async.settle(out)
+            groups[key] = out
         except Exception as e:
-            errors.append(format_exception(e))
+            _failed(errors, e)
     for key, value in groups.items():
         yield {"key": key, "value": value}
 
@@ -187,8 +219,10 @@ def step_batchgroupby(records, errors, extractor, reducer):
     for key, batch in groups.items():
         try:
             value = reducer(key, batch)
+            if _pending or type(value) is _Coroutine:
+                value = _async.settle(value, "coroutine are not allow on reduce")
         except Exception as e:
-            errors.append(format_exception(e))
+            _failed(errors, e)
             continue
         yield {"key": key, "value": value}
 
@@ -296,3 +330,15 @@ def _guarded_reader(reader, errors):
         errors.append(str(e))
     except Exception as e:
         errors.append(format_exception(e))
+
+
+# Where gearsFuture() may be created: the innermost of these frames on the stack decides (a
+# reader's frame means "not in a step").
+_async.STEP_CODES.update({
+    _calls.__code__: True,
+    step_accumulate.__code__: True,
+    step_groupby.__code__: True,
+    _extracted.__code__: False,
+    step_batchgroupby.__code__: False,
+    _guarded_reader.__code__: None,
+})

@@ -5,7 +5,7 @@ then serves the host's command frames on a private channel descriptor until the 
   B bootstrap(pipeline_src, events_src, gears_src)   S run_script(source)   P run_plan(id)   D drop_plan(id)
   F fire(handle, record, profile)   O on_registered(handle)
 While a command runs, host calls are request frames (C call, K read_keys, L log, G config_get,
-A atomic_begin, Z atomic_end, X register, T time_event, H command) answered by an `r` frame. Frame: b"GB", version, kind,
+A atomic_begin, Z atomic_end, X register, T time_event, H command, W async_allowed) answered by an `r` frame. Frame: b"GB", version, kind,
 u32 tag, u32 length, then one value (tags N i d b s e a; little-endian lengths). Every frame carries
 the tag of the host command it belongs to. A command may arrive while this guest waits for a host
 reply (a sync registration firing while a job of this session waits for Redis): if its tag is
@@ -284,13 +284,17 @@ def time_event(seconds, handle):
     _host("T", [int(seconds), int(handle)])
 
 
+def async_allowed():
+    return bool(_host("W", None))
+
+
 def command(op, arg):
     if not isinstance(op, str):
         raise TypeError("command(op: str, arg)")
     return _reply_obj(_host("H", [op, arg]))
 
 
-for _f in (call, read_keys, log, config_get, atomic_begin, atomic_end, register, time_event, command):
+for _f in (call, read_keys, log, config_get, atomic_begin, atomic_end, register, time_event, command, async_allowed):
     setattr(_gb, _f.__name__, _f)
 sys.modules["_gearbox"] = _gb
 
@@ -408,7 +412,7 @@ def _run(kind, arg):
     """One host command; returns the value of its `R` answer."""
     if kind == "B":
         try:
-            for name, src in zip(("gears_pipeline", "gears_events", "gears"), arg):
+            for name, src in zip(("gears_async", "gears_pipeline", "gears_events", "gears"), arg):
                 mod = types.ModuleType(name)
                 mod.__file__ = name + ".py"
                 sys.modules[name] = mod

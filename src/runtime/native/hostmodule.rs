@@ -4,7 +4,7 @@
 //! its own reference to its session's [`Host`].
 //!
 //! Functions: `call(*args)`, `read_keys(keys, read_value)`, `log(level, msg)`,
-//! `config_get(name)`, `atomic_begin()`, `atomic_end()`, `register(spec)`, `time_event(seconds, handle)`, `command(op, arg)`. Exceptions: `error` (`gears.error`),
+//! `config_get(name)`, `atomic_begin()`, `atomic_end()`, `register(spec)`, `time_event(seconds, handle)`, `command(op, arg)`, `async_allowed()`. Exceptions: `error` (`gears.error`),
 //! `forcestopped` (raised into an aborted execution) and `ScriptTimeout` (raised into top-level
 //! code that ran past ScriptTimeoutMS); the last two derive from BaseException so a script's
 //! `except Exception` does not swallow them.
@@ -59,6 +59,7 @@ fn definition() -> *mut ffi::PyModuleDef {
                 method(c"register", register, c"register(spec): install a registration; returns its id"),
                 method(c"time_event", time_event, c"time_event(seconds, handle): call a callback every period"),
                 method(c"command", command, c"command(op, arg): call_next / get_command / override_reply"),
+                method(c"async_allowed", async_allowed, c"async_allowed(): whether an async record may be waited for here"),
                 ffi::PyMethodDef::zeroed(),
             ];
             let slots = vec![
@@ -403,6 +404,16 @@ unsafe extern "C" fn command(module: *mut ffi::PyObject, args: *mut *mut ffi::Py
                 gearbox_engine::Value::Error(message) => raise_gears_error(module, &message),
                 other => convert::reply_to_py(&other),
             }
+        }
+    })
+}
+
+unsafe extern "C" fn async_allowed(module: *mut ffi::PyObject, _args: *mut *mut ffi::PyObject, _nargs: ffi::Py_ssize_t) -> *mut ffi::PyObject {
+    entry(|| {
+        // SAFETY: called by CPython with the GIL of the module's interpreter.
+        unsafe {
+            let allowed = host_of(module).is_some_and(|h| h.may_wait_for_lock());
+            ffi::PyBool_FromLong(allowed as std::ffi::c_long)
         }
     })
 }

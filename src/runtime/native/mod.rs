@@ -30,6 +30,8 @@ use job::{NativeJob, Work};
 
 /// The API every script sees, shared with the wasm runtime.
 const GEARS_PY: &str = include_str!("../../../python/gears.py");
+/// Async records (gearsFuture, coroutines), imported by `gears_pipeline.py`.
+const ASYNC_PY: &str = include_str!("../../../python/gears_async.py");
 /// Readers and steps, imported by `gears.py`.
 const PIPELINE_PY: &str = include_str!("../../../python/gears_pipeline.py");
 /// Registrations and time events, imported by `gears.py`.
@@ -136,6 +138,7 @@ impl NativeRuntime {
 /// The Python every interpreter loads, compiled once at start-up and kept marshalled.
 pub struct Sources {
     boot: Vec<u8>,
+    asyncs: Vec<u8>,
     pipeline: Vec<u8>,
     events: Vec<u8>,
     gears: Vec<u8>,
@@ -151,6 +154,7 @@ impl Sources {
         let boot = format!("{BOOT_PY}\nsys.path.extend(p for p in {site_paths} if p not in sys.path)\n");
         Ok(Sources {
             boot: cpython::compile_marshalled(&boot, c"boot.py")?,
+            asyncs: cpython::compile_marshalled(ASYNC_PY, c"gears_async.py")?,
             pipeline: cpython::compile_marshalled(PIPELINE_PY, c"gears_pipeline.py")?,
             events: cpython::compile_marshalled(EVENTS_PY, c"gears_events.py")?,
             gears: cpython::compile_marshalled(GEARS_PY, c"gears.py")?,
@@ -172,6 +176,7 @@ fn bootstrap(py: &Attached, sources: &Sources) -> Result<(ObjPtr, ObjPtr), Strin
         let timeout = hostmodule::exception_type(module, c"ScriptTimeout");
         ffi::Py_DecRef(module);
         for (name, code, file) in [
+            (c"gears_async", &sources.asyncs, c"gears_async.py"),
             (c"gears_pipeline", &sources.pipeline, c"gears_pipeline.py"),
             (c"gears_events", &sources.events, c"gears_events.py"),
             (c"gears", &sources.gears, c"gears.py"),

@@ -62,6 +62,7 @@ pub fn serve(host: Option<&Arc<dyn Host>>, k: u8, value: &Value) -> Value {
             },
             _ => Value::Error("gearbox: malformed command request from the guest".into()),
         },
+        (kind::ASYNC_ALLOWED, _) => Value::Int(host.may_wait_for_lock() as i64),
         (kind::REGISTER, spec) => match host.register(spec) {
             Ok(id) => Value::Bulk(id.into_bytes()),
             Err(message) => Value::Error(message),

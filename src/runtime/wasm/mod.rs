@@ -36,6 +36,7 @@ use pool::Pool;
 use wire::kind;
 
 const GEARS_PY: &str = include_str!("../../../python/gears.py");
+const ASYNC_PY: &str = include_str!("../../../python/gears_async.py");
 const PIPELINE_PY: &str = include_str!("../../../python/gears_pipeline.py");
 const EVENTS_PY: &str = include_str!("../../../python/gears_events.py");
 const GUEST_PY: &str = include_str!("../../../wasm-python/guest.py");
@@ -55,7 +56,7 @@ pub struct Settings {
 
 /// The Python every guest loads after start-up, in import order.
 fn bootstrap_sources() -> Value {
-    Value::Array(vec![Value::bulk(PIPELINE_PY), Value::bulk(EVENTS_PY), Value::bulk(GEARS_PY)])
+    Value::Array(vec![Value::bulk(ASYNC_PY), Value::bulk(PIPELINE_PY), Value::bulk(EVENTS_PY), Value::bulk(GEARS_PY)])
 }
 
 struct Shared {

@@ -43,6 +43,7 @@ pub mod kind {
     pub const REGISTER: u8 = b'X';
     pub const TIME_EVENT: u8 = b'T';
     pub const COMMAND: u8 = b'H';
+    pub const ASYNC_ALLOWED: u8 = b'W';
 
     /// Whether a host → guest frame of this kind starts a command (rather than answering).
     pub fn is_command(k: u8) -> bool {

@@ -1,0 +1,256 @@
+"""gears_async: async records in gearbox's RedisGears API (`gearsFuture`, `async def` step
+callbacks, and the asyncio helpers `createFuture`, `setFutureResults`, `setFutureException`,
+`runCoroutine`), loaded into every session's interpreter before `gears_pipeline.py`.
+
+An execution that meets an async record waits for it on its own thread, without holding the
+interpreter's lock, while the rest of the session goes on: a coroutine runs on the session's
+asyncio loop (a thread of its own in native mode; driven by the waiting execution in wasm mode,
+which has no threads), a `gearsFuture` is continued from anywhere by `continueRun` /
+`continueFailed`. Waiting is only allowed where it cannot hold up Redis: not in a sync
+registration's inline run (nor inside MULTI or Lua), where RedisGears would move the execution
+to the background and gearbox refuses with an error instead.
+
+Errors and their texts follow RedisGears 1.2 (`shared/spec/redisgears-1x.md` §2.5).
+"""
+import sys
+import types
+
+import _gearbox
+
+_THREADS = sys.platform != "wasi"
+if _THREADS:
+    import threading
+
+    _ident = threading.get_ident
+    _loop_lock = threading.Lock()
+else:
+    def _ident():
+        return 0
+
+_INLINE = ("Creating async record is not allow in a sync execution in gearbox "
+           "(register with mode='async_local' to use async records)")
+
+# Futures created by a step callback that has not returned yet, by thread.
+pending = {}
+# Code objects of the pipeline's step loops, and whether their callbacks may be async (set by
+# gears_pipeline at import): gearsFuture() finds its step by walking up the stack.
+STEP_CODES = {}
+
+_loop = None
+
+
+def loop():
+    """The session's asyncio loop (started on first use)."""
+    global _loop
+    if _loop is not None:
+        return _loop
+    import asyncio
+
+    if not _THREADS:
+        _loop = _wasi_loop()
+        return _loop
+    with _loop_lock:
+        if _loop is None:
+            new = asyncio.new_event_loop()
+            thread = threading.Thread(target=_serve, args=(new,), name="gears-asyncio")
+            # Ending the interpreter joins its threads: stop the loop first.
+            threading._register_atexit(lambda: new.call_soon_threadsafe(new.stop))
+            thread.start()
+            _loop = new
+    return _loop
+
+
+def _wasi_loop():
+    """A selector loop without the self-pipe WASI cannot make (no socketpair); with no other
+    thread, nothing needs to wake it."""
+    import asyncio
+
+    class WasiLoop(asyncio.SelectorEventLoop):
+        def _make_self_pipe(self):
+            pass
+
+        def _close_self_pipe(self):
+            pass
+
+        def _write_to_self(self):
+            pass
+
+    return WasiLoop()
+
+
+def _serve(lp):
+    import asyncio
+
+    asyncio.set_event_loop(lp)
+    lp.run_forever()
+
+
+def async_allowed():
+    """Whether an async record may be waited for here (not on a thread holding Redis)."""
+    return _gearbox.async_allowed()
+
+
+def _step_kind():
+    """The step whose callback is running on this thread: None outside one, else whether it
+    supports async records."""
+    frame = sys._getframe(2)
+    while frame is not None:
+        if frame.f_code in STEP_CODES:
+            return STEP_CODES[frame.f_code]
+        frame = frame.f_back
+    return None
+
+
+_CREATED, _RETURNED, _DONE = range(3)
+
+
+class gearsFuture:
+    """Returned from a step callback, suspends its record until `continueRun(value)` (the
+    step's result for the record) or `continueFailed(error)` (the record fails)."""
+
+    def __init__(self):
+        supported = _step_kind()
+        if supported is None:
+            raise _gearbox.error("Future object can only be created inside certain execution steps")
+        if not supported:
+            raise _gearbox.error("Step does not support async")
+        if not async_allowed():
+            raise _gearbox.error(_INLINE)
+        if _ident() in pending:
+            raise _gearbox.error("Can not create async record twice on the same step")
+        pending[_ident()] = self
+        self._state, self._value, self._error = _CREATED, None, None
+        self._cond = threading.Condition() if _THREADS else None
+
+    def continueRun(self, value):
+        self._finish(value, None)
+
+    def continueFailed(self, error):
+        self._finish(None, error if isinstance(error, BaseException) else Exception(str(error)))
+
+    def _finish(self, value, error):
+        if self._cond is None:
+            return self._set(value, error)
+        with self._cond:
+            self._set(value, error)
+            self._cond.notify_all()
+
+    def _set(self, value, error):
+        if self._state == _CREATED:
+            raise _gearbox.error("Can not handle future untill it returned from the callback")
+        if self._state == _DONE:
+            raise _gearbox.error("Can not continue with the same future twice")
+        self._state, self._value, self._error = _DONE, value, error
+
+    def _wait(self):
+        """Wait (as the execution owning the record) until continued; its value, or its error
+        raised."""
+        if self._cond is not None:
+            with self._cond:
+                if self._state == _CREATED:
+                    self._state = _RETURNED
+                while self._state != _DONE:
+                    # Short waits: RG.ABORTEXECUTION's exception is seen between them.
+                    self._cond.wait(0.05)
+        else:
+            if self._state == _CREATED:
+                self._state = _RETURNED
+            _drive_until(lambda: self._state == _DONE)
+        if self._error is not None:
+            raise self._error
+        return self._value
+
+
+def _drive_until(done):
+    """wasm: run the loop until done(); nothing left to run means nothing will ever continue."""
+    import asyncio
+
+    lp = loop()
+    while not done():
+        if not asyncio.all_tasks(lp):
+            raise _gearbox.error("Async record did not called continue")
+        lp.run_until_complete(asyncio.sleep(0.005))
+
+
+def _run_coroutine(coro):
+    lp = loop()
+    if not _THREADS:
+        return lp.run_until_complete(coro)
+    import asyncio
+    import concurrent.futures
+
+    fut = asyncio.run_coroutine_threadsafe(coro, lp)
+    try:
+        while not fut.done():
+            concurrent.futures.wait([fut], timeout=0.05)
+    except BaseException:
+        fut.cancel()
+        raise
+    return fut.result()
+
+
+def settle(out, no_async_text=None):
+    """A step callback's return value once its async record is resolved. `no_async_text`: the
+    step refuses coroutines with this text (extractors, batchgroupby reducers)."""
+    created = pending.pop(_ident(), None)
+    if type(out) is types.CoroutineType:
+        if no_async_text is not None or not async_allowed():
+            out.close()
+            raise _gearbox.error(no_async_text or _INLINE)
+        return _run_coroutine(out)
+    if isinstance(out, gearsFuture):
+        return out._wait()
+    if created is not None:
+        raise _gearbox.error("Async record did not called continue")
+    return out
+
+
+def isAsyncAllow():
+    """Whether a step callback running here may return a coroutine or a gearsFuture."""
+    return bool(_step_kind()) and async_allowed()
+
+
+def createFuture():
+    """An asyncio future of the session's loop (await it in a coroutine)."""
+    return loop().create_future()
+
+
+def _threadsafe(lp, fn, *args):
+    if _THREADS:
+        lp.call_soon_threadsafe(fn, *args)
+    else:
+        lp.call_soon(fn, *args)
+
+
+def setFutureResults(f, res):
+    _threadsafe(loop(), f.set_result, res)
+
+
+def setFutureException(f, exception):
+    if not isinstance(exception, BaseException):
+        exception = Exception(str(exception))
+    _threadsafe(loop(), f.set_exception, exception)
+
+
+def runCoroutine(cr, f=None, delay=0):
+    """Run coroutine `cr` on the session's loop (after `delay` seconds); continue gearsFuture `f`
+    with its result or error."""
+    import asyncio
+
+    async def run():
+        try:
+            if delay:
+                await asyncio.sleep(delay)
+            res = await cr
+        except Exception as e:
+            if f is not None:
+                f.continueFailed(e)
+            return
+        if f is not None:
+            f.continueRun(res)
+
+    lp = loop()
+    if _THREADS:
+        asyncio.run_coroutine_threadsafe(run(), lp)
+    else:
+        lp.create_task(run())
