@@ -209,9 +209,7 @@ def registerTE(seconds, fn, keyName=None):
         raise _gearbox.error("time argument must be a long")
     if not isinstance(fn, types.FunctionType):
         raise _gearbox.error("callback must be a function")
-    if keyName is not None:
-        raise _gearbox.error("registerTE(keyName=...) (key-bound time events) is not supported by gearbox yet")
     handle = len(_registrations) + 1
     _registrations[handle] = ("TimeEvent", (), fn, False)
-    _gearbox.time_event(seconds, handle)
-    return True
+    # As in RedisGears, a keyName that is not a str is ignored.
+    return _gearbox.time_event(seconds, handle, keyName if isinstance(keyName, str) else None)

@@ -46,6 +46,7 @@ fn load(ctx: Ctx, argv: *mut *mut raw::RedisModuleString, argc: c_int) -> Result
         },
     )?;
     events::hooks::install(ctx)?;
+    events::keyed_timers::install_type(ctx)?;
     redis_ffi::register_info(ctx, Some(commands::info::info));
     redis_ffi::log_with(
         ctx,

@@ -280,8 +280,8 @@ def register(spec):
     return _text(_host("X", spec))
 
 
-def time_event(seconds, handle):
-    _host("T", [int(seconds), int(handle)])
+def time_event(seconds, handle, key=None):
+    return bool(_host("T", [int(seconds), int(handle)] + ([] if key is None else [_arg(key)])))
 
 
 def async_allowed():

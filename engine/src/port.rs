@@ -112,8 +112,9 @@ pub trait Host: Send + Sync {
     /// `register()` at a script's top level: `spec` is the name/value array gears.py builds
     /// (see `RegistrationSpec`). Returns the registration id, or the error text to raise.
     fn register(&self, spec: &Value) -> Result<String, String>;
-    /// `registerTE(seconds, fn)`: call the callback known by `handle` every `seconds`.
-    fn time_event(&self, seconds: u64, handle: i64) -> Result<(), String>;
+    /// `registerTE(seconds, fn, keyName)`: call the callback known by `handle` every `seconds`;
+    /// with a key, the time event lives in that key. Ok(false): the key exists already.
+    fn time_event(&self, seconds: u64, handle: i64, key: Option<Vec<u8>>) -> Result<bool, String>;
     /// `call_next` / `get_command` / `override_reply`; errors come back as `Value::Error`.
     fn command(&self, request: CommandRequest) -> Value;
 }

@@ -68,7 +68,7 @@ pub fn run_and_install(req: ScriptRequest, loading: bool) -> Result<Installed, S
     let outcome = result?;
     let registrations: Vec<Arc<Registration>> =
         finished.registrations.into_iter().map(|p| Registration::new(p.id, session.clone(), p.spec)).collect();
-    if !registrations.is_empty() {
+    if !registrations.is_empty() || !finished.keyed_time_events.is_empty() {
         let journal = if replaying { journal } else { finished.journal };
         session.set_recipe(Recipe { source: req.source, journal, user: req.user_name });
     }
@@ -82,6 +82,7 @@ pub fn run_and_install(req: ScriptRequest, loading: bool) -> Result<Installed, S
     }
     drop(removed);
     drop(old);
+    super::keyed_timers::create(&session, finished.keyed_time_events);
     for r in registrations.iter().filter(|r| r.spec.on_registered || r.spec.reader == ReaderKind::Stream) {
         if loading {
             DEFERRED.lock().unwrap_or_else(|e| e.into_inner()).push(r.clone());
@@ -135,35 +136,48 @@ pub fn replicate(ctx: Ctx, session: &Arc<Session>, replacing: &[String]) {
     redis_hooks::replicate(ctx, "RG.INNERREGISTER", &[&blob]);
 }
 
-/// Rebuild one saved session (a load, or RG.INNERREGISTER). `Err` says why it was skipped.
-pub fn restore(saved: SavedSession, replacing: Vec<String>, loading: bool) -> Result<(), String> {
+/// The request that replays a saved session, giving its `register()` calls these `ids`.
+fn replay_request(saved: SavedSession, replacing: Vec<String>, ids: Vec<(i64, String)>) -> Result<ScriptRequest, String> {
     let user = match &saved.recipe.user {
         Some(name) => Some(redis_hooks::user_by_name(name).ok_or_else(|| format!("its ACL user {name} does not exist"))?),
         None => None,
     };
+    Ok(ScriptRequest {
+        source: saved.recipe.source,
+        id: saved.id,
+        description: saved.description,
+        user,
+        user_name: saved.recipe.user,
+        replacing,
+        restore: Some((saved.recipe.journal, ids)),
+    })
+}
+
+/// Rebuild one saved session (a load, or RG.INNERREGISTER). `Err` says why it was skipped.
+pub fn restore(saved: SavedSession, replacing: Vec<String>, loading: bool) -> Result<(), String> {
     if saved.registrations.is_empty() && replacing.is_empty() {
         return Ok(());
     }
-    let installed = run_and_install(
-        ScriptRequest {
-            source: saved.recipe.source,
-            id: saved.id,
-            description: saved.description,
-            user,
-            user_name: saved.recipe.user,
-            replacing,
-            restore: Some((saved.recipe.journal, saved.registrations.clone())),
-        },
-        loading,
-    )?;
-    if installed.registrations.len() != saved.registrations.len() {
+    let expected = saved.registrations.len();
+    let ids = saved.registrations.clone();
+    let installed = run_and_install(replay_request(saved, replacing, ids)?, loading)?;
+    if installed.registrations.len() != expected {
         return Err(format!(
             "restored {} of its {} registrations (its script no longer registers the same way)",
             installed.registrations.len(),
-            saved.registrations.len()
+            expected
         ));
     }
     Ok(())
+}
+
+/// Rebuild a saved session that has no registrations (its key-bound time events hold it).
+pub fn rebuild(saved: SavedSession) -> Result<Arc<Session>, String> {
+    let recipe = saved.recipe.clone();
+    let installed = run_and_install(replay_request(saved, Vec::new(), Vec::new())?, true)?;
+    // Replaying records nothing: the session keeps the recipe it was saved with.
+    installed.session.set_recipe(recipe);
+    Ok(installed.session)
 }
 
 /// Decode an RG.INNERREGISTER blob: the session and the ids it replaces.

@@ -14,6 +14,7 @@ pub mod command_info;
 pub mod fire;
 pub mod hooks;
 pub mod install;
+pub mod keyed_timers;
 pub mod keyspace;
 pub mod persistence;
 pub mod streams;

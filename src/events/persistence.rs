@@ -5,7 +5,8 @@
 //! * load: rebuild each saved session by replaying its script (`install::restore`); a session
 //!   that cannot be rebuilt is logged and skipped, the rest of the load goes on.
 //! * loading start: all registrations go (a load replaces them); loading end: the restored
-//!   registrations' onRegistered callbacks run, now that the whole dataset is there.
+//!   registrations' onRegistered callbacks run, now that the whole dataset is there, and the
+//!   key-bound time events loaded with the keyspace start again (`keyed_timers`).
 
 use gearbox_engine::persist;
 
@@ -34,10 +35,12 @@ pub fn load(blob: &[u8]) -> Result<(), String> {
 pub fn loading(started: bool) {
     if started {
         install::clear_deferred();
+        super::keyed_timers::clear_loaded();
         super::timers::stop_all();
         let removed = gearbox::get().engine.registrations.clear();
         drop(removed);
     } else {
         install::run_deferred();
+        super::keyed_timers::arm_loaded();
     }
 }

@@ -4,7 +4,7 @@
 //! session (the script's interpreter lives as long as it does) and stops when the session is
 //! replaced by an UPGRADE / REPLACE_WITH or when a load replaces all registrations.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
@@ -23,13 +23,21 @@ struct TimeEvent {
     handle: i64,
     period: Duration,
     epoch: u64,
+    /// A key-bound time event: false once its key is gone.
+    alive: Option<Arc<AtomicBool>>,
 }
 
 /// Start a time event of `session`. The caller holds the Redis lock.
 pub fn start(session: Weak<Session>, handle: i64, period: Duration) -> Result<(), String> {
     let session = session.upgrade().ok_or("gearbox: the script's session is gone")?;
-    arm(Arc::new(TimeEvent { session, handle, period, epoch: EPOCH.load(Ordering::SeqCst) }));
+    arm(Arc::new(TimeEvent { session, handle, period, epoch: EPOCH.load(Ordering::SeqCst), alive: None }));
     Ok(())
+}
+
+/// Start a key-bound time event (see `keyed_timers`), running while `alive`. The caller holds
+/// the Redis lock.
+pub fn start_keyed(session: Arc<Session>, handle: i64, period: Duration, alive: Arc<AtomicBool>) {
+    arm(Arc::new(TimeEvent { session, handle, period, epoch: EPOCH.load(Ordering::SeqCst), alive: Some(alive) }));
 }
 
 /// Stop every time event (a load replaces the server's state).
@@ -43,7 +51,13 @@ fn arm(te: Arc<TimeEvent>) {
 }
 
 fn fire(te: Arc<TimeEvent>) {
-    if te.session.is_dead() || te.epoch != EPOCH.load(Ordering::SeqCst) {
+    let key_gone = te.alive.as_ref().is_some_and(|a| !a.load(Ordering::SeqCst));
+    if te.session.is_dead() || te.epoch != EPOCH.load(Ordering::SeqCst) || key_gone {
+        return;
+    }
+    if te.alive.is_some() && redis_hooks::is_replica() {
+        // A replica keeps the key (from an RDB) but does not run it; a promotion starts it.
+        arm(te);
         return;
     }
     gearbox::get().engine.spawn(move || {

@@ -3,6 +3,7 @@
 //! `execute()` of that script is checked against that user's permissions.
 
 pub mod command_filter;
+pub mod key_type;
 mod keys;
 pub mod lock;
 pub mod redis_ffi;
@@ -102,14 +103,23 @@ impl Host for RedisHost {
         self.top_level().register(spec)
     }
 
-    fn time_event(&self, seconds: u64, handle: i64) -> Result<(), String> {
+    fn time_event(&self, seconds: u64, handle: i64, key: Option<Vec<u8>>) -> Result<bool, String> {
+        let period = Duration::from_secs(seconds);
+        if let Some(key) = key {
+            let pending = crate::events::keyed_timers::PendingKeyed { key, handle, period };
+            return self.top_level().keyed_time_event(pending, |k| {
+                let _lock = RedisLock::acquire();
+                keys::Caller::call_locked(self, &[b"EXISTS".to_vec(), k.to_vec()]) != Value::Int(0)
+            });
+        }
         // A session rebuilt after a load does not repeat its top level's side effects.
         if self.top_level().is_replaying() {
-            return Ok(());
+            return Ok(true);
         }
         let session = self.session.get().cloned().ok_or("gearbox: registerTE before the session exists")?;
         let _lock = RedisLock::acquire();
-        crate::events::timers::start(session, handle, Duration::from_secs(seconds))
+        crate::events::timers::start(session, handle, period)?;
+        Ok(true)
     }
 
     fn command(&self, request: CommandRequest) -> Value {

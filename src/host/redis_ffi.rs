@@ -412,3 +412,28 @@ impl InfoCtx {
         unsafe { raw::RedisModule_InfoAddFieldCString.expect("API")(self.0, name.as_ptr(), value.as_ptr()) };
     }
 }
+
+/// Data type methods with only the version set; a type fills in the callbacks it has.
+pub fn empty_type_methods() -> raw::RedisModuleTypeMethods {
+    raw::RedisModuleTypeMethods {
+        version: raw::REDISMODULE_TYPE_METHOD_VERSION as u64,
+        rdb_load: None,
+        rdb_save: None,
+        aof_rewrite: None,
+        mem_usage: None,
+        digest: None,
+        free: None,
+        aux_load: None,
+        aux_save: None,
+        aux_save_triggers: 0,
+        free_effort: None,
+        unlink: None,
+        copy: None,
+        defrag: None,
+        mem_usage2: None,
+        free_effort2: None,
+        unlink2: None,
+        copy2: None,
+        aux_save2: None,
+    }
+}

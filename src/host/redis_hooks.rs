@@ -111,25 +111,13 @@ unsafe extern "C" fn no_free(_value: *mut c_void) {}
 pub fn install(ctx: Ctx, h: Hooks) -> Result<(), String> {
     HOOKS.set(h).map_err(|_| "gearbox hooks installed twice".to_string())?;
     let mut methods = raw::RedisModuleTypeMethods {
-        version: raw::REDISMODULE_TYPE_METHOD_VERSION as u64,
         rdb_load: Some(no_rdb_load),
         rdb_save: Some(no_rdb_save),
-        aof_rewrite: None,
-        mem_usage: None,
-        digest: None,
         free: Some(no_free),
         aux_load: Some(aux_load),
         aux_save: Some(aux_save),
         aux_save_triggers: raw::REDISMODULE_AUX_AFTER_RDB as c_int,
-        free_effort: None,
-        unlink: None,
-        copy: None,
-        defrag: None,
-        mem_usage2: None,
-        free_effort2: None,
-        unlink2: None,
-        copy2: None,
-        aux_save2: None,
+        ..redis_ffi::empty_type_methods()
     };
     let event = raw::RedisModuleEvent { id: raw::REDISMODULE_EVENT_LOADING, dataver: 1 };
     // SAFETY: at load with the load context; Redis copies the type methods.

@@ -1,8 +1,8 @@
 //! What a session's host does differently while the script's top level runs: it records every
 //! `execute()` reply (the session's journal, persisted with its source), or, when a session is
 //! being rebuilt after a load or on a replica, replays them instead of calling Redis; and it
-//! collects the script's `register()` calls, which become registrations only if the whole
-//! script succeeds (a script that fails half-way leaves none behind).
+//! collects the script's `register()` and key-bound `registerTE()` calls, which take effect only
+//! if the whole script succeeds (a script that fails half-way leaves none behind).
 
 use std::collections::{HashMap, VecDeque};
 
@@ -10,6 +10,7 @@ use gearbox_engine::errors::EngineError;
 use gearbox_engine::{RegistrationSpec, Value};
 
 use crate::events::command_info;
+use crate::events::keyed_timers::PendingKeyed;
 use crate::gearbox;
 
 /// How the top level talks to Redis.
@@ -39,12 +40,15 @@ pub struct TopLevel {
     pending: Vec<Pending>,
     /// Sessions this script replaces (UPGRADE / REPLACE_WITH): their triggers may be reused.
     replacing: Vec<String>,
+    /// `registerTE(..., keyName=...)` calls, whose keys are made if the script succeeds.
+    keyed: Vec<PendingKeyed>,
 }
 
 /// What a successful top level leaves for the command layer.
 pub struct Finished {
     pub journal: Vec<Value>,
     pub registrations: Vec<Pending>,
+    pub keyed_time_events: Vec<PendingKeyed>,
 }
 
 impl TopLevel {
@@ -65,7 +69,7 @@ impl TopLevel {
     /// End of the top level: what it registered and the journal (empty if it was a replay).
     pub fn finish(&mut self) -> Finished {
         let done = std::mem::take(self);
-        Finished { journal: done.journal.into(), registrations: done.pending }
+        Finished { journal: done.journal.into(), registrations: done.pending, keyed_time_events: done.keyed }
     }
 
     pub fn is_replaying(&self) -> bool {
@@ -85,6 +89,23 @@ impl TopLevel {
         self.journal.pop_front().unwrap_or_else(|| {
             Value::Error("gearbox: while restoring this session its top level called execute() more often than when it first ran".into())
         })
+    }
+
+    /// `registerTE(seconds, fn, keyName)`: false if the key exists; the key is made when the
+    /// script has succeeded. `key_exists` asks Redis.
+    pub fn keyed_time_event(&mut self, pending: PendingKeyed, key_exists: impl FnOnce(&[u8]) -> bool) -> Result<bool, String> {
+        match self.phase {
+            Phase::Idle => Err("registerTE(keyName=...) can only be called from a script's top level in gearbox".into()),
+            // A rebuilt session finds its keys in the loaded keyspace.
+            Phase::Replaying => Ok(true),
+            Phase::Recording => {
+                if self.keyed.iter().any(|k| k.key == pending.key) || key_exists(&pending.key) {
+                    return Ok(false);
+                }
+                self.keyed.push(pending);
+                Ok(true)
+            }
+        }
     }
 
     /// `register()`: check the spec, hand out the id (a new one, or the saved one when replaying).

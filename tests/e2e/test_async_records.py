@@ -196,6 +196,8 @@ def test_continue_twice(r):
         {PY3}.map(suspend).run(lambda: 7)
     """))
     assert results == ["7"]
+    # The coroutine goes on after the first continueRun released the record.
+    wait_until(lambda: r.get("second_continue") is not None, what="the second continueRun")
     assert r.get("second_continue") == "Can not continue with the same future twice"
 
 

@@ -1,8 +1,8 @@
 """Time events (`registerTE(seconds, fn)`, spec §2.5): the callback runs every period in the
 script's session (its globals), errors go to the log without stopping it, the session lives as
 long as its time event, an UPGRADE of the session stops it, and bad arguments are refused with
-RedisGears' texts. The key-bound form (`keyName=`) is not built: it is refused, and that is
-tested too. Every case runs in both modes."""
+RedisGears' texts. The key-bound form (`keyName=`) is tested in test_keyed_time_events.py. Every
+case runs in both modes."""
 import pytest
 import redis
 
@@ -49,7 +49,6 @@ def test_upgrade_stops_the_old_time_event(r):
 @pytest.mark.parametrize("call, text", [
     ("registerTE('1', lambda: 1)", "time argument must be a long"),
     ("registerTE(1, len)", "callback must be a function"),
-    ("registerTE(1, lambda: 1, keyName='k')", "keyName"),
 ])
 def test_bad_arguments(r, call, text):
     with pytest.raises(redis.ResponseError) as e:

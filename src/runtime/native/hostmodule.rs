@@ -4,7 +4,7 @@
 //! its own reference to its session's [`Host`].
 //!
 //! Functions: `call(*args)`, `read_keys(keys, read_value)`, `log(level, msg)`,
-//! `config_get(name)`, `atomic_begin()`, `atomic_end()`, `register(spec)`, `time_event(seconds, handle)`, `command(op, arg)`, `async_allowed()`. Exceptions: `error` (`gears.error`),
+//! `config_get(name)`, `atomic_begin()`, `atomic_end()`, `register(spec)`, `time_event(seconds, handle, key)`, `command(op, arg)`, `async_allowed()`. Exceptions: `error` (`gears.error`),
 //! `forcestopped` (raised into an aborted execution) and `ScriptTimeout` (raised into top-level
 //! code that ran past ScriptTimeoutMS); the last two derive from BaseException so a script's
 //! `except Exception` does not swallow them.
@@ -57,7 +57,7 @@ fn definition() -> *mut ffi::PyModuleDef {
                 method(c"atomic_begin", atomic_begin, c"take the Redis lock for an atomic() block"),
                 method(c"atomic_end", atomic_end, c"release the Redis lock of an atomic() block"),
                 method(c"register", register, c"register(spec): install a registration; returns its id"),
-                method(c"time_event", time_event, c"time_event(seconds, handle): call a callback every period"),
+                method(c"time_event", time_event, c"time_event(seconds, handle, key=None): call a callback every period"),
                 method(c"command", command, c"command(op, arg): call_next / get_command / override_reply"),
                 method(c"async_allowed", async_allowed, c"async_allowed(): whether an async record may be waited for here"),
                 ffi::PyMethodDef::zeroed(),
@@ -374,11 +374,18 @@ unsafe extern "C" fn time_event(module: *mut ffi::PyObject, args: *mut *mut ffi:
             if !ffi::PyErr_Occurred().is_null() {
                 return std::ptr::null_mut();
             }
+            let key = match args.get(2) {
+                Some(&k) if k != ffi::Py_None() => match convert::arg_bytes(k) {
+                    Some(b) => Some(b),
+                    None => return std::ptr::null_mut(),
+                },
+                _ => None,
+            };
             let Some(host) = host_of(module) else {
                 return raise_gears_error(module, "gearbox: this interpreter has no host");
             };
-            match maybe_without_gil(&host, || host.time_event(seconds.max(0) as u64, handle)) {
-                Ok(()) => ffi::Py_NewRef(ffi::Py_None()),
+            match maybe_without_gil(&host, || host.time_event(seconds.max(0) as u64, handle, key)) {
+                Ok(created) => ffi::PyBool_FromLong(created as std::ffi::c_long),
                 Err(message) => raise_gears_error(module, &message),
             }
         }

@@ -49,10 +49,13 @@ pub fn serve(host: Option<&Arc<dyn Host>>, k: u8, value: &Value) -> Value {
             Value::Nil
         }
         (kind::TIME_EVENT, Value::Array(parts)) => match parts.as_slice() {
-            [Value::Int(seconds), Value::Int(handle)] => match host.time_event((*seconds).max(0) as u64, *handle) {
-                Ok(()) => Value::Nil,
-                Err(message) => Value::Error(message),
-            },
+            [Value::Int(seconds), Value::Int(handle), key @ ..] if key.len() <= 1 => {
+                let key = key.first().and_then(wire::bytes_of).map(<[u8]>::to_vec);
+                match host.time_event((*seconds).max(0) as u64, *handle, key) {
+                    Ok(created) => Value::Int(created as i64),
+                    Err(message) => Value::Error(message),
+                }
+            }
             _ => Value::Error("gearbox: malformed time_event from the guest".into()),
         },
         (kind::COMMAND, Value::Array(parts)) => match parts.as_slice() {

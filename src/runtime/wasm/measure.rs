@@ -40,7 +40,7 @@ impl Host for NullHost {
     fn register(&self, _spec: &Value) -> Result<String, String> {
         Err("not in a measurement".into())
     }
-    fn time_event(&self, _seconds: u64, _handle: i64) -> Result<(), String> {
+    fn time_event(&self, _seconds: u64, _handle: i64, _key: Option<Vec<u8>>) -> Result<bool, String> {
         Err("not in a measurement".into())
     }
     fn command(&self, _request: gearbox_engine::CommandRequest) -> Value {
