@@ -19,10 +19,12 @@ import _gearbox
 
 _THREADS = sys.platform != "wasi"
 if _THREADS:
-    import threading
+    # `threading` itself is imported only when async records are used: importing it in every
+    # interpreter would cost each session start time and memory.
+    import _thread
 
-    _ident = threading.get_ident
-    _loop_lock = threading.Lock()
+    _ident = _thread.get_ident
+    _loop_lock = _thread.allocate_lock()
 else:
     def _ident():
         return 0
@@ -49,6 +51,8 @@ def loop():
     if not _THREADS:
         _loop = _wasi_loop()
         return _loop
+    import threading
+
     with _loop_lock:
         if _loop is None:
             new = asyncio.new_event_loop()
@@ -120,7 +124,12 @@ class gearsFuture:
             raise _gearbox.error("Can not create async record twice on the same step")
         pending[_ident()] = self
         self._state, self._value, self._error = _CREATED, None, None
-        self._cond = threading.Condition() if _THREADS else None
+        if _THREADS:
+            import threading
+
+            self._cond = threading.Condition()
+        else:
+            self._cond = None
 
     def continueRun(self, value):
         self._finish(value, None)
