@@ -285,9 +285,7 @@ class GearsBuilder:
             raise error("execution mode must be a string")
         if mode not in ("async", "async_local"):
             raise error("unknown execution mode")
-        if not _state.in_script:
-            raise error("run() inside an execution (nested executions) is not supported by gearbox yet")
-        if _state.pending is not None:
+        if _state.in_script and _state.pending is not None:
             raise error("Can not run more then 1 executions in a single script")
         reader = self._reader(self.defaultArg if arg is None else arg, kwargs)
         steps = list(self.steps)
@@ -295,6 +293,12 @@ class GearsBuilder:
             steps.append(("map", (str,)))
         if collect:
             steps.append(("collect", ()))
+        if not _state.in_script:
+            # Inside an execution (a step, a coroutine, a registration or time event callback):
+            # the nested plan runs here and now; `await` on the returned object gives its
+            # [results, errors].
+            results, errors, _ = _pipeline.run_plan(reader, steps, False)
+            return _NestedRun([results, errors])
         info = [("reader", self.reader, str(arg if arg is not None else self.defaultArg))]
         info += [_STEP_INFO[name] + ("",) for name, _ in steps]
         _state.pending = (lambda: _pipeline.run_plan(reader, steps, configGet("ProfileExecutions") not in ("0", None)), info)
@@ -325,6 +329,21 @@ class GearsBuilder:
 
 
 GB = GearsBuilder
+
+
+class _NestedRun:
+    """What run() returns inside an execution: already done; awaiting it gives [results, errors]
+    (RedisGears 1.2 returns an awaitable there too)."""
+
+    def __init__(self, value):
+        self.value = value
+
+    def __await__(self):
+        return self.value
+        yield  # noqa: unreachable - makes __await__ a generator, as the protocol wants
+
+    def __repr__(self):
+        return "<nested run: %r>" % (self.value,)
 
 # ---------------------------------------------------------------- registrations (gears_events.py)
 

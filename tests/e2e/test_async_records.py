@@ -2,7 +2,7 @@
 setFutureException / runCoroutine, isAsyncAllow): a record waits for its coroutine or future while
 the execution goes on with the others; the errors RedisGears gives for misuse; sync registrations
 refuse (gearbox does not move them to the background); RG.ABORTEXECUTION stops an execution that
-waits for a future nobody continues. wasm mode has no threads: coroutines run on the waiting
+waits for a future nobody continues; run() inside an execution runs the nested plan and can be awaited. wasm mode has no threads: coroutines run on the waiting
 execution, and a future only a thread could continue is reported instead of hanging."""
 import time
 
@@ -249,3 +249,36 @@ def test_a_session_that_used_its_asyncio_loop_still_ends(r):
             {PY3}.map(later).run({NUMBERS})
         """)) != []
     wait_until(lambda: live_interpreters(r) == 0, what="the sessions' interpreters (and loop threads) to end")
+
+
+def test_a_nested_run_is_awaited_for_its_results_and_errors(r):
+    results = run_ok(r, script(f"""
+        async def nested(x):
+            res = await GB('PythonReader').map(lambda y: y * x).run(lambda: (n for n in [1, 2]))
+            return sorted(res[0]), res[1]
+        {PY3}.map(nested).run({NUMBERS})
+    """))
+    assert sorted(results) == sorted(str((sorted(str(v * x) for v in [1, 2]), [])) for x in [1, 2, 3])
+
+
+def test_a_nested_run_reports_its_errors_and_runs_in_a_plain_step_too(r):
+    results = run_ok(r, script(f"""
+        def fails(y):
+            raise Exception('nested failure')
+        def nested(x):
+            res = GB('PythonReader').map(fails).run(lambda: 1)
+            return res.value[0], len(res.value[1]), 'nested failure' in res.value[1][0]
+        {PY3}.map(nested).run(lambda: 1)
+    """))
+    assert results == [str(([], 1, True))]
+
+
+def test_a_nested_run_in_a_registration(r):
+    register(r, script("""
+        async def count_keys(x):
+            res = await GB('KeysOnlyReader').count().run(x[1] + '*')
+            return res[0][0] if res[0] else '0'
+        GB('CommandReader').map(count_keys).register(trigger='nkeys', mode='async_local')
+    """))
+    r.mset({"nk:1": 1, "nk:2": 2, "other": 3})
+    assert trigger(r, "nkeys", "nk:") == ["2"]
