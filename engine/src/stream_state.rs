@@ -1,9 +1,11 @@
 //! The bookkeeping of a StreamReader registration: per stream key, how many entries arrived since
 //! the last batch and whether a batch is running; for the registration, its status (running,
 //! waiting to retry a failed batch, aborted, paused). Pure logic: the event layer asks it what
-//! to do on each `xadd`, timer and finished batch.
+//! to do on each `xadd`, timer and finished batch. It also estimates the lag RG.DUMPREGISTRATIONS
+//! shows, as RedisGears does: from the arrival of a batch's first entry to the batch's end.
 
 use std::collections::HashMap;
+use std::time::{Duration, Instant};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum StreamStatus {
@@ -55,6 +57,10 @@ impl OnFailed {
 struct KeyState {
     pending: u64,
     running: bool,
+    /// When the first entry of the next batch arrived (None: no counted entry yet).
+    first_arrival: Option<Instant>,
+    /// The running batch's first arrival (None: started without one, e.g. after a restart).
+    batch_arrival: Option<Instant>,
 }
 
 /// What the event layer should do next.
@@ -74,11 +80,25 @@ pub struct StreamState {
     keys: HashMap<Vec<u8>, KeyState>,
     batch: u64,
     timed: bool,
+    last_lag: Duration,
+    total_lag: Duration,
 }
 
 impl StreamState {
     pub fn new(batch: u64, duration_ms: u64) -> StreamState {
-        StreamState { status: StreamStatus::Ok, keys: HashMap::new(), batch: batch.max(1), timed: duration_ms > 0 }
+        StreamState {
+            status: StreamStatus::Ok,
+            keys: HashMap::new(),
+            batch: batch.max(1),
+            timed: duration_ms > 0,
+            last_lag: Duration::ZERO,
+            total_lag: Duration::ZERO,
+        }
+    }
+
+    /// The last batch's lag and the sum of all batches' lags.
+    pub fn lag(&self) -> (Duration, Duration) {
+        (self.last_lag, self.total_lag)
     }
 
     pub fn status(&self) -> StreamStatus {
@@ -96,6 +116,7 @@ impl StreamState {
         if k.pending >= batch || (forced && k.pending > 0) {
             k.running = true;
             k.pending = 0;
+            k.batch_arrival = k.first_arrival.take();
             return Next::Run;
         }
         if timed && k.pending == 1 && !forced {
@@ -106,7 +127,13 @@ impl StreamState {
 
     /// An entry was added to `key`.
     pub fn added(&mut self, key: &[u8]) -> Next {
-        self.keys.entry(key.to_vec()).or_default().pending += 1;
+        self.added_at(key, Instant::now())
+    }
+
+    pub fn added_at(&mut self, key: &[u8], now: Instant) -> Next {
+        let k = self.keys.entry(key.to_vec()).or_default();
+        k.pending += 1;
+        k.first_arrival.get_or_insert(now);
         self.start_if_ready(key, false)
     }
 
@@ -124,8 +151,17 @@ impl StreamState {
 
     /// A batch of `key` ended.
     pub fn finished(&mut self, key: &[u8], failed: bool, policy: OnFailed) -> Next {
+        self.finished_at(key, failed, policy, Instant::now())
+    }
+
+    pub fn finished_at(&mut self, key: &[u8], failed: bool, policy: OnFailed, now: Instant) -> Next {
         if let Some(k) = self.keys.get_mut(key) {
             k.running = false;
+            // Acknowledged batches only (RedisGears: no lag for data not yet acked).
+            if let Some(arrival) = k.batch_arrival.take().filter(|_| !failed || policy == OnFailed::Continue) {
+                self.last_lag = now.saturating_duration_since(arrival);
+                self.total_lag += self.last_lag;
+            }
         }
         if failed {
             match policy {
@@ -199,6 +235,24 @@ mod tests {
         assert_eq!(s.finished(b"s", true, OnFailed::Abort), Next::Nothing);
         assert_eq!(s.status(), StreamStatus::Aborted);
         assert_eq!(s.added(b"s"), Next::Nothing);
+    }
+
+    #[test]
+    fn lag_runs_from_a_batchs_first_arrival_to_its_end() {
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        let mut s = StreamState::new(2, 0);
+        assert_eq!(s.added_at(b"s", t0), Next::Nothing);
+        assert_eq!(s.added_at(b"s", t0 + ms(5)), Next::Run);
+        assert_eq!(s.added_at(b"s", t0 + ms(7)), Next::Nothing, "first entry of the next batch");
+        assert_eq!(s.finished_at(b"s", false, OnFailed::Continue, t0 + ms(20)), Next::Nothing);
+        assert_eq!(s.lag(), (ms(20), ms(20)));
+        assert_eq!(s.added_at(b"s", t0 + ms(30)), Next::Run);
+        assert_eq!(s.finished_at(b"s", false, OnFailed::Continue, t0 + ms(40)), Next::Nothing);
+        assert_eq!(s.lag(), (ms(33), ms(53)), "from t0+7, when the batch's first entry came");
+        assert_eq!(s.kick(b"s"), Next::Run);
+        s.finished_at(b"s", false, OnFailed::Continue, t0 + ms(90));
+        assert_eq!(s.lag(), (ms(33), ms(53)), "a kicked batch has no arrival time");
     }
 
     #[test]

@@ -47,8 +47,10 @@ fn registration_data(reg: &Registration) -> Value {
         ("avgRunDurationMS", Value::Double(s.avg_ms())),
     ];
     if stream {
-        // gearbox does not estimate stream lag yet: always 0.
-        items.extend([("lastEstimatedLagMS", Value::Int(0)), ("avgEstimatedLagMS", Value::Double(0.0))]);
+        let (last, total) = reg.stream.lock().unwrap_or_else(|e| e.into_inner()).lag();
+        let runs = s.success + s.failures + s.aborted;
+        let avg = if runs == 0 { 0.0 } else { total.as_millis() as f64 / runs as f64 };
+        items.extend([("lastEstimatedLagMS", Value::Int(last.as_millis() as i64)), ("avgEstimatedLagMS", Value::Double(avg))]);
     }
     items.extend([("lastError", s.last_error.clone().map(Value::bulk).unwrap_or(Value::Nil)), ("args", reg.spec.args_value())]);
     if stream {

@@ -1,7 +1,9 @@
 """StreamReader registrations (spec §2.3/§2.4): batches through the consumer group, trimming,
 failure policies (continue / abort / retry), RG.PAUSEREGISTRATIONS / UNPAUSEREGISTRATIONS, the
 backlog already in a stream when the registration is made, unacknowledged entries processed after
-a reload, and the 26-element RegistrationData with `status`. Every case runs in both modes."""
+a reload, the estimated lag, and the 26-element RegistrationData with `status`. Every case runs in both modes."""
+import time
+
 import pytest
 import redis
 
@@ -138,3 +140,22 @@ def test_unregistered_stream_registration_stops(r):
     add(r, "s:u", 2)
     assert r.xlen("s:u") == 1
     assert seen(r) == ["s:u=1"]
+
+
+def test_estimated_lag_runs_from_the_first_entry_of_a_batch_to_its_end(r):
+    reg_id = register_one(r, script("""
+        import time
+        def slow(rec):
+            time.sleep(0.2)
+            execute('RPUSH', 'seen', rec['value']['n'])
+        GB('StreamReader').foreach(slow).register(prefix='lag:*', batch=2)
+    """))
+    assert data(r, reg_id)["lastEstimatedLagMS"] == 0
+    add(r, "lag:1", 1)
+    time.sleep(0.1)
+    add(r, "lag:1", 2)
+    wait_until(lambda: data(r, reg_id)["numSuccess"] == 1, what="the batch to finish")
+    d = data(r, reg_id)
+    # The batch's first entry waited ~0.1 s for the second, then two records took ~0.2 s each.
+    assert 450 <= d["lastEstimatedLagMS"] < 5000, d
+    assert float(d["avgEstimatedLagMS"]) == pytest.approx(d["lastEstimatedLagMS"], abs=1)
