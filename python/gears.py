@@ -299,8 +299,7 @@ class GearsBuilder:
             # [results, errors].
             results, errors, _ = _pipeline.run_plan(reader, steps, False)
             return _NestedRun([results, errors])
-        info = [("reader", self.reader, str(arg if arg is not None else self.defaultArg))]
-        info += [_STEP_INFO[name] + ("",) for name, _ in steps]
+        info = _plan_info(self.reader, arg if arg is not None else self.defaultArg, steps)
         _state.pending = (lambda: _pipeline.run_plan(reader, steps, configGet("ProfileExecutions") not in ("0", None)), info)
         return None
 
@@ -325,10 +324,17 @@ class GearsBuilder:
             steps.append(("map", (str,)))
         if collect:
             steps.append(("collect", ()))
+        # What RG.GETEXECUTION shows for the executions it starts: (type, name, arg) triples, flat.
+        spec["steps"] = [part for info in _plan_info(self.reader, prefix, steps) for part in info]
         return _events.register(self.reader, spec, steps, on_registered)
 
 
 GB = GearsBuilder
+
+
+def _plan_info(reader, arg, steps):
+    """A plan's steps as RG.GETEXECUTION lists them: (type, name, arg), the reader first."""
+    return [("reader", reader, str(arg))] + [_STEP_INFO[name] + ("",) for name, _ in steps]
 
 
 class _NestedRun:

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use crate::codec::text_of;
 use crate::execution::{Execution, Outcome};
+use crate::port::StepInfo;
 use crate::session::Session;
 use crate::stream_state::{OnFailed, StreamState};
 use crate::value::Value;
@@ -98,6 +99,8 @@ pub struct RegistrationSpec {
     pub on_failed: OnFailed,
     pub retry_interval: u64,
     pub trim_stream: bool,
+    /// The plan as RG.GETEXECUTION shows it for the executions this registration starts.
+    pub steps: Vec<StepInfo>,
 }
 
 fn text_list(v: &Value) -> Option<Vec<String>> {
@@ -105,6 +108,12 @@ fn text_list(v: &Value) -> Option<Vec<String>> {
         Value::Array(items) => Some(items.iter().map(text_of).collect()),
         _ => None,
     }
+}
+
+/// (type, name, arg) triples from a flat list of texts.
+fn steps_of(v: &Value) -> Vec<StepInfo> {
+    let texts = text_list(v).unwrap_or_default();
+    texts.chunks_exact(3).map(|t| StepInfo { kind: t[0].clone(), name: t[1].clone(), arg: t[2].clone() }).collect()
 }
 
 fn as_bool(v: &Value) -> bool {
@@ -150,6 +159,7 @@ impl RegistrationSpec {
             on_failed: OnFailed::Continue,
             retry_interval: 1,
             trim_stream: true,
+            steps: Vec::new(),
         };
         let number = |v: &Value| if let Value::Int(n) = v { (*n).max(0) as u64 } else { 0 };
         for pair in items.chunks(2) {
@@ -176,6 +186,7 @@ impl RegistrationSpec {
                 }
                 "onFailedRetryInterval" => spec.retry_interval = number(value),
                 "trimStream" => spec.trim_stream = as_bool(value),
+                "steps" => spec.steps = steps_of(value),
                 _ => {}
             }
         }
@@ -204,6 +215,7 @@ impl RegistrationSpec {
             ("onFailedPolicy", Value::bulk(self.on_failed.as_str())),
             ("onFailedRetryInterval", Value::Int(self.retry_interval as i64)),
             ("trimStream", Value::Int(self.trim_stream as i64)),
+            ("steps", Value::bulks(self.steps.iter().flat_map(|s| [&s.kind, &s.name, &s.arg]).map(|t| t.as_bytes().to_vec()))),
         ])
     }
 
@@ -416,6 +428,7 @@ mod tests {
         s.hook = Some("hset".into());
         s.keyprefix = Some("user:".into());
         s.commands = Some(vec!["get".into()]);
+        s.steps = vec![StepInfo { kind: "reader".into(), name: "KeysReader".into(), arg: "a*".into() }];
         s.desc = Some("d".into());
         assert_eq!(RegistrationSpec::from_value(&s.to_value()).unwrap(), s);
         let bad = Value::Array(vec![Value::bulk("mode"), Value::bulk("fast")]);

@@ -14,7 +14,7 @@
 use std::cell::RefCell;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use gearbox_engine::{Job, Outcome, RunControl, StepInfo, Value};
+use gearbox_engine::Value;
 
 use crate::host::redis_ffi::{BlockedClient, Ctx};
 
@@ -150,23 +150,11 @@ impl<T: 'static> Drop for Restore<T> {
     }
 }
 
-/// A fired job with the command context it runs under (none for most events).
-pub struct WithCommand {
-    pub job: Box<dyn Job>,
-    pub ctx: Option<Arc<CommandCtx>>,
-}
-
-impl Job for WithCommand {
-    fn steps(&self) -> Vec<StepInfo> {
-        self.job.steps()
-    }
-
-    fn run(self: Box<Self>, control: &RunControl) -> Outcome {
-        let WithCommand { job, ctx } = *self;
-        let outer = CURRENT.with(|c| c.replace(ctx));
-        let _restore = Restore(&CURRENT, outer);
-        job.run(control)
-    }
+/// Run `f` (a fired job) with `ctx` as this thread's current command context.
+pub fn run_under<T>(ctx: Option<Arc<CommandCtx>>, f: impl FnOnce() -> T) -> T {
+    let outer = CURRENT.with(|c| c.replace(ctx));
+    let _restore = Restore(&CURRENT, outer);
+    f()
 }
 
 #[cfg(test)]

@@ -5,9 +5,9 @@
 
 use std::sync::Arc;
 
-use gearbox_engine::{Execution, Mode, Outcome, Registration, Value};
+use gearbox_engine::{Execution, Job, Mode, Outcome, Registration, RunControl, StepInfo, Value};
 
-use super::command_ctx::{CommandCtx, WithCommand};
+use super::command_ctx::{self, CommandCtx};
 use crate::gearbox;
 
 pub enum Fired {
@@ -22,10 +22,33 @@ pub fn fire(reg: &Arc<Registration>, record: Value, command: Option<Arc<CommandC
         (c.script_timeout(), c.max_executions(), c.max_executions_per_registration())
     };
     let inline = reg.spec.mode == Mode::Sync;
-    let job = Box::new(WithCommand { job: reg.session.interpreter().event_job(reg.spec.handle, record, inline), ctx: command });
+    let job = Box::new(FiredJob {
+        job: reg.session.interpreter().event_job(reg.spec.handle, record, inline),
+        command,
+        steps: reg.spec.steps.clone(),
+    });
     if inline {
         Fired::Inline(gb.engine.run_inline(reg, job, timeout))
     } else {
         Fired::Started(gb.engine.start_event(reg, job, max_executions, per_registration))
+    }
+}
+
+/// A fired job: the command context it runs under (none for most events) and the steps
+/// RG.GETEXECUTION shows for it (the registration's plan).
+struct FiredJob {
+    job: Box<dyn Job>,
+    command: Option<Arc<CommandCtx>>,
+    steps: Vec<StepInfo>,
+}
+
+impl Job for FiredJob {
+    fn steps(&self) -> Vec<StepInfo> {
+        self.steps.clone()
+    }
+
+    fn run(self: Box<Self>, control: &RunControl) -> Outcome {
+        let FiredJob { job, command, .. } = *self;
+        command_ctx::run_under(command, || job.run(control))
     }
 }

@@ -8,7 +8,7 @@ import redis
 from events_helpers import (STAT_KEYS, nregistrations, register, register_error, register_one,
                             registered_executions, registration, registration_ids, rid, stats, unregister,
                             wait_key, wait_stat)
-from gb_helpers import dump_executions, literal, pyexec, script, wait_until
+from gb_helpers import dump_executions, execution_plan, literal, pyexec, script, wait_status, wait_until
 
 ASYNC_MODES = ["async", "async_local"]
 ALL_MODES = ["sync", "async", "async_local"]
@@ -332,3 +332,14 @@ def test_pause_wrong_arity(r, cmd):
         with pytest.raises(redis.ResponseError) as e:
             r.execute_command(cmd, *args)
         assert "wrong number of arguments" in str(e.value).lower()
+
+
+def test_getexecution_lists_the_registrations_plan(r):
+    register(r, "GB().map(lambda x: x['key']).filter(lambda k: True).register(prefix='plan:*')")
+    r.set("plan:1", "v")
+    wait_until(lambda: len(registered_executions(r)) == 1, what="the registered execution")
+    eid = registered_executions(r)[0]
+    wait_status(r, eid, "done")
+    steps = execution_plan(r, eid)[15]
+    assert [s[1] for s in steps][:3] == ["reader", "map", "filter"], steps
+    assert steps[0][5] == "KeysReader" and steps[0][7] == "plan:*", steps[0]
