@@ -63,11 +63,8 @@ impl Engine {
     /// statistics, and, for an `inorder` registration, started only after the previous one.
     pub fn start_event(&self, reg: &Arc<Registration>, job: Box<dyn Job>, max_executions: usize, per_registration: usize) -> Arc<Execution> {
         reg.triggered();
-        let exec = Execution::for_registration(self.execution_ids.next_id(), reg.session.clone(), job);
-        self.executions.insert(exec.clone(), max_executions);
-        for old in reg.keep(exec.clone(), per_registration) {
-            self.executions.remove(&old.id);
-        }
+        let exec = Execution::for_registration(self.execution_ids.next_id(), reg.session.clone(), job, RunControl::default());
+        self.keep_event_execution(reg, &exec, max_executions, per_registration);
         let (stats, weak, registry) = (reg.clone(), Arc::downgrade(&exec), self.executions.clone());
         exec.on_done(move |outcome| {
             let took = weak.upgrade().map(|e| Duration::from_millis(e.report().total_ms)).unwrap_or_default();
@@ -92,13 +89,27 @@ impl Engine {
         self.pool.spawn(task);
     }
 
+    /// List a registration's execution (RG.DUMPEXECUTIONS, `registered` 1), keeping at most
+    /// `per_registration` of that registration's.
+    fn keep_event_execution(&self, reg: &Registration, exec: &Arc<Execution>, max_executions: usize, per_registration: usize) {
+        self.executions.insert(exec.clone(), max_executions);
+        for old in reg.keep(exec.clone(), per_registration) {
+            self.executions.remove(&old.id);
+        }
+    }
+
     /// Run registration `reg`'s job on this thread (a sync registration, inside the command
-    /// that caused the event), stopped at `timeout`.
-    pub fn run_inline(&self, reg: &Registration, job: Box<dyn Job>, timeout: Duration) -> Outcome {
+    /// that caused the event), stopped at `timeout`. Like RedisGears, it is an execution of its
+    /// own (an id, listed while the registration keeps it).
+    pub fn run_inline(&self, reg: &Registration, job: Box<dyn Job>, timeout: Duration, max_executions: usize, per_registration: usize) -> Arc<Outcome> {
         reg.triggered();
+        let exec = Execution::for_registration(self.execution_ids.next_id(), reg.session.clone(), job, RunControl::with_timeout(timeout));
         let start = Instant::now();
-        let outcome = job.run(&RunControl::with_timeout(timeout));
-        reg.finished(&outcome, start.elapsed(), false);
+        exec.run();
+        let outcome = exec.outcome().unwrap_or_else(|| Arc::new(Outcome::failed(errors::EXECUTION_ABORTED)));
+        let aborted = outcome.errors.first().is_some_and(|e| e == errors::EXECUTION_ABORTED);
+        reg.finished(&outcome, start.elapsed(), aborted);
+        self.keep_event_execution(reg, &exec, max_executions, per_registration);
         outcome
     }
 
@@ -156,9 +167,11 @@ mod tests {
         assert_eq!((s.triggered, s.success, s.failures), (3, 2, 1));
         assert_eq!(engine.executions.len(), 2, "only MaxExecutionsPerRegistration kept");
         assert!(engine.get(&last.unwrap().id).is_ok());
-        let inline = engine.run_inline(&reg, Box::new(FixedJob(Outcome::failed("x"))), Duration::from_secs(1));
+        let inline = engine.run_inline(&reg, Box::new(FixedJob(Outcome::failed("x"))), Duration::from_secs(1), 100, 2);
         assert_eq!(inline.errors, vec!["x".to_string()]);
         assert_eq!(reg.stats().failures, 2);
+        assert_eq!(engine.executions.len(), 2, "an inline run is listed too, within the cap");
+        assert!(engine.executions.all().iter().any(|e| e.outcome().is_some_and(|o| o.errors == vec!["x".to_string()])));
     }
 
     #[test]

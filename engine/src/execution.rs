@@ -113,11 +113,13 @@ impl Execution {
         })
     }
 
-    /// An execution a registration's event started: kept, and marked `registered`.
-    pub fn for_registration(id: String, session: Arc<Session>, job: Box<dyn Job>) -> Arc<Execution> {
+    /// An execution a registration's event started: kept, and marked `registered`; `control`
+    /// carries the deadline of a sync registration's inline run.
+    pub fn for_registration(id: String, session: Arc<Session>, job: Box<dyn Job>, control: RunControl) -> Arc<Execution> {
         let mut exec = Execution::new(id, session, job, true);
         if let Some(e) = Arc::get_mut(&mut exec) {
             e.registered = true;
+            e.control = control;
         }
         exec
     }

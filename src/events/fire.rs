@@ -11,7 +11,7 @@ use super::command_ctx::{self, CommandCtx};
 use crate::gearbox;
 
 pub enum Fired {
-    Inline(Outcome),
+    Inline(Arc<Outcome>),
     Started(Arc<Execution>),
 }
 
@@ -28,7 +28,7 @@ pub fn fire(reg: &Arc<Registration>, record: Value, command: Option<Arc<CommandC
         steps: reg.spec.steps.clone(),
     });
     if inline {
-        Fired::Inline(gb.engine.run_inline(reg, job, timeout))
+        Fired::Inline(gb.engine.run_inline(reg, job, timeout, max_executions, per_registration))
     } else {
         Fired::Started(gb.engine.start_event(reg, job, max_executions, per_registration))
     }

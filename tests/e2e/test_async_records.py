@@ -2,8 +2,9 @@
 setFutureException / runCoroutine, isAsyncAllow): a record waits for its coroutine or future while
 the execution goes on with the others; the errors RedisGears gives for misuse; sync registrations
 refuse (gearbox does not move them to the background); RG.ABORTEXECUTION stops an execution that
-waits for a future nobody continues; run() inside an execution runs the nested plan and can be awaited. wasm mode has no threads: coroutines run on the waiting
-execution, and a future only a thread could continue is reported instead of hanging."""
+waits for a future nobody continues; run() inside an execution runs the nested plan and can be
+awaited. wasm mode has no threads: coroutines run on the waiting execution, and a future only a
+thread could continue is reported instead of hanging."""
 import time
 
 import pytest

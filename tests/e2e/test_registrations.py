@@ -82,6 +82,18 @@ def test_async_event_executions_are_listed_as_registered(r, reg_mode):
     wait_until(lambda: len(registered_executions(r)) == 2, what="two registered executions")
 
 
+@pytest.mark.gears_args("MaxExecutionsPerRegistration", "2")
+def test_sync_runs_are_executions_too_and_capped(r):
+    register(r, copier("src:*", "sync"))
+    for i in range(4):
+        r.set(f"src:{i}", "v")
+    eids = registered_executions(r)
+    assert len(eids) == 2, "a sync registration's runs are listed like RedisGears', two kept"
+    assert all(dump_executions(r)[e] == "done" for e in eids)
+    results, errors = r.execute_command("RG.GETRESULTS", eids[-1])
+    assert errors == [] and literal(results)[0]["key"] == "src:3", "the newest run is kept, with its result"
+
+
 @pytest.mark.gears_args("MaxExecutionsPerRegistration", "3")
 def test_max_executions_per_registration(r):
     reg_id = register_one(r, copier("src:*", "async"))
