@@ -8,6 +8,7 @@
 //! or while loading run unchanged, and the client's ACL is checked against the real command.
 
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use gearbox_engine::command_hooks::{next_hook, watches};
@@ -30,7 +31,6 @@ pub const INNER_HOOK: &str = "RG.INNERHOOK";
 /// registrations change: most commands are answered by one look-up here.
 #[derive(Default)]
 struct Index {
-    generation: Option<u64>,
     names: HashSet<Vec<u8>>,
 }
 
@@ -39,19 +39,32 @@ fn index() -> &'static Mutex<Index> {
     INDEX.get_or_init(|| Mutex::new(Index::default()))
 }
 
-fn is_concerned_name(name: &[u8]) -> bool {
-    let registrations = &gearbox::get().engine.registrations;
-    let mut index = index().lock().unwrap_or_else(|e| e.into_inner());
-    let generation = registrations.generation();
-    if index.generation != Some(generation) {
+/// The generation the index was built for, and whether it names any command: most servers
+/// have no hook, and then a command costs the filter two atomic loads.
+static INDEXED: AtomicU64 = AtomicU64::new(u64::MAX);
+static ANY: AtomicBool = AtomicBool::new(false);
+
+/// Whether some registration may concern commands at all (rebuilding the index if needed).
+fn any_concerned() -> bool {
+    let generation = gearbox::get().engine.registrations.generation();
+    if INDEXED.load(Ordering::Acquire) != generation {
+        let mut index = index().lock().unwrap_or_else(|e| e.into_inner());
+        let registrations = &gearbox::get().engine.registrations;
+        let generation = registrations.generation();
         index.names = registrations
             .all()
             .iter()
             .flat_map(|r| r.spec.hook.iter().chain(r.spec.commands.iter().flatten()).map(|c| c.as_bytes().to_vec()).collect::<Vec<_>>())
             .collect();
-        index.generation = Some(generation);
+        ANY.store(!index.names.is_empty(), Ordering::Release);
+        INDEXED.store(generation, Ordering::Release);
     }
-    !index.names.is_empty() && index.names.contains(&name.to_ascii_lowercase())
+    ANY.load(Ordering::Acquire)
+}
+
+fn is_concerned_name(name: &[u8]) -> bool {
+    let index = index().lock().unwrap_or_else(|e| e.into_inner());
+    index.names.contains(&name.to_ascii_lowercase())
 }
 
 fn name_of(argv: &[Vec<u8>]) -> String {
@@ -72,7 +85,7 @@ fn is_watched(argv: &[Vec<u8>]) -> bool {
 
 /// The command filter's decision (main thread, every command).
 pub fn filter(command: &FilteredCommand) {
-    if command.len() == 0 || !is_concerned_name(&command.arg(0)) {
+    if !any_concerned() || command.len() == 0 || !is_concerned_name(&command.arg(0)) {
         return;
     }
     let argv = command.args();
