@@ -22,11 +22,7 @@ pub fn fire(reg: &Arc<Registration>, record: Value, command: Option<Arc<CommandC
         (c.script_timeout(), c.max_executions(), c.max_executions_per_registration())
     };
     let inline = reg.spec.mode == Mode::Sync;
-    let job = Box::new(FiredJob {
-        job: reg.session.interpreter().event_job(reg.spec.handle, record, inline),
-        command,
-        steps: reg.spec.steps.clone(),
-    });
+    let job = Box::new(FiredJob { job: reg.session.interpreter().event_job(reg.spec.handle, record, inline), command, reg: reg.clone() });
     if inline {
         Fired::Inline(gb.engine.run_inline(reg, job, timeout, max_executions, per_registration))
     } else {
@@ -39,12 +35,13 @@ pub fn fire(reg: &Arc<Registration>, record: Value, command: Option<Arc<CommandC
 struct FiredJob {
     job: Box<dyn Job>,
     command: Option<Arc<CommandCtx>>,
-    steps: Vec<StepInfo>,
+    /// Whose plan the steps are (read once, when the execution is made).
+    reg: Arc<Registration>,
 }
 
 impl Job for FiredJob {
     fn steps(&self) -> Vec<StepInfo> {
-        self.steps.clone()
+        self.reg.spec.steps.clone()
     }
 
     fn run(self: Box<Self>, control: &RunControl) -> Outcome {

@@ -220,10 +220,10 @@ impl Drop for Attached {
     fn drop(&mut self) {
         let (interp, thread, tstate) = (self.interp as usize, this_thread(), self.tstate as usize);
         let keep = !self.interp.is_null() && thread_states::idle().may_keep(interp);
+        // Kept: detached, then recorded idle (if the interpreter was tainted meanwhile, it is
+        // attached again to be deleted). Not kept: cleared and deleted while current. Then the
+        // outer state, if any, is restored.
         // SAFETY: `tstate` is this thread's current state (Attached is !Send and guards nest).
-        // Kept: it is detached, then recorded idle (if the interpreter was tainted meanwhile, it
-        // is attached again to be deleted). Not kept: cleared and deleted while current. Then
-        // the outer state, if any, is restored.
         unsafe {
             if keep {
                 ffi::PyEval_SaveThread();
@@ -278,10 +278,9 @@ impl Attached {
 
 /// End a sub-interpreter. Nothing may be attached to it on any thread.
 pub fn end_interpreter(interp: InterpPtr) {
-    // SAFETY: nothing is attached to the interpreter; the anchor is made current and the idle
-    // states other threads kept are deleted under its GIL, so Py_EndInterpreter finds only the
-    // anchor; afterwards
-    // no state is current and the outer one, if any, is restored.
+    // The anchor is made current and the idle states other threads kept are deleted under its
+    // GIL, so Py_EndInterpreter finds only the anchor; then the outer state is restored.
+    // SAFETY: nothing is attached to the interpreter (the caller's contract).
     unsafe {
         let previous = detach_current();
         ffi::PyEval_RestoreThread(interp.anchor);
