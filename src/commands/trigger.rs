@@ -3,14 +3,12 @@
 //! pair). A sync registration runs inline; an async one blocks the client until it is done.
 
 use gearbox_engine::errors::EngineError;
-use gearbox_engine::{Mode, Outcome, Value};
+use gearbox_engine::{Outcome, Value};
 
-use super::pyexecute::blocking_forbidden;
 use super::{text, Reply};
-use crate::events::fire::{fire, Fired};
+use crate::events::fire::fire_for_client;
 use crate::gearbox;
-use crate::host::redis_ffi::{self, Ctx};
-use crate::host::redis_hooks;
+use crate::host::redis_ffi::Ctx;
 
 fn flat(outcome: &Outcome) -> Value {
     match outcome.errors.first() {
@@ -24,18 +22,7 @@ fn trigger_named(ctx: Ctx, args: &[Vec<u8>]) -> Reply {
     let Some(reg) = gb.engine.registrations.by_trigger(&text(&args[1])) else {
         return Reply::error(EngineError::TriggerNotFound.to_string());
     };
-    if reg.spec.mode != Mode::Sync && (blocking_forbidden(ctx) || redis_hooks::is_loading(ctx)) {
-        return Reply::error(EngineError::TriggerNeedsBlocking.to_string());
-    }
-    let record = Value::Array(args[1..].iter().map(|a| Value::Bulk(a.clone())).collect());
-    match fire(&reg, record, None) {
-        Fired::Inline(outcome) => Reply::Value(flat(&outcome)),
-        Fired::Started(exec) => {
-            let client = redis_ffi::block_client(ctx);
-            exec.on_done(move |outcome| client.reply(&flat(outcome)));
-            Reply::Blocked
-        }
-    }
+    fire_for_client(ctx, &reg, Value::bulks(args[1..].iter().cloned()), None, flat)
 }
 
 pub fn trigger(ctx: Ctx, args: &[Vec<u8>]) -> Reply {

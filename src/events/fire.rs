@@ -5,10 +5,15 @@
 
 use std::sync::Arc;
 
+use gearbox_engine::errors::EngineError;
 use gearbox_engine::{Execution, Job, Mode, Outcome, Registration, RunControl, StepInfo, Value};
 
 use super::command_ctx::{self, CommandCtx};
+use crate::commands::pyexecute::blocking_forbidden;
+use crate::commands::Reply;
 use crate::gearbox;
+use crate::host::redis_ffi::{self, Ctx};
+use crate::host::redis_hooks;
 
 pub enum Fired {
     Inline(Arc<Outcome>),
@@ -27,6 +32,24 @@ pub fn fire(reg: &Arc<Registration>, record: Value, command: Option<Arc<CommandC
         Fired::Inline(gb.engine.run_inline(reg, job, timeout, max_executions, per_registration))
     } else {
         Fired::Started(gb.engine.start_event(reg, job, max_executions, per_registration))
+    }
+}
+
+/// Fire `reg` for the command of client `ctx` (RG.TRIGGER, a hooked command) and answer the
+/// client with `reply(outcome)`: right away for a sync registration, else once the execution
+/// is done (the client is blocked). Where the client may not block (MULTI, Lua, loading), a
+/// non-sync registration gets RedisGears' error instead.
+pub fn fire_for_client(ctx: Ctx, reg: &Arc<Registration>, record: Value, command: Option<Arc<CommandCtx>>, reply: fn(&Outcome) -> Value) -> Reply {
+    if reg.spec.mode != Mode::Sync && (blocking_forbidden(ctx) || redis_hooks::is_loading(ctx)) {
+        return Reply::error(EngineError::TriggerNeedsBlocking.to_string());
+    }
+    match fire(reg, record, command) {
+        Fired::Inline(outcome) => Reply::Value(reply(&outcome)),
+        Fired::Started(exec) => {
+            let client = redis_ffi::block_client(ctx);
+            exec.on_done(move |outcome| client.reply(&reply(outcome)));
+            Reply::Blocked
+        }
     }
 }
 

@@ -12,13 +12,12 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use gearbox_engine::command_hooks::{next_hook, watches};
-use gearbox_engine::errors::EngineError;
 use gearbox_engine::{Mode, Outcome, Registration, Value};
 use redis_module::raw;
 
 use super::command_ctx::{self, CommandCtx};
 use super::command_info;
-use super::fire::{fire, Fired};
+use super::fire::{fire, fire_for_client, Fired};
 use crate::commands::pyexecute::blocking_forbidden;
 use crate::commands::Reply;
 use crate::gearbox;
@@ -107,10 +106,6 @@ fn hook_reply(outcome: &Outcome) -> Value {
     }
 }
 
-fn record_of(argv: &[Vec<u8>]) -> Value {
-    Value::Array(argv.iter().map(|a| Value::Bulk(a.clone())).collect())
-}
-
 /// `RG.INNERHOOK <command> <args...>`: the filter's rewrite of a concerned command.
 pub fn inner_hook(ctx: Ctx, args: &[Vec<u8>]) -> Reply {
     if args.len() < 2 {
@@ -138,18 +133,8 @@ pub fn inner_hook(ctx: Ctx, args: &[Vec<u8>]) -> Reply {
 }
 
 fn run_hook(ctx: Ctx, reg: &Arc<Registration>, argv: Vec<Vec<u8>>) -> Reply {
-    if reg.spec.mode != Mode::Sync && blocking_forbidden(ctx) {
-        return Reply::error(EngineError::TriggerNeedsBlocking.to_string());
-    }
-    let record = record_of(&argv);
-    match fire(reg, record, Some(CommandCtx::hook(argv, &reg.id))) {
-        Fired::Inline(outcome) => Reply::Value(hook_reply(&outcome)),
-        Fired::Started(exec) => {
-            let client = redis_ffi::block_client(ctx);
-            exec.on_done(move |outcome| client.reply(&hook_reply(outcome)));
-            Reply::Blocked
-        }
-    }
+    let record = Value::bulks(argv.iter().cloned());
+    fire_for_client(ctx, reg, record, Some(CommandCtx::hook(argv, &reg.id)), hook_reply)
 }
 
 /// Run a watched command, with its context current for the keyspace events it raises.
@@ -195,7 +180,7 @@ pub fn call_next(current: &CommandCtx, args: Vec<Vec<u8>>, original: impl FnOnce
     let keys = command_info::cached(&name).map(|i| i.keys);
     match next_hook(&chain, current.hook.as_deref(), keys.as_ref(), &argv) {
         Some(next) if next.spec.mode == Mode::Sync => {
-            let record = record_of(&argv);
+            let record = Value::bulks(argv.iter().cloned());
             match fire(&next, record, Some(CommandCtx::hook(argv, &next.id))) {
                 Fired::Inline(outcome) => hook_reply(&outcome),
                 Fired::Started(_) => Value::Error("gearbox: the next hook did not run inline".into()),

@@ -137,7 +137,7 @@ impl RedisHost {
             return Value::Error(format!("Can not get {what} ctx"));
         };
         match request {
-            CommandRequest::Get => Value::Array(current.argv.iter().map(|a| Value::Bulk(a.clone())).collect()),
+            CommandRequest::Get => Value::bulks(current.argv.iter().cloned()),
             CommandRequest::OverrideReply(value) => match current.override_reply(value) {
                 Ok(()) => Value::Nil,
                 Err(e) => Value::Error(e),
