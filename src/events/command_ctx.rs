@@ -54,7 +54,7 @@ impl CommandCtx {
 
     /// The command's name, lower-case.
     pub fn name(&self) -> String {
-        String::from_utf8_lossy(self.argv.first().map(Vec::as_slice).unwrap_or_default()).to_ascii_lowercase()
+        command_name(&self.argv)
     }
 
     fn state(&self) -> Option<MutexGuard<'_, ReplyState>> {
@@ -106,6 +106,11 @@ impl Drop for CommandCtx {
             client.reply(&self.final_reply());
         }
     }
+}
+
+/// The lower-case name of the command `argv` (name first).
+pub fn command_name(argv: &[Vec<u8>]) -> String {
+    String::from_utf8_lossy(argv.first().map(Vec::as_slice).unwrap_or_default()).to_ascii_lowercase()
 }
 
 /// `override_reply`'s value as a reply: a str starting with `-` is an error, `+` a status.

@@ -15,7 +15,7 @@ use gearbox_engine::command_hooks::{next_hook, watches};
 use gearbox_engine::{Mode, Outcome, Registration, Value};
 use redis_module::raw;
 
-use super::command_ctx::{self, CommandCtx};
+use super::command_ctx::{self, command_name, CommandCtx};
 use super::command_info;
 use super::fire::{fire, fire_for_client, Fired};
 use crate::commands::pyexecute::blocking_forbidden;
@@ -66,19 +66,15 @@ fn is_concerned_name(name: &[u8]) -> bool {
     index.names.contains(&name.to_ascii_lowercase())
 }
 
-fn name_of(argv: &[Vec<u8>]) -> String {
-    String::from_utf8_lossy(argv.first().map(Vec::as_slice).unwrap_or_default()).to_ascii_lowercase()
-}
-
 /// The hook that takes this call first, if any.
 fn first_hook(argv: &[Vec<u8>]) -> Option<Arc<Registration>> {
-    let name = name_of(argv);
+    let name = command_name(argv);
     let chain = gearbox::get().engine.registrations.hooks_of(&name);
     next_hook(&chain, None, command_info::cached(&name).map(|i| i.keys).as_ref(), argv)
 }
 
 fn is_watched(argv: &[Vec<u8>]) -> bool {
-    let keys = command_info::cached(&name_of(argv)).map(|i| i.keys);
+    let keys = command_info::cached(&command_name(argv)).map(|i| i.keys);
     gearbox::get().engine.registrations.key_registrations().iter().any(|r| watches(&r.spec, keys.as_ref(), argv))
 }
 
@@ -120,7 +116,7 @@ pub fn inner_hook(ctx: Ctx, args: &[Vec<u8>]) -> Reply {
         return Reply::error(e);
     }
     let read_only_replica = raw::REDISMODULE_CTX_FLAGS_SLAVE | raw::REDISMODULE_CTX_FLAGS_READONLY;
-    if flags & read_only_replica == read_only_replica && command_info::cached(&name_of(&argv)).is_some_and(|i| i.write) {
+    if flags & read_only_replica == read_only_replica && command_info::cached(&command_name(&argv)).is_some_and(|i| i.write) {
         return Reply::error("READONLY You can't write against a read only replica.");
     }
     if let Some(reg) = first_hook(&argv) {
