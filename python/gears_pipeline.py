@@ -51,13 +51,18 @@ def keys_reader(pattern, no_scan, read_value):
     if no_scan:
         yield from _gearbox.read_keys([pattern], read_value)
         return
-    cursor = "0"
-    while True:
-        cursor, keys = _gearbox.call("SCAN", cursor, "MATCH", pattern, "COUNT", "1000")
-        if keys:
-            yield from _gearbox.read_keys(keys, read_value)
-        if cursor == "0":
-            return
+    # The host walks the keyspace (Redis glob rules, like SCAN MATCH) and reads each batch of
+    # about 1000 keys under one acquisition of the Redis lock.
+    scan = 0
+    try:
+        while True:
+            scan, records = _gearbox.scan_keys(scan, pattern, read_value)
+            yield from records
+            if not scan:
+                return
+    finally:
+        if scan:
+            _gearbox.scan_close(scan)
 
 
 def keys_only_reader(pattern, count, no_scan, pattern_generator):

@@ -4,7 +4,7 @@ It provides `_gearbox` (the host functions gears.py uses, same API as the native
 then serves the host's command frames on a private channel descriptor until the host closes it:
   B bootstrap(pipeline_src, events_src, gears_src)   S run_script(source)   P run_plan(id)   D drop_plan(id)
   F fire(handle, record, profile)   O on_registered(handle)
-While a command runs, host calls are request frames (C call, K read_keys, L log, G config_get,
+While a command runs, host calls are request frames (C call, K read_keys, Q scan_keys, J scan_close, L log, G config_get,
 A atomic_begin, Z atomic_end, X register, T time_event, H command, W async_allowed) answered by an `r` frame. Frame: b"GB", version, kind,
 u32 tag, u32 length, then one value (tags N i d b s e a; little-endian lengths). Every frame carries
 the tag of the host command it belongs to. A command may arrive while this guest waits for a host
@@ -229,8 +229,22 @@ def read_keys(keys, read_value):
     if not isinstance(keys, list):
         raise TypeError("read_keys(keys: list, read_value: bool)")
     read_value = bool(read_value)
+    return _records(_host("K", [[_arg(k) for k in keys], int(read_value)]), read_value)
+
+
+def scan_keys(scan, pattern, read_value):
+    read_value = bool(read_value)
+    following, rows = _host("Q", [int(scan), _arg(pattern), int(read_value)])
+    return following, _records(rows, read_value)
+
+
+def scan_close(scan):
+    _host("J", int(scan))
+
+
+def _records(rows, read_value):
     out = []
-    for key, ktype, kind, payload in _host("K", [[_arg(k) for k in keys], int(read_value)]):
+    for key, ktype, kind, payload in rows:
         rec = {"key": _text(key), "event": None}
         if read_value:
             rec["type"] = str(ktype)
@@ -294,7 +308,7 @@ def command(op, arg):
     return _reply_obj(_host("H", [op, arg]))
 
 
-for _f in (call, read_keys, log, config_get, atomic_begin, atomic_end, register, time_event, command, async_allowed):
+for _f in (call, read_keys, scan_keys, scan_close, log, config_get, atomic_begin, atomic_end, register, time_event, command, async_allowed):
     setattr(_gb, _f.__name__, _f)
 sys.modules["_gearbox"] = _gb
 

@@ -11,6 +11,7 @@ pub mod engine;
 pub mod errors;
 pub mod execution;
 pub mod executions;
+pub mod glob;
 pub mod ids;
 pub mod pool;
 pub mod persist;

@@ -100,6 +100,12 @@ pub trait Host: Send + Sync {
     fn call(&self, args: &[Vec<u8>]) -> Value;
     /// Read keys for the KeysReader under one acquisition of the Redis lock.
     fn read_keys(&self, keys: &[Vec<u8>], read_value: bool) -> Vec<KeyRecord>;
+    /// The KeysReader's walk of the keyspace: the next batch of keys matching `pattern` (Redis
+    /// glob rules), read under one acquisition of the Redis lock. `scan` 0 starts a walk; the
+    /// returned id continues it and is 0 once every key was visited. Errors (ACL) are texts.
+    fn scan_keys(&self, scan: u64, pattern: &[u8], read_value: bool) -> Result<(u64, Vec<KeyRecord>), String>;
+    /// Forget an unfinished walk (its reader was dropped before the end).
+    fn scan_close(&self, scan: u64);
     fn log(&self, level: LogLevel, message: &str);
     /// A gears config or user ("extra") config, as a string.
     fn config_get(&self, name: &str) -> Option<String>;

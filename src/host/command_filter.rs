@@ -66,18 +66,7 @@ pub fn install(ctx: Ctx, decide: fn(&FilteredCommand)) -> Result<(), String> {
 /// error text when not.
 pub fn acl_check(ctx: Ctx, argv: &[Vec<u8>]) -> Result<(), String> {
     let Some(user) = redis_ffi::current_user(ctx) else { return Ok(()) };
-    // SAFETY: on the main thread inside a command; the strings we create are freed after the
-    // check, and the user handle is freed by `free_locked`.
-    let allowed = unsafe {
-        let create = raw::RedisModule_CreateString.expect("API");
-        let mut strings: Vec<*mut raw::RedisModuleString> =
-            argv.iter().map(|a| create(ctx.0, a.as_ptr() as *const c_char, a.len())).collect();
-        let ok = raw::RedisModule_ACLCheckCommandPermissions.expect("API")(user.raw(), strings.as_mut_ptr(), strings.len() as c_int);
-        for s in strings {
-            raw::RedisModule_FreeString.expect("API")(ctx.0, s);
-        }
-        ok == raw::REDISMODULE_OK as c_int
-    };
+    let allowed = redis_ffi::may_run(ctx, &user, argv);
     user.free_locked();
     if allowed {
         Ok(())

@@ -3,6 +3,7 @@
 //! `execute()` of that script is checked against that user's permissions.
 
 pub mod command_filter;
+mod key_scan;
 pub mod key_type;
 mod keys;
 pub mod lock;
@@ -10,6 +11,8 @@ pub mod redis_ffi;
 pub mod redis_hooks;
 pub mod top_level;
 
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, OnceLock, Weak};
 use std::time::Duration;
 
@@ -27,12 +30,23 @@ pub struct RedisHost {
     top: Mutex<TopLevel>,
     /// The session this host serves (set once it exists), for what outlives a call: time events.
     session: OnceLock<Weak<Session>>,
+    /// The KeysReader walks in progress, by id (`scan_keys`).
+    scans: Mutex<HashMap<u64, key_scan::KeyScan>>,
+    next_scan: AtomicU64,
 }
 
 impl RedisHost {
     /// A host acting as `user` (None: no ACL check, for internal sessions).
     pub fn new(user: Option<User>, user_name: Option<String>, config: fn(&str) -> Option<String>) -> RedisHost {
-        RedisHost { user, user_name, config, top: Mutex::new(TopLevel::default()), session: OnceLock::new() }
+        RedisHost {
+            user,
+            user_name,
+            config,
+            top: Mutex::new(TopLevel::default()),
+            session: OnceLock::new(),
+            scans: Mutex::new(HashMap::new()),
+            next_scan: AtomicU64::new(1),
+        }
     }
 
     pub fn set_session(&self, session: Weak<Session>) {
@@ -77,6 +91,37 @@ impl Host for RedisHost {
     fn read_keys(&self, keys: &[Vec<u8>], read_value: bool) -> Vec<KeyRecord> {
         let _lock = (read_value && !keys.is_empty()).then(RedisLock::acquire);
         crate::events::keyspace::quietly(|| keys.iter().filter_map(|k| keys::read_key(self, k, read_value)).collect())
+    }
+
+    fn scan_keys(&self, scan: u64, pattern: &[u8], read_value: bool) -> Result<(u64, Vec<KeyRecord>), String> {
+        let _lock = RedisLock::acquire();
+        let ctx = redis_ffi::detached();
+        let mut walk = if scan == 0 {
+            key_scan::may_scan(ctx, self.user.as_ref())?;
+            key_scan::KeyScan::new()
+        } else {
+            let taken = self.scans.lock().unwrap_or_else(|e| e.into_inner()).remove(&scan);
+            taken.ok_or_else(|| "gearbox: unknown or finished key scan".to_string())?
+        };
+        let seen = walk.next_batch(ctx, self.user.as_ref(), pattern, read_value);
+        let records = crate::events::keyspace::quietly(|| {
+            seen.into_iter()
+                .filter_map(|s| match s {
+                    key_scan::Seen::Record(r) => Some(r),
+                    key_scan::Seen::Other(key) => keys::read_key(self, &key, read_value),
+                })
+                .collect()
+        });
+        if walk.is_done() {
+            return Ok((0, records));
+        }
+        let id = if scan == 0 { self.next_scan.fetch_add(1, Ordering::Relaxed) } else { scan };
+        self.scans.lock().unwrap_or_else(|e| e.into_inner()).insert(id, walk);
+        Ok((id, records))
+    }
+
+    fn scan_close(&self, scan: u64) {
+        self.scans.lock().unwrap_or_else(|e| e.into_inner()).remove(&scan);
     }
 
     fn log(&self, level: LogLevel, message: &str) {

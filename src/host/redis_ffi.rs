@@ -131,10 +131,30 @@ fn call_failure_text(cmd: &str, errno: c_int) -> String {
     match errno {
         libc::ENOENT => format!("ERR unknown command '{cmd}'"),
         libc::EINVAL => format!("ERR wrong number of arguments for '{cmd}' command"),
-        libc::EACCES => format!("NOPERM this user has no permissions to run the '{cmd}' command or access its keys"),
+        libc::EACCES => no_permission_text(cmd),
         libc::ENOSPC => "OOM command not allowed when used memory > 'maxmemory'".to_string(),
         libc::EROFS => "READONLY You can't write against a read only replica.".to_string(),
         _ => format!("ERR could not run '{cmd}' (errno {errno})"),
+    }
+}
+
+/// `RedisModule_Call`'s refusal of a command the user may not run.
+pub fn no_permission_text(cmd: &str) -> String {
+    format!("NOPERM this user has no permissions to run the '{cmd}' command or access its keys")
+}
+
+/// Whether `user` may run `argv` (command and keys). The caller holds the Redis lock.
+pub fn may_run(ctx: Ctx, user: &User, argv: &[Vec<u8>]) -> bool {
+    // SAFETY: under the Redis lock; the strings created here are freed after the check.
+    unsafe {
+        let create = raw::RedisModule_CreateString.expect("API");
+        let mut strings: Vec<*mut raw::RedisModuleString> =
+            argv.iter().map(|a| create(ctx.0, a.as_ptr() as *const c_char, a.len())).collect();
+        let ok = raw::RedisModule_ACLCheckCommandPermissions.expect("API")(user.0, strings.as_mut_ptr(), strings.len() as c_int);
+        for s in strings {
+            raw::RedisModule_FreeString.expect("API")(ctx.0, s);
+        }
+        ok == raw::REDISMODULE_OK as c_int
     }
 }
 

@@ -154,18 +154,6 @@ pub unsafe fn error_list(list: *mut ffi::PyObject) -> Vec<String> {
         .collect()
 }
 
-unsafe fn set_item(dict: *mut ffi::PyObject, key: &str, value: *mut ffi::PyObject) -> bool {
-    // SAFETY (caller): attached; `value` is a new reference, consumed here.
-    if value.is_null() {
-        return false;
-    }
-    let k = text(key);
-    let ok = !k.is_null() && ffi::PyDict_SetItem(dict, k, value) == 0;
-    ffi::Py_DecRef(k);
-    ffi::Py_DecRef(value);
-    ok
-}
-
 unsafe fn key_value_to_py(value: &KeyValue) -> *mut ffi::PyObject {
     // SAFETY (caller): attached. Returns a new reference or NULL.
     match value {
@@ -189,24 +177,112 @@ unsafe fn key_value_to_py(value: &KeyValue) -> *mut ffi::PyObject {
     }
 }
 
-/// A KeysReader record: `{'key', 'event', 'type', 'value'}`, or only `key` and `event` when the
-/// value was not read (RedisGears drops `type` and `value` entirely then).
-pub unsafe fn key_record_to_py(record: &KeyRecord, read_value: bool) -> *mut ffi::PyObject {
+/// KeysReader records as a list of `{'key', 'event', 'type', 'value'}` dicts, or only `key`
+/// and `event` when values were not read (RedisGears drops `type` and `value` then). The field
+/// names and type names are made once per batch, not once per record.
+pub unsafe fn key_records_to_py(records: &[KeyRecord], read_value: bool) -> *mut ffi::PyObject {
     // SAFETY (caller): attached. Returns a new reference or NULL with an exception set.
-    let dict = ffi::PyDict_New();
-    if dict.is_null() {
-        return dict;
+    let Some(mut names) = RecordNames::new(read_value) else { return ptr::null_mut() };
+    let list = ffi::PyList_New(records.len() as ffi::Py_ssize_t);
+    if list.is_null() {
+        return list;
     }
-    let mut ok = set_item(dict, "key", text_or_bytearray(&record.key))
-        && set_item(dict, "event", ffi::Py_NewRef(ffi::Py_None()));
-    if read_value {
-        ok = ok && set_item(dict, "type", text(record.key_type)) && set_item(dict, "value", key_value_to_py(&record.value));
+    for (i, record) in records.iter().enumerate() {
+        let dict = names.record(record, read_value);
+        if dict.is_null() {
+            ffi::Py_DecRef(list);
+            return ptr::null_mut();
+        }
+        ffi::PyList_SetItem(list, i as ffi::Py_ssize_t, dict);
     }
-    if !ok {
-        ffi::Py_DecRef(dict);
-        return ptr::null_mut();
+    list
+}
+
+/// The strings every record of a batch shares (new references, released on drop).
+struct RecordNames {
+    key: *mut ffi::PyObject,
+    event: *mut ffi::PyObject,
+    key_type: *mut ffi::PyObject,
+    value: *mut ffi::PyObject,
+    /// A record with every field None: copying it (one memcpy of its key table) is cheaper than
+    /// building each record's dict key by key.
+    template: *mut ffi::PyObject,
+    type_names: Vec<(&'static str, *mut ffi::PyObject)>,
+}
+
+impl RecordNames {
+    unsafe fn new(read_value: bool) -> Option<RecordNames> {
+        // SAFETY (caller): attached. A NULL among the fields is released by Drop (Py_DecRef
+        // accepts NULL).
+        let names = RecordNames {
+            key: text("key"),
+            event: text("event"),
+            key_type: text("type"),
+            value: text("value"),
+            template: ffi::PyDict_New(),
+            type_names: Vec::new(),
+        };
+        let fields = if read_value { &[names.key, names.event, names.key_type, names.value][..] } else { &[names.key, names.event][..] };
+        let made = !names.template.is_null()
+            && fields.iter().all(|f| !f.is_null() && put(names.template, *f, ffi::Py_NewRef(ffi::Py_None())));
+        if !made {
+            return None;
+        }
+        Some(names)
     }
-    dict
+
+    unsafe fn type_name(&mut self, name: &'static str) -> *mut ffi::PyObject {
+        // SAFETY (caller): attached. Returns a new reference or NULL.
+        if let Some((_, obj)) = self.type_names.iter().find(|(n, _)| *n == name) {
+            return ffi::Py_NewRef(*obj);
+        }
+        let obj = text(name);
+        if !obj.is_null() {
+            self.type_names.push((name, ffi::Py_NewRef(obj)));
+        }
+        obj
+    }
+
+    unsafe fn record(&mut self, record: &KeyRecord, read_value: bool) -> *mut ffi::PyObject {
+        // SAFETY (caller): attached. Returns a new reference or NULL with an exception set.
+        let dict = ffi::PyDict_Copy(self.template);
+        if dict.is_null() {
+            return dict;
+        }
+        let mut ok = put(dict, self.key, text_or_bytearray(&record.key));
+        if read_value {
+            let type_name = self.type_name(record.key_type);
+            ok = ok && put(dict, self.key_type, type_name) && put(dict, self.value, key_value_to_py(&record.value));
+        }
+        if !ok {
+            ffi::Py_DecRef(dict);
+            return ptr::null_mut();
+        }
+        dict
+    }
+}
+
+impl Drop for RecordNames {
+    fn drop(&mut self) {
+        // SAFETY: dropped by the attached thread that made them (inside `key_records_to_py`).
+        unsafe {
+            let fields = [self.key, self.event, self.key_type, self.value, self.template];
+            for obj in fields.into_iter().chain(self.type_names.iter().map(|t| t.1)) {
+                ffi::Py_DecRef(obj);
+            }
+        }
+    }
+}
+
+/// `dict[name] = value`, consuming the new reference `value`.
+unsafe fn put(dict: *mut ffi::PyObject, name: *mut ffi::PyObject, value: *mut ffi::PyObject) -> bool {
+    // SAFETY (caller): attached; `name` is borrowed, `value` is a new reference or NULL.
+    if value.is_null() {
+        return false;
+    }
+    let ok = ffi::PyDict_SetItem(dict, name, value) == 0;
+    ffi::Py_DecRef(value);
+    ok
 }
 
 /// A list of non-negative ints (borrowed `list`); anything else counts as 0.

@@ -3,7 +3,7 @@
 //! sub-interpreters, so each interpreter has its own module object, its own exception types and
 //! its own reference to its session's [`Host`].
 //!
-//! Functions: `call(*args)`, `read_keys(keys, read_value)`, `log(level, msg)`,
+//! Functions: `call(*args)`, `read_keys(keys, read_value)`, `scan_keys(scan, pattern, read_value)`, `scan_close(scan)`, `log(level, msg)`,
 //! `config_get(name)`, `atomic_begin()`, `atomic_end()`, `register(spec)`, `time_event(seconds, handle, key)`, `command(op, arg)`, `async_allowed()`. Exceptions: `error` (`gears.error`),
 //! `forcestopped` (raised into an aborted execution) and `ScriptTimeout` (raised into top-level
 //! code that ran past ScriptTimeoutMS); the last two derive from BaseException so a script's
@@ -52,6 +52,8 @@ fn definition() -> *mut ffi::PyModuleDef {
             let methods = vec![
                 method(c"call", call, c"call(*args): run a Redis command; errors raise gears.error"),
                 method(c"read_keys", read_keys, c"read_keys(keys, read_value): KeysReader records"),
+                method(c"scan_keys", scan_keys, c"scan_keys(scan, pattern, read_value): (next scan or 0, KeysReader records)"),
+                method(c"scan_close", scan_close, c"scan_close(scan): forget an unfinished key scan"),
                 method(c"log", log, c"log(level, message): write to the Redis log"),
                 method(c"config_get", config_get, c"config_get(name): a config value as str, or None"),
                 method(c"atomic_begin", atomic_begin, c"take the Redis lock for an atomic() block"),
@@ -263,19 +265,60 @@ unsafe extern "C" fn read_keys(module: *mut ffi::PyObject, args: *mut *mut ffi::
                 return raise_gears_error(module, "gearbox: this interpreter has no host");
             };
             let records = maybe_without_gil(&host, || host.read_keys(&keys, read_value));
-            let list = ffi::PyList_New(records.len() as ffi::Py_ssize_t);
+            convert::key_records_to_py(&records, read_value)
+        }
+    })
+}
+
+unsafe extern "C" fn scan_keys(module: *mut ffi::PyObject, args: *mut *mut ffi::PyObject, nargs: ffi::Py_ssize_t) -> *mut ffi::PyObject {
+    entry(|| {
+        // SAFETY: called by CPython with the GIL of the module's interpreter.
+        unsafe {
+            let args = args_slice(args, nargs);
+            let scan = args.first().map(|a| ffi::PyLong_AsUnsignedLongLong(*a));
+            let pattern = args.get(1).and_then(|a| convert::arg_bytes(*a));
+            let (3, Some(scan), Some(pattern)) = (args.len(), scan, pattern) else {
+                ffi::PyErr_Clear();
+                return raise(ffi::PyExc_TypeError, "scan_keys(scan: int, pattern: str, read_value: bool)");
+            };
+            if !ffi::PyErr_Occurred().is_null() {
+                return ptr::null_mut();
+            }
+            let read_value = ffi::PyObject_IsTrue(args[2]) == 1;
+            let Some(host) = host_of(module) else {
+                return raise_gears_error(module, "gearbox: this interpreter has no host");
+            };
+            let (next, records) = match maybe_without_gil(&host, || host.scan_keys(scan, &pattern, read_value)) {
+                Ok(batch) => batch,
+                Err(message) => return raise_gears_error(module, &message),
+            };
+            let list = convert::key_records_to_py(&records, read_value);
             if list.is_null() {
+                host.scan_close(next);
                 return list;
             }
-            for (i, record) in records.iter().enumerate() {
-                let obj = convert::key_record_to_py(record, read_value);
-                if obj.is_null() {
-                    ffi::Py_DecRef(list);
-                    return ptr::null_mut();
+            let next = ffi::PyLong_FromUnsignedLongLong(next);
+            let pair = ffi::PyTuple_Pack(2, next, list);
+            ffi::Py_DecRef(next);
+            ffi::Py_DecRef(list);
+            pair
+        }
+    })
+}
+
+unsafe extern "C" fn scan_close(module: *mut ffi::PyObject, args: *mut *mut ffi::PyObject, nargs: ffi::Py_ssize_t) -> *mut ffi::PyObject {
+    entry(|| {
+        // SAFETY: called by CPython with the GIL of the module's interpreter.
+        unsafe {
+            let args = args_slice(args, nargs);
+            let scan = args.first().map(|a| ffi::PyLong_AsUnsignedLongLong(*a));
+            if let (Some(scan), Some(host)) = (scan, host_of(module)) {
+                if ffi::PyErr_Occurred().is_null() {
+                    host.scan_close(scan);
                 }
-                ffi::PyList_SetItem(list, i as ffi::Py_ssize_t, obj);
             }
-            list
+            ffi::PyErr_Clear();
+            ffi::Py_NewRef(ffi::Py_None())
         }
     })
 }

@@ -1,4 +1,4 @@
-//! The host calls a wasm guest may make (`execute()`, reading keys, logging, configs, `atomic()`,
+//! The host calls a wasm guest may make (`execute()`, reading and scanning keys, logging, configs, `atomic()`,
 //! `register()`, `registerTE()`, `call_next()` / `get_command()` / `override_reply()`), performed for it by the host thread that waits for its answer, through the
 //! session's [`Host`]. Requests are untrusted frames: anything malformed gets an error reply.
 
@@ -36,6 +36,20 @@ pub fn serve(host: Option<&Arc<dyn Host>>, k: u8, value: &Value) -> Value {
             }
             _ => Value::Error("gearbox: malformed read_keys from the guest".into()),
         },
+        (kind::SCAN_KEYS, Value::Array(parts)) => match parts.as_slice() {
+            [Value::Int(scan), pattern, Value::Int(read_value)] if *scan >= 0 => match wire::bytes_of(pattern) {
+                Some(pattern) => match host.scan_keys(*scan as u64, pattern, *read_value != 0) {
+                    Ok((next, records)) => Value::Array(vec![Value::Int(next as i64), wire::key_records(&records)]),
+                    Err(message) => Value::Error(message),
+                },
+                None => Value::Error("gearbox: malformed scan_keys from the guest".into()),
+            },
+            _ => Value::Error("gearbox: malformed scan_keys from the guest".into()),
+        },
+        (kind::SCAN_CLOSE, Value::Int(scan)) => {
+            host.scan_close((*scan).max(0) as u64);
+            Value::Nil
+        }
         (kind::CONFIG_GET, name) => match host.config_get(&wire::text_of(name)) {
             Some(v) => Value::Bulk(v.into_bytes()),
             None => Value::Nil,

@@ -22,6 +22,10 @@ impl Host for NullHost {
     fn read_keys(&self, _keys: &[Vec<u8>], _read_value: bool) -> Vec<KeyRecord> {
         Vec::new()
     }
+    fn scan_keys(&self, _scan: u64, _pattern: &[u8], _read_value: bool) -> Result<(u64, Vec<KeyRecord>), String> {
+        Ok((0, Vec::new()))
+    }
+    fn scan_close(&self, _scan: u64) {}
     fn log(&self, level: LogLevel, message: &str) {
         if level != LogLevel::Debug {
             println!("[guest log {}] {message}", level.as_str());

@@ -36,6 +36,8 @@ pub mod kind {
     pub const RESULT: u8 = b'R';
     pub const CALL: u8 = b'C';
     pub const READ_KEYS: u8 = b'K';
+    pub const SCAN_KEYS: u8 = b'Q';
+    pub const SCAN_CLOSE: u8 = b'J';
     pub const LOG: u8 = b'L';
     pub const CONFIG_GET: u8 = b'G';
     pub const ATOMIC_BEGIN: u8 = b'A';
