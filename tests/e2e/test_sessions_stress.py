@@ -63,3 +63,16 @@ def test_memory_per_session_is_returned(r):
     time.sleep(0.5)
     growth = rss(r) - before
     assert growth < n * 512 * 1024, f"RSS grew {growth / 2**20:.1f} MiB over {n} sessions"
+
+
+def test_back_to_back_sessions_do_not_pile_up(r):
+    """Ending an interpreter takes about as long as making one: dead sessions may wait for the
+    reaper only up to a bound, past which the thread that drops one ends it (before, 2,000
+    back-to-back scripts left 1,846 dead interpreters and 3.8 GB of RSS behind). Pipelined, Redis
+    runs the 300 scripts one after the other without a pause."""
+    p = r.pipeline(transaction=False)
+    for _ in range(300):
+        p.execute_command("RG.PYEXECUTE", "x = 1")
+    assert p.execute() == ["OK"] * 300
+    assert live(r) <= 8, "dead sessions' interpreters are ended as fast as they are made"
+    assert wait_for(lambda: live(r) == 0)

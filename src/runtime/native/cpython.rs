@@ -290,6 +290,12 @@ pub fn end_interpreter(interp: InterpPtr) {
     }
 }
 
+/// Whether the calling thread has a Python thread state attached (it holds some GIL).
+pub fn holds_a_gil() -> bool {
+    // SAFETY: a query of this thread's current state; never fails.
+    unsafe { !ffi::PyThreadState_GetUnchecked().is_null() }
+}
+
 /// How hard `interrupt` pushes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Push {
