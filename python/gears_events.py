@@ -145,7 +145,7 @@ def fire(handle, record, profile=None):
             r["event"] = event
     else:
         records = [list(record)]
-    return _pipeline.run_plan(lambda: iter(records), steps, _profiling() if profile is None else profile)
+    return _pipeline.run_plan(records, steps, _profiling() if profile is None else profile)
 
 
 _GROUP, _CONSUMER = "__gears_consumer_group__", "__gears_client__"
@@ -172,7 +172,7 @@ def _fire_stream(key, options, steps, profile):
                for entry_id, fields in _stream_batch(key, options["batch"])]
     if not records:
         return [], [], []
-    results, errors, step_ms = _pipeline.run_plan(lambda: iter(records), steps, _profiling() if profile is None else profile)
+    results, errors, step_ms = _pipeline.run_plan(records, steps, _profiling() if profile is None else profile)
     if not errors or options["onFailedPolicy"] == "continue":
         ids = [r["id"] for r in records]
         _gearbox.call("XACK", key, _GROUP, *ids)

@@ -299,29 +299,34 @@ class _Timer:
 
 
 def run_plan(reader, steps, profile=False):
-    """Run a plan; returns (results, errors, step_ms) for the host. `reader()` gives the records,
-    `steps` is a list of (name, args); step_ms has the reader's time first, then each step's
-    (all zero unless `profile`)."""
+    """Run a plan; returns (results, errors, step_ms) for the host. `reader()` gives the records
+    (a list, for an event's records, is taken as it is: it cannot fail), `steps` is a list of
+    (name, args); step_ms has the reader's time first, then each step's (all zero unless
+    `profile`). The unprofiled path makes no timers: a sync trigger runs this for every call."""
     errors = []
     results = []
-    timers = [_Timer() for _ in range(len(steps) + 1)]
+    timers = [_Timer() for _ in range(len(steps) + 1)] if profile else None
     try:
-        records = _guarded_reader(reader, errors)
+        records = reader if type(reader) is list else _guarded_reader(reader, errors)
         if profile:
-            records = timers[0].wrap_iterator(records)
-        for (name, args), timer in zip(steps, timers[1:]):
-            if profile:
-                args = tuple(timer.wrap(a) for a in args)
-            records = STEPS[name](records, errors, *args)
-        for r in records:
-            results.append(r)
+            records = timers[0].wrap_iterator(iter(records))
+            for (name, args), timer in zip(steps, timers[1:]):
+                records = STEPS[name](records, errors, *tuple(timer.wrap(a) for a in args))
+        else:
+            for name, args in steps:
+                records = STEPS[name](records, errors, *args)
+        results.extend(records)  # what came out before a failure is kept (extend keeps it)
     except _gearbox.forcestopped:
-        return [], errors + ["Execution was aborted"], [t.ms() for t in timers]
+        return [], errors + ["Execution was aborted"], _step_ms(timers, steps)
     except _gearbox.error as e:
         errors.append(str(e))
     except Exception as e:
         errors.append(format_exception(e))
-    return results, errors, [t.ms() for t in timers]
+    return results, errors, _step_ms(timers, steps)
+
+
+def _step_ms(timers, steps):
+    return [t.ms() for t in timers] if timers else [0] * (len(steps) + 1)
 
 
 def _guarded_reader(reader, errors):
