@@ -6,7 +6,9 @@ then serves the host's command frames on a private channel descriptor until the 
   F fire(handle, record, profile)   O on_registered(handle)
 While a command runs, host calls are request frames (C call, K read_keys, Q scan_keys, J scan_close, L log, G config_get,
 A atomic_begin, Z atomic_end, X register, T time_event, H command, W async_allowed) answered by an `r` frame. Frame: b"GB", version, kind,
-u32 tag, u32 length, then one value (tags N i d b s e a; little-endian lengths). Every frame carries
+u32 tag, u32 length, then one value: from the host in marshal format (bytes = bulk, str = status, a
+1-tuple = error; decoded in C), to the host in gearbox's codec (tags N i d b s e a; little-endian
+lengths). Every frame carries
 the tag of the host command it belongs to. A command may arrive while this guest waits for a host
 reply (a sync registration firing while a job of this session waits for Redis): if its tag is
 marked nestable it is run right there, nested, then the wait goes on; otherwise it waits for the
@@ -15,6 +17,7 @@ channel can only confuse its own session, which is then discarded.
 sys.stdout / sys.stderr go to the Redis log, so print() never touches the channel.
 """
 import builtins
+import marshal
 import os
 import posix
 import struct
@@ -28,11 +31,12 @@ __builtins__ = dict(builtins.__dict__)
 
 _CHAN = int(sys.argv[1])
 _HDR = struct.Struct("<2sBBII")
-_VERSION = 2
+_VERSION = 3
 _I64 = struct.Struct("<q")
 _F64 = struct.Struct("<d")
 _U32 = struct.Struct("<I")
 _read, _write, _exit = os.read, os.write, os._exit
+_loads = marshal.loads
 
 
 def _more(buf):
@@ -76,33 +80,6 @@ def _enc(out, v):
         _enc(out, str(v))
 
 
-def _dec(data, pos=0):
-    tag = data[pos:pos + 1]
-    pos += 1
-    if tag == b"N":
-        return None, pos
-    if tag == b"i":
-        return _I64.unpack_from(data, pos)[0], pos + 8
-    if tag == b"d":
-        return _F64.unpack_from(data, pos)[0], pos + 8
-    if tag in (b"b", b"s", b"e"):
-        n = _U32.unpack_from(data, pos)[0]
-        raw = data[pos + 4:pos + 4 + n]
-        if tag == b"b":
-            return raw, pos + 4 + n
-        text = raw.decode("utf-8", "replace")
-        return (_Status(text) if tag == b"s" else _Err(text)), pos + 4 + n
-    if tag == b"a":
-        n = _U32.unpack_from(data, pos)[0]
-        pos += 4
-        items = []
-        for _ in range(n):
-            item, pos = _dec(data, pos)
-            items.append(item)
-        return items, pos
-    _exit(3)  # the host never sends anything else
-
-
 # Tags of the host commands being run, innermost last; frames are stamped with the last one.
 _cur = [0]
 # Replies that arrived for an outer command while a nested one waited.
@@ -135,10 +112,7 @@ def _recv():
         _exit(3)
     while len(buf) < 12 + n:
         _more(buf)
-    data = bytes(buf[12:12 + n])
-    if data[:1] == b"b" and len(data) == 5 + _U32.unpack_from(data, 1)[0]:
-        return chr(kind), tag, data[5:]  # fast path: one bulk (most replies)
-    return chr(kind), tag, _dec(data)[0]
+    return chr(kind), tag, _loads(memoryview(buf)[12:12 + n])
 
 
 def _reply():
@@ -182,20 +156,20 @@ def _text(raw):
 
 
 def _reply_obj(v):
-    if isinstance(v, bytes):
+    if type(v) is bytes:
         return _text(v)
-    if isinstance(v, str):
-        return str(v)
-    if isinstance(v, list):
+    if type(v) is list:
         return [_reply_obj(x) for x in v]
+    if type(v) is tuple:
+        return v[0]  # an error inside an array: its text
     return v
 
 
 def _host(kind, value):
     _send(kind, value)
     reply = _reply()
-    if isinstance(reply, _Err):
-        raise _gb.error(str(reply))
+    if type(reply) is tuple:
+        raise _gb.error(reply[0])
     return reply
 
 
@@ -220,44 +194,43 @@ def call(*args):
     reply = _reply()
     if type(reply) is bytes:
         return _text(reply)
-    if isinstance(reply, _Err):
-        raise _gb.error(str(reply))
+    if type(reply) is tuple:
+        raise _gb.error(reply[0])
     return _reply_obj(reply)
 
 
 def read_keys(keys, read_value):
     if not isinstance(keys, list):
         raise TypeError("read_keys(keys: list, read_value: bool)")
-    read_value = bool(read_value)
-    return _records(_host("K", [[_arg(k) for k in keys], int(read_value)]), read_value)
+    return _records(_host("K", [[_arg(k) for k in keys], int(bool(read_value))]))[1]
 
 
 def scan_keys(scan, pattern, read_value):
-    read_value = bool(read_value)
-    following, rows = _host("Q", [int(scan), _arg(pattern), int(read_value)])
-    return following, _records(rows, read_value)
+    return _records(_host("Q", [int(scan), _arg(pattern), int(bool(read_value))]))
 
 
 def scan_close(scan):
     _host("J", int(scan))
 
 
-def _records(rows, read_value):
-    out = []
-    for key, ktype, kind, payload in rows:
-        rec = {"key": _text(key), "event": None}
-        if read_value:
-            rec["type"] = str(ktype)
-            if kind == 1:
-                rec["value"] = _text(payload)
-            elif kind == 2:
-                rec["value"] = {_text(payload[i]): _text(payload[i + 1]) for i in range(0, len(payload), 2)}
-            elif kind == 3:
-                rec["value"] = [_text(x) for x in payload]
-            else:
-                rec["value"] = None
-        out.append(rec)
-    return out
+def _records(batch):
+    """The host sends KeysReader records as ready dicts: [next scan, has_binary, records]. Bytes
+    stand for strings that are not UTF-8, which scripts get as bytearrays (as in native mode)."""
+    following, binary, records = batch
+    if binary:
+        for rec in records:
+            for name, v in rec.items():
+                if type(v) is bytes:
+                    rec[name] = bytearray(v)
+                elif type(v) is dict:
+                    rec[name] = {_ba(f): _ba(x) for f, x in v.items()}
+                elif type(v) is list:
+                    rec[name] = [_ba(x) for x in v]
+    return following, records
+
+
+def _ba(v):
+    return bytearray(v) if type(v) is bytes else v
 
 
 def log(level, message):

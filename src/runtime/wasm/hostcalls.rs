@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use gearbox_engine::{CommandRequest, Host, LogLevel, Value};
 
+use super::marshal;
 use super::wire::{self, kind};
 
 /// Write a guest's log frame (`[level, message]`) to the Redis log.
@@ -18,9 +19,34 @@ pub fn log(host: Option<&Arc<dyn Host>>, value: &Value) {
     }
 }
 
-/// One host call from the guest, performed on the calling (waiting) thread.
-pub fn serve(host: Option<&Arc<dyn Host>>, k: u8, value: &Value) -> Value {
-    let Some(host) = host else { return Value::Error("gearbox: this interpreter has no host".into()) };
+/// One host call from the guest, performed on the calling (waiting) thread; the answer's
+/// payload (marshal).
+pub fn serve(host: Option<&Arc<dyn Host>>, k: u8, value: &Value) -> Vec<u8> {
+    let Some(host) = host else { return marshal::value(&Value::Error("gearbox: this interpreter has no host".into())) };
+    match (k, value) {
+        (kind::READ_KEYS, Value::Array(parts)) => match parts.as_slice() {
+            [Value::Array(keys), Value::Int(read_value)] => {
+                let keys: Vec<Vec<u8>> = keys.iter().filter_map(|k| wire::bytes_of(k).map(<[u8]>::to_vec)).collect();
+                marshal::key_records(0, &host.read_keys(&keys, *read_value != 0), *read_value != 0)
+            }
+            _ => marshal::value(&Value::Error("gearbox: malformed read_keys from the guest".into())),
+        },
+        (kind::SCAN_KEYS, Value::Array(parts)) => match parts.as_slice() {
+            [Value::Int(scan), pattern, Value::Int(read_value)] if *scan >= 0 => match wire::bytes_of(pattern) {
+                Some(pattern) => match host.scan_keys(*scan as u64, pattern, *read_value != 0) {
+                    Ok((next, records)) => marshal::key_records(next, &records, *read_value != 0),
+                    Err(message) => marshal::value(&Value::Error(message)),
+                },
+                None => marshal::value(&Value::Error("gearbox: malformed scan_keys from the guest".into())),
+            },
+            _ => marshal::value(&Value::Error("gearbox: malformed scan_keys from the guest".into())),
+        },
+        _ => marshal::value(&serve_value(host, k, value)),
+    }
+}
+
+/// The host calls whose answer is a plain value.
+fn serve_value(host: &Arc<dyn Host>, k: u8, value: &Value) -> Value {
     match (k, value) {
         (kind::CALL, Value::Array(args)) => {
             let args: Option<Vec<Vec<u8>>> = args.iter().map(|a| wire::bytes_of(a).map(<[u8]>::to_vec)).collect();
@@ -29,23 +55,6 @@ pub fn serve(host: Option<&Arc<dyn Host>>, k: u8, value: &Value) -> Value {
                 None => Value::Error("gearbox: malformed call from the guest".into()),
             }
         }
-        (kind::READ_KEYS, Value::Array(parts)) => match parts.as_slice() {
-            [Value::Array(keys), Value::Int(read_value)] => {
-                let keys: Vec<Vec<u8>> = keys.iter().filter_map(|k| wire::bytes_of(k).map(<[u8]>::to_vec)).collect();
-                wire::key_records(&host.read_keys(&keys, *read_value != 0))
-            }
-            _ => Value::Error("gearbox: malformed read_keys from the guest".into()),
-        },
-        (kind::SCAN_KEYS, Value::Array(parts)) => match parts.as_slice() {
-            [Value::Int(scan), pattern, Value::Int(read_value)] if *scan >= 0 => match wire::bytes_of(pattern) {
-                Some(pattern) => match host.scan_keys(*scan as u64, pattern, *read_value != 0) {
-                    Ok((next, records)) => Value::Array(vec![Value::Int(next as i64), wire::key_records(&records)]),
-                    Err(message) => Value::Error(message),
-                },
-                None => Value::Error("gearbox: malformed scan_keys from the guest".into()),
-            },
-            _ => Value::Error("gearbox: malformed scan_keys from the guest".into()),
-        },
         (kind::SCAN_CLOSE, Value::Int(scan)) => {
             host.scan_close((*scan).max(0) as u64);
             Value::Nil

@@ -27,6 +27,7 @@ use wasmtime::{Engine, InstancePre, ResourceLimiter, Store, UpdateDeadline};
 
 use super::hostcalls;
 use super::routes::{Out, Routes};
+use super::marshal;
 use super::wire::{self, kind};
 
 /// Why a guest was stopped from outside.
@@ -392,8 +393,8 @@ impl Instance {
                 Out::Frame(kind::LOG, value) => hostcalls::log(host, &value),
                 Out::Frame(k, value) => {
                     let reply = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| hostcalls::serve(host, k, &value)))
-                        .unwrap_or_else(|_| Value::Error("gearbox: internal error (panic) in a host call".into()));
-                    if let Err(e) = self.send(wire::frame(kind::REPLY, tag, &reply)) {
+                        .unwrap_or_else(|_| marshal::value(&Value::Error("gearbox: internal error (panic) in a host call".into())));
+                    if let Err(e) = self.send(wire::frame_with(kind::REPLY, tag, &reply)) {
                         return Ended::Dead(e);
                     }
                 }

@@ -16,6 +16,7 @@
 mod artefact;
 mod hostcalls;
 mod instance;
+mod marshal;
 #[cfg(test)]
 mod measure;
 mod pool;

@@ -1,8 +1,9 @@
 //! The binary framing between the host and its wasm guest (`wasm-python/guest.py` is the other
 //! half). A frame is `b"GB"`, a version byte, a kind byte, a little-endian u32 tag, a u32
-//! payload length, then one value in the engine's codec (`gearbox_engine::codec`: `N` nil, `i`
-//! i64, `d` f64, `b` bytes, `s` status, `e` error, `a` array), so bulk data is never escaped or
-//! parsed as text.
+//! payload length, then one value. Host → guest values are in CPython's marshal format
+//! (`marshal.rs`: the guest decodes them in C); guest → host values are in the engine's codec
+//! (`gearbox_engine::codec`: `N` nil, `i` i64, `d` f64, `b` bytes, `s` status, `e` error, `a`
+//! array), decoded here with checks. Bulk data is never escaped or parsed as text.
 //!
 //! The tag names the host command a frame belongs to: the guest stamps every host call and its
 //! answer with the tag of the command it is running, and the host answers a call with the same
@@ -14,9 +15,9 @@
 //! Everything here is plain data: frames from the guest are untrusted (a script can write to the
 //! channel), so decoding checks every length, caps sizes and nesting, and never panics.
 
-use gearbox_engine::{KeyRecord, KeyValue, Value};
+use gearbox_engine::Value;
 
-pub const VERSION: u8 = 2;
+pub const VERSION: u8 = 3;
 /// Set in the tag of a command the guest may run nested inside a wait (its sender holds the Redis
 /// lock and waits for nothing else); other commands wait until the guest is back at its top loop.
 pub const NESTABLE: u32 = 1 << 31;
@@ -61,43 +62,24 @@ pub struct Header {
     pub len: usize,
 }
 
-/// One encoded frame.
+/// One encoded host → guest frame carrying `value`.
 pub fn frame(kind: u8, tag: u32, value: &Value) -> Vec<u8> {
-    let mut payload = Vec::new();
-    encode(&mut payload, value);
+    frame_with(kind, tag, &super::marshal::value(value))
+}
+
+/// One host → guest frame around an already encoded (marshal) payload.
+pub fn frame_with(kind: u8, tag: u32, payload: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(HEADER + payload.len());
     out.extend_from_slice(b"GB");
     out.push(VERSION);
     out.push(kind);
     out.extend_from_slice(&tag.to_le_bytes());
     out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
-    out.extend_from_slice(&payload);
+    out.extend_from_slice(payload);
     out
 }
 
-pub use gearbox_engine::codec::{bytes_of, decode, encode, text_of};
-
-/// KeysReader records as one value: `[[key, type, kind, payload], ...]`, kind 0 none, 1 string,
-/// 2 hash (payload a flat field/value array), 3 list.
-pub fn key_records(records: &[KeyRecord]) -> Value {
-    Value::Array(
-        records
-            .iter()
-            .map(|r| {
-                let (kind, payload) = match &r.value {
-                    KeyValue::None => (0, Value::Nil),
-                    KeyValue::String(b) => (1, Value::Bulk(b.clone())),
-                    KeyValue::Hash(pairs) => (
-                        2,
-                        Value::Array(pairs.iter().flat_map(|(f, v)| [Value::Bulk(f.clone()), Value::Bulk(v.clone())]).collect()),
-                    ),
-                    KeyValue::List(items) => (3, Value::Array(items.iter().map(|b| Value::Bulk(b.clone())).collect())),
-                };
-                Value::Array(vec![Value::Bulk(r.key.clone()), Value::Status(r.key_type.to_string()), Value::Int(kind), payload])
-            })
-            .collect(),
-    )
-}
+pub use gearbox_engine::codec::{bytes_of, decode, text_of};
 
 /// Parse a frame header; `Ok(None)` if more bytes are needed.
 pub fn header(buf: &[u8]) -> Result<Option<Header>, String> {
@@ -125,14 +107,14 @@ mod tests {
         let f = frame(kind::REPLY, 7, &v);
         let h = header(&f).unwrap().unwrap();
         assert_eq!(h, Header { kind: kind::REPLY, tag: 7, len: f.len() - HEADER });
-        assert_eq!(decode(&f[HEADER..]).unwrap(), v);
+        assert_eq!(&f[HEADER..], super::super::marshal::value(&v).as_slice());
         assert!(header(&f[..HEADER - 1]).unwrap().is_none());
     }
 
     #[test]
     fn bad_headers_are_refused() {
-        assert!(header(b"XX\x02R\0\0\0\0\0\0\0\0").is_err());
-        assert!(header(b"GB\x01R\0\0\0\0\0\0\0\0").is_err(), "version 1 frames are refused");
-        assert!(header(b"GB\x02R\0\0\0\0\xff\xff\xff\xff").is_err());
+        assert!(header(b"XX\x03R\0\0\0\0\0\0\0\0").is_err());
+        assert!(header(b"GB\x02R\0\0\0\0\0\0\0\0").is_err(), "version 2 frames are refused");
+        assert!(header(b"GB\x03R\0\0\0\0\xff\xff\xff\xff").is_err());
     }
 }
