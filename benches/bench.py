@@ -5,7 +5,7 @@ next to its reference on the same server in the same run (Lua `EVAL` for latency
 loops for call throughput), then prints a table of ratios and writes a JSON summary.
 Benchmarks are not tests: nothing here asserts a speed.
 
-Usage: python benches/bench.py [--module PATH] [--modes native,wasm] [--json FILE] [--quick]
+Usage: python benches/bench.py [--module PATH] [--modes native,wasm] [--json FILE] [--quick] [--cases a,b]
 """
 import argparse
 import json
@@ -104,6 +104,8 @@ def main():
     ap.add_argument("--modes", default="native,wasm")
     ap.add_argument("--json", default=str(REPO / "benches/results/latest.json"))
     ap.add_argument("--quick", action="store_true", help="smaller counts, for a smoke run")
+    ap.add_argument("--cases", default="", help="only these figures, e.g. trigger,count_keys (default: all: "
+                    + ",".join(c.__name__ for c in bench_cases.CASES) + ")")
     args = ap.parse_args()
 
     started = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime())
@@ -119,7 +121,8 @@ def main():
         try:
             info.setdefault("python", {})[mode] = server.client.execute_command(
                 "RG.PYEXECUTE", "GB('ShardsIDReader').map(lambda x: __import__('sys').version.split()[0]).run()")[0][0]
-            for case in bench_cases.CASES:
+            wanted = [c for c in args.cases.split(",") if c]
+            for case in [c for c in bench_cases.CASES if not wanted or c.__name__ in wanted]:
                 print(f"[{mode}] {case.__doc__.strip().splitlines()[0]} ...", flush=True)
                 for row in case(server, args.quick):
                     row["mode"] = mode

@@ -87,7 +87,7 @@ fn measure_instances() {
 
     let host: Arc<dyn Host> = Arc::new(NullHost);
     let interp = rt.create_interpreter(host.clone()).expect("interpreter");
-    let calls = 20000;
+    let calls: usize = std::env::var("GEARBOX_MEASURE_CALLS").ok().and_then(|v| v.parse().ok()).unwrap_or(20000);
     let src = format!("import _gearbox\nfor i in range({calls}):\n    _gearbox.call('PING')\n");
     let t = Instant::now();
     assert!(matches!(interp.run_script(&src, std::time::Duration::from_secs(60)), Ok(ScriptOutcome::Done)));
@@ -99,10 +99,11 @@ fn measure_instances() {
     println!("host call round trip (call('PING')): {:.2} us", (with_calls - empty).as_secs_f64() * 1e6 / calls as f64);
     for (what, body) in [
         ("one-way log frame", "_gearbox.log('debug', 'x')"),
-        ("guest-side encode only", "_gearbox._enc(bytearray(), [b'PING'])"),
+        ("guest-side decode of an int reply (marshal.loads)", "_m.loads(b'i\\x01\\0\\0\\0')"),
         ("raw os.write of 16 bytes to stderr", "_os.write(2, b'0123456789abcdef')"),
+        ("a Python function call with 2 args", "_f(1, 2)"),
     ] {
-        let src = format!("import _gearbox, __main__, os as _os\n_gearbox._enc = __main__._enc\n_gearbox._dec = __main__._dec\nfor i in range({calls}):\n    {body}\n");
+        let src = format!("import _gearbox, marshal as _m, os as _os\ndef _f(a, b): return a\nfor i in range({calls}):\n    {body}\n");
         let t = Instant::now();
         let ok = matches!(interp.run_script(&src, std::time::Duration::from_secs(60)), Ok(ScriptOutcome::Done));
         println!("{what}: {:.2} us (ok: {ok})", t.elapsed().saturating_sub(empty).as_secs_f64() * 1e6 / calls as f64);
