@@ -2,7 +2,7 @@
 inside the script's own interpreter (native sub-interpreter or wasm instance).
 
 Records never cross the host boundary per step: readers fetch them from Redis in batches
-(`_gearbox.call('SCAN', ...)`, `_gearbox.read_keys(...)`), every step transforms a Python
+(`_gearbox.scan_keys(...)`, `_gearbox.read_keys(...)`, `_gearbox.call('SCAN', ...)`), every step transforms a Python
 iterator, and only the final results go back to the host.
 
 An error raised by a callback drops that record and is appended, formatted, to the execution's
