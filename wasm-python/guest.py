@@ -6,9 +6,8 @@ then serves the host's command frames on a private channel descriptor until the 
   F fire(handle, record, profile)   O on_registered(handle)
 While a command runs, host calls are request frames (C call, K read_keys, Q scan_keys, J scan_close, L log, G config_get,
 A atomic_begin, Z atomic_end, X register, T time_event, H command, W async_allowed) answered by an `r` frame. Frame: b"GB", version, kind,
-u32 tag, u32 length, then one value: from the host in marshal format (bytes = bulk, str = status, a
-1-tuple = error; decoded in C), to the host in gearbox's codec (tags N i d b s e a; little-endian
-lengths). Every frame carries
+u32 tag, u32 length, then one value in marshal format (version 2: bytes = bulk, str = status, a
+1-tuple holding a str = error), so both directions are encoded and decoded in C. Every frame carries
 the tag of the host command it belongs to. A command may arrive while this guest waits for a host
 reply (a sync registration firing while a job of this session waits for Redis): if its tag is
 marked nestable it is run right there, nested, then the wait goes on; otherwise it waits for the
@@ -36,7 +35,7 @@ _I64 = struct.Struct("<q")
 _F64 = struct.Struct("<d")
 _U32 = struct.Struct("<I")
 _read, _write, _exit = os.read, os.write, os._exit
-_loads = marshal.loads
+_loads, _dumps = marshal.loads, marshal.dumps
 
 
 def _more(buf):
@@ -46,38 +45,25 @@ def _more(buf):
     buf += chunk
 
 
-class _Status(str):
-    pass
-
-
-class _Err(str):
-    pass
-
-
-def _enc(out, v):
-    if v is None:
-        out += b"N"
-    elif isinstance(v, _Status) or isinstance(v, _Err):
-        data = str.encode(v, "utf-8", "replace")
-        out += (b"s" if isinstance(v, _Status) else b"e") + _U32.pack(len(data)) + data
-    elif isinstance(v, int):
-        if -(1 << 63) <= v < (1 << 63):
-            out += b"i" + _I64.pack(v)
-        else:
-            _enc(out, str(v))
-    elif isinstance(v, float):
-        out += b"d" + _F64.pack(v)
-    elif isinstance(v, (bytes, bytearray)):
-        out += b"b" + _U32.pack(len(v)) + v
-    elif isinstance(v, str):
-        data = v.encode("utf-8")
-        out += b"b" + _U32.pack(len(data)) + data
-    elif isinstance(v, (list, tuple)):
-        out += b"a" + _U32.pack(len(v))
-        for item in v:
-            _enc(out, item)
-    else:
-        _enc(out, str(v))
+def _plain(v):
+    """A value for the host, by the rules the native runtime converts arguments with: None, bool
+    and int (64-bit, else its text), float, bytes-like and str (both bulk), lists and tuples;
+    anything else its str()."""
+    if type(v) is int:
+        return v if -(1 << 63) <= v < (1 << 63) else str(v).encode()
+    if v is None or type(v) in (float, bytes):
+        return v
+    if isinstance(v, str):
+        return v.encode("utf-8")
+    if isinstance(v, int):
+        return _plain(int(v))
+    if isinstance(v, float):
+        return float(v)
+    if isinstance(v, (bytes, bytearray)):
+        return bytes(v)
+    if isinstance(v, (list, tuple)):
+        return [_plain(x) for x in v]
+    return _plain(str(v))
 
 
 # Tags of the host commands being run, innermost last; frames are stamped with the last one.
@@ -97,9 +83,7 @@ def _send_payload(kind, payload):
 
 
 def _send(kind, value):
-    out = bytearray()
-    _enc(out, value)
-    _send_payload(kind, out)
+    _send_payload(kind, _dumps(value, 2))
 
 
 def _recv():
@@ -186,10 +170,10 @@ def call(*args):
         return []
     if not isinstance(args[0], (str, bytes)):
         raise _gb.error("the given command must be a string")
-    parts = [b"a", _U32.pack(len(args))]
+    parts = [b"[", _U32.pack(len(args))]  # marshal: a list of bytes, built without a dumps call
     for a in args:
         b = a.encode("utf-8") if type(a) is str else _arg(a)
-        parts += (b"b", _U32.pack(len(b)), b)
+        parts += (b"s", _U32.pack(len(b)), b)
     _send_payload("C", b"".join(parts))
     reply = _reply()
     if type(reply) is bytes:
@@ -238,12 +222,7 @@ def log(level, message):
         raise TypeError("log(level: str, message: str)")
     if level.lower() not in ("debug", "verbose", "notice", "warning"):
         raise _gb.error("invalid log level")
-    _send_payload("L", _pair(level, message))
-
-
-def _pair(level, message):
-    lv, msg = level.encode("utf-8", "replace"), message.encode("utf-8", "replace")
-    return b"".join((b"a\x02\x00\x00\x00b", _U32.pack(len(lv)), lv, b"b", _U32.pack(len(msg)), msg))
+    _send("L", [str(level), str(message)])
 
 
 def config_get(name):
@@ -264,7 +243,7 @@ def atomic_end():
 def register(spec):
     if not isinstance(spec, list):
         raise TypeError("register(spec: list)")
-    return _text(_host("X", spec))
+    return _text(_host("X", _plain(spec)))
 
 
 def time_event(seconds, handle, key=None):
@@ -278,7 +257,7 @@ def async_allowed():
 def command(op, arg):
     if not isinstance(op, str):
         raise TypeError("command(op: str, arg)")
-    return _reply_obj(_host("H", [op, arg]))
+    return _reply_obj(_host("H", [op, _plain(arg)]))
 
 
 for _f in (call, read_keys, scan_keys, scan_close, log, config_get, atomic_begin, atomic_end, register, time_event, command, async_allowed):
@@ -298,13 +277,13 @@ class _LogStream:
         self._buf += s
         while "\n" in self._buf:
             line, self._buf = self._buf.split("\n", 1)
-            _send_payload("L", _pair(self._level, line))
+            _send("L", [self._level, line])
         return len(s)
 
     def flush(self):
         if self._buf:
             line, self._buf = self._buf, ""
-            _send_payload("L", _pair(self._level, line))
+            _send("L", [self._level, line])
 
     def isatty(self):
         return False
@@ -357,17 +336,17 @@ def _result(obj):
     """A result record as an engine value, by RedisGears' rules (spec 2.7), as native convert.rs."""
     if isinstance(obj, str):
         if len(obj) > 1 and obj[0] == "+":
-            return _Status(obj[1:])
+            return obj[1:]  # a status
         if len(obj) > 1 and obj[0] == "-":
-            return _Err(obj[1:])
+            return (obj[1:],)  # an error
         try:
             return obj.encode("utf-8")
         except UnicodeEncodeError:
             return b""
     if isinstance(obj, int):
-        return obj
+        return _plain(obj)
     if isinstance(obj, float):
-        return obj
+        return float(obj)
     if isinstance(obj, (bytes, bytearray)):
         return bytes(obj)
     if isinstance(obj, list):
@@ -392,7 +371,7 @@ def _answer_plan(plan):
         return [[_result(r) for r in results], [_str(e) for e in errors],
                 [s if isinstance(s, int) and s >= 0 else 0 for s in step_ms]]
     except BaseException as e:
-        return _Err(sys.modules["gears_pipeline"].format_exception(e))
+        return (_str(sys.modules["gears_pipeline"].format_exception(e)),)
 
 
 def _run(kind, arg):
@@ -407,17 +386,17 @@ def _run(kind, arg):
             return None
         except BaseException as e:
             import traceback
-            return _Err("".join(traceback.format_exception(e)))
+            return ("".join(traceback.format_exception(e)),)
     if kind == "S":
         out = sys.modules["gears"]._run_script(arg.decode("utf-8"))
         if out is None:
-            return [_Status("done")]
+            return ["done"]
         if out[0] == "run":
             _next_plan[0] += 1
             _plans[_next_plan[0]] = out[1]
             steps = [[_str(s[0]), _str(s[1]), _str(s[2])] for s in out[2] if isinstance(s, tuple) and len(s) >= 3]
-            return [_Status("run"), _next_plan[0], steps]
-        return [_Status("error"), _str(out[1])]
+            return ["run", _next_plan[0], steps]
+        return ["error", _str(out[1])]
     if kind == "P":
         return _answer_plan(_plans.pop(arg, None))
     if kind == "F":

@@ -146,7 +146,7 @@ impl Guest {
             if self.out_buf.len() < wire::HEADER + h.len {
                 break;
             }
-            let value = wire::decode(&self.out_buf[wire::HEADER..wire::HEADER + h.len])
+            let value = marshal::decode(&self.out_buf[wire::HEADER..wire::HEADER + h.len])
                 .map_err(|e| format!("gearbox: bad frame from the guest: {e}"))?;
             self.out_buf.drain(..wire::HEADER + h.len);
             if h.kind == kind::RESULT {

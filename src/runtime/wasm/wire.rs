@@ -1,9 +1,8 @@
 //! The binary framing between the host and its wasm guest (`wasm-python/guest.py` is the other
 //! half). A frame is `b"GB"`, a version byte, a kind byte, a little-endian u32 tag, a u32
-//! payload length, then one value. Host → guest values are in CPython's marshal format
-//! (`marshal.rs`: the guest decodes them in C); guest → host values are in the engine's codec
-//! (`gearbox_engine::codec`: `N` nil, `i` i64, `d` f64, `b` bytes, `s` status, `e` error, `a`
-//! array), decoded here with checks. Bulk data is never escaped or parsed as text.
+//! payload length, then one value in CPython's marshal format (`marshal.rs`: the guest encodes
+//! and decodes in C; the host decodes guest frames with checks). Bulk data is never escaped or
+//! parsed as text.
 //!
 //! The tag names the host command a frame belongs to: the guest stamps every host call and its
 //! answer with the tag of the command it is running, and the host answers a call with the same
@@ -13,7 +12,7 @@
 //! arrives during a wait until it is back at its top loop.
 //!
 //! Everything here is plain data: frames from the guest are untrusted (a script can write to the
-//! channel), so decoding checks every length, caps sizes and nesting, and never panics.
+//! channel), so headers are checked and payloads capped here, values in `marshal::decode`.
 
 use gearbox_engine::Value;
 
@@ -79,7 +78,7 @@ pub fn frame_with(kind: u8, tag: u32, payload: &[u8]) -> Vec<u8> {
     out
 }
 
-pub use gearbox_engine::codec::{bytes_of, decode, text_of};
+pub use gearbox_engine::codec::{bytes_of, text_of};
 
 /// Parse a frame header; `Ok(None)` if more bytes are needed.
 pub fn header(buf: &[u8]) -> Result<Option<Header>, String> {
