@@ -2,7 +2,7 @@
 
 It provides `_gearbox` (the host functions gears.py uses, same API as the native builtin module),
 then serves the host's command frames on a private channel descriptor until the host closes it:
-  B bootstrap(pipeline_src, events_src, gears_src)   S run_script(source)   P run_plan(id)   D drop_plan(id)
+  B bootstrap(form, sources or code)   S run_script(source)   P run_plan(id)   D drop_plan(id)
   F fire(handle, record, profile)   O on_registered(handle)
 While a command runs, host calls are request frames (C call, K read_keys, Q scan_keys, J scan_close, L log, G config_get,
 A atomic_begin, Z atomic_end, X register, T time_event, H command, W async_allowed) answered by an `r` frame. Frame: b"GB", version, kind,
@@ -377,13 +377,21 @@ def _answer_plan(plan):
 def _run(kind, arg):
     """One host command; returns the value of its `R` answer."""
     if kind == "B":
+        # ["source", [module sources..., guest.py source]]: compile, load, and answer the code
+        # (the host hands it to later guests); ["code", [marshalled modules...]]: just load.
+        form, items = arg
         try:
-            for name, src in zip(("gears_async", "gears_pipeline", "gears_events", "gears"), arg):
+            codes = []
+            for name, item in zip(("gears_async", "gears_pipeline", "gears_events", "gears"), items):
+                code = _loads(item) if form == "code" else compile(item, name + ".py", "exec")
                 mod = types.ModuleType(name)
                 mod.__file__ = name + ".py"
                 sys.modules[name] = mod
-                exec(compile(src, name + ".py", "exec"), mod.__dict__)
-            return None
+                exec(code, mod.__dict__)
+                codes.append(code)
+            if form != "source":
+                return None
+            return [_dumps(c) for c in codes] + [_dumps(compile(items[4], "<string>", "exec"))]
         except BaseException as e:
             import traceback
             return ("".join(traceback.format_exception(e)),)

@@ -265,8 +265,19 @@ enum Ended {
 
 impl Instance {
     /// Start an instance thread running the guest's `_start`.
-    pub fn spawn(engine: &Engine, pre: &InstancePre<Guest>, args: &[Vec<u8>], max_memory: usize) -> Result<Arc<Instance>, String> {
+    /// Start an instance on its own thread. `preload`: bytes the guest reads from its channel
+    /// before any frame (guest.py's compiled code, for `LOADER_PY`).
+    pub fn spawn(
+        engine: &Engine,
+        pre: &InstancePre<Guest>,
+        args: &[Vec<u8>],
+        max_memory: usize,
+        preload: Option<Vec<u8>>,
+    ) -> Result<Arc<Instance>, String> {
         let (cmd_tx, cmd_rx) = channel::<Vec<u8>>();
+        if let Some(bytes) = preload {
+            let _ = cmd_tx.send(bytes);
+        }
         let routes = Arc::new(Routes::default());
         let interrupt = Arc::new(Interrupt::default());
         let max_bytes = Arc::new(AtomicUsize::new(max_memory));

@@ -76,13 +76,16 @@ fn measure_instances() {
     println!("instantiate (no _start): {:?} per instance", t.elapsed() / n);
 
     let t = Instant::now();
-    let inst = Instance::spawn(&shared.engine, &shared.pre, &shared.args, 1 << 30).expect("spawn");
+    let inst = Instance::spawn(&shared.engine, &shared.pre, &shared.args, 1 << 30, None).expect("spawn");
     let first = inst.command(wire::kind::DROP_PLAN, &Value::Int(0), None, None, false);
     println!("spawn + Python start-up to first answer: {:?} (ok: {})", t.elapsed(), first.is_ok());
-    let sources = super::bootstrap_sources();
     let t = Instant::now();
-    let boot = inst.command(wire::kind::BOOTSTRAP, &sources, None, None, false);
-    println!("bootstrap gears.py: {:?} (ok: {})", t.elapsed(), matches!(boot, Ok(Value::Nil)));
+    let boot = inst.command(wire::kind::BOOTSTRAP, &super::source_boot(), None, None, false);
+    println!("bootstrap gears.py from source: {:?} (ok: {})", t.elapsed(), matches!(boot, Ok(Value::Array(_))));
+    let t = Instant::now();
+    let warm = shared.new_instance();
+    println!("spawn + start-up + bootstrap from the first guest's compiled code: {:?} (ok: {})", t.elapsed(), warm.is_ok());
+    drop(warm);
     drop(inst);
 
     let host: Arc<dyn Host> = Arc::new(NullHost);
