@@ -25,6 +25,19 @@ pub struct RedisLock {
 }
 
 impl RedisLock {
+    /// The lock if this thread has it already or can take it without waiting; None if taking
+    /// it would mean waiting (the caller must then let go of its interpreter first).
+    pub fn try_acquire() -> Option<RedisLock> {
+        if !must_wait() {
+            return Some(RedisLock::acquire());
+        }
+        if !redis_ffi::try_lock() {
+            return None;
+        }
+        HELD.with(|h| h.set(h.get() + 1));
+        Some(RedisLock { taken: true })
+    }
+
     pub fn acquire() -> RedisLock {
         let taken = must_wait();
         if taken {

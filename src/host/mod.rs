@@ -88,6 +88,11 @@ impl Host for RedisHost {
         reply
     }
 
+    fn call_if_free(&self, args: &[Vec<u8>]) -> Option<Value> {
+        let _lock = RedisLock::try_acquire()?;
+        Some(self.call(args))
+    }
+
     fn read_keys(&self, keys: &[Vec<u8>], read_value: bool) -> Vec<KeyRecord> {
         let _lock = (read_value && !keys.is_empty()).then(RedisLock::acquire);
         crate::events::keyspace::quietly(|| keys.iter().filter_map(|k| keys::read_key(self, k, read_value)).collect())

@@ -51,6 +51,13 @@ pub fn lock() {
     unsafe { raw::RedisModule_ThreadSafeContextLock.expect("API")(detached().0) }
 }
 
+/// Take Redis' global lock only if no one holds it; true when taken.
+pub fn try_lock() -> bool {
+    // SAFETY: the detached context exists for the process' life; on success the caller pairs
+    // this with `unlock`.
+    unsafe { raw::RedisModule_ThreadSafeContextTryLock.expect("API")(detached().0) == raw::REDISMODULE_OK as c_int }
+}
+
 pub fn unlock() {
     // SAFETY: paired with `lock` on the same thread.
     unsafe { raw::RedisModule_ThreadSafeContextUnlock.expect("API")(detached().0) }

@@ -235,7 +235,12 @@ unsafe extern "C" fn call(module: *mut ffi::PyObject, args: *mut *mut ffi::PyObj
             let Some(host) = host_of(module) else {
                 return raise_gears_error(module, "gearbox: this interpreter has no host");
             };
-            let reply = maybe_without_gil(&host, || host.call(&parts));
+            // Keep the GIL when the Redis lock is free: releasing and taking it back around
+            // every call is avoidable work; only waiting for the lock requires letting go.
+            let reply = match host.call_if_free(&parts) {
+                Some(reply) => reply,
+                None => maybe_without_gil(&host, || host.call(&parts)),
+            };
             match reply {
                 gearbox_engine::Value::Error(message) => raise_gears_error(module, &message),
                 other => convert::reply_to_py(&other),
