@@ -7,7 +7,7 @@
 //! walk may return a key twice while the keyspace is rehashed, and misses no key that exists
 //! from its start to its end.
 
-use std::ffi::{c_int, c_void};
+use std::ffi::c_void;
 
 use gearbox_engine::glob;
 use gearbox_engine::{KeyRecord, KeyValue};
@@ -103,20 +103,14 @@ unsafe extern "C" fn on_key(
                 batch.seen.push(Seen::Record(KeyRecord { key: key_name.to_vec(), key_type: "", value: KeyValue::None }));
                 return;
             }
-            if let Some(user) = batch.user {
-                let check = raw::RedisModule_ACLCheckKeyPermissions.expect("API");
-                if check(user.raw(), name, raw::REDISMODULE_CMD_KEY_ACCESS as c_int) != raw::REDISMODULE_OK as c_int {
-                    return;
-                }
+            if batch.user.is_some_and(|u| !redis_ffi::may_access_key(u, name)) {
+                return;
             }
             let kind = if key.is_null() { raw::REDISMODULE_KEYTYPE_EMPTY } else { raw::RedisModule_KeyType.expect("API")(key) as isize };
             let seen = match kind {
                 raw::REDISMODULE_KEYTYPE_EMPTY => Seen::Record(KeyRecord { key: key_name.to_vec(), key_type: "empty", value: KeyValue::None }),
                 raw::REDISMODULE_KEYTYPE_STRING => {
-                    let mut len = 0usize;
-                    let ptr = raw::RedisModule_StringDMA.expect("API")(key, &mut len, raw::REDISMODULE_READ as c_int);
-                    let value = if ptr.is_null() { Vec::new() } else { std::slice::from_raw_parts(ptr as *const u8, len).to_vec() };
-                    Seen::Record(KeyRecord { key: key_name.to_vec(), key_type: "string", value: KeyValue::String(value) })
+                    Seen::Record(KeyRecord { key: key_name.to_vec(), key_type: "string", value: KeyValue::String(redis_ffi::string_value(key)) })
                 }
                 _ => Seen::Other(key_name.to_vec()),
             };

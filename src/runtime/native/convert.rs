@@ -188,7 +188,7 @@ pub unsafe fn key_records_to_py(records: &[KeyRecord], read_value: bool) -> *mut
         return list;
     }
     for (i, record) in records.iter().enumerate() {
-        let dict = names.record(record, read_value);
+        let dict = names.record(record);
         if dict.is_null() {
             ffi::Py_DecRef(list);
             return ptr::null_mut();
@@ -207,6 +207,8 @@ struct RecordNames {
     /// A record with every field None: copying it (one memcpy of its key table) is cheaper than
     /// building each record's dict key by key.
     template: *mut ffi::PyObject,
+    /// Whether records carry `type` and `value`.
+    read_value: bool,
     type_names: Vec<(&'static str, *mut ffi::PyObject)>,
 }
 
@@ -220,6 +222,7 @@ impl RecordNames {
             key_type: text("type"),
             value: text("value"),
             template: ffi::PyDict_New(),
+            read_value,
             type_names: Vec::new(),
         };
         let fields = if read_value { &[names.key, names.event, names.key_type, names.value][..] } else { &[names.key, names.event][..] };
@@ -243,14 +246,14 @@ impl RecordNames {
         obj
     }
 
-    unsafe fn record(&mut self, record: &KeyRecord, read_value: bool) -> *mut ffi::PyObject {
+    unsafe fn record(&mut self, record: &KeyRecord) -> *mut ffi::PyObject {
         // SAFETY (caller): attached. Returns a new reference or NULL with an exception set.
         let dict = ffi::PyDict_Copy(self.template);
         if dict.is_null() {
             return dict;
         }
         let mut ok = put(dict, self.key, text_or_bytearray(&record.key));
-        if read_value {
+        if self.read_value {
             let type_name = self.type_name(record.key_type);
             ok = ok && put(dict, self.key_type, type_name) && put(dict, self.value, key_value_to_py(&record.value));
         }
