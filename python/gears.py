@@ -37,11 +37,10 @@ _state = _ScriptState()
 # ---------------------------------------------------------------- runtime functions
 
 
-def execute(*args):
-    """Run a Redis command as the user who ran RG.PYEXECUTE; errors raise gears.error."""
-    if not args:
-        return []
-    return _gearbox.call(*args)
+# Run a Redis command as the user who ran RG.PYEXECUTE; errors raise gears.error; no
+# arguments give []. The host function itself, not a wrapper: a Python frame per call cost
+# ~10% of a loop of execute() calls.
+execute = _gearbox.call
 
 
 class atomic:

@@ -97,11 +97,11 @@ impl CommandRequest {
 /// the client whose `RG.PYEXECUTE` created the session.
 pub trait Host: Send + Sync {
     /// Run a Redis command (`execute()`); errors come back as `Value::Error`.
-    fn call(&self, args: &[Vec<u8>]) -> Value;
+    fn call(&self, args: &[&[u8]]) -> Value;
     /// `call`, but only if it needs no waiting for the Redis lock (it is free or already held
     /// by this thread); None otherwise, and the runtime must let go of its interpreter and use
     /// `call`. Lets a runtime keep its interpreter across most calls.
-    fn call_if_free(&self, _args: &[Vec<u8>]) -> Option<Value> {
+    fn call_if_free(&self, _args: &[&[u8]]) -> Option<Value> {
         None
     }
     /// Read keys for the KeysReader under one acquisition of the Redis lock.

@@ -7,15 +7,11 @@ use super::redis_ffi::KeyPeek;
 
 /// Reaches Redis; the caller holds the Redis lock.
 pub trait Caller {
-    fn call_locked(&self, args: &[Vec<u8>]) -> Value;
+    fn call_locked(&self, args: &[&[u8]]) -> Value;
     /// A direct look at the key, when the caller can (None: use commands only).
     fn peek(&self, _key: &[u8]) -> Option<KeyPeek> {
         None
     }
-}
-
-fn args(parts: &[&[u8]]) -> Vec<Vec<u8>> {
-    parts.iter().map(|p| p.to_vec()).collect()
 }
 
 fn bulk_list(v: Value) -> Vec<Vec<u8>> {
@@ -63,17 +59,17 @@ pub fn read_key(caller: &dyn Caller, key: &[u8], read_value: bool) -> Option<Key
         Some(KeyPeek::String(b)) => return Some(KeyRecord { key: key.to_vec(), key_type: "string", value: KeyValue::String(b) }),
         Some(KeyPeek::Other) | None => {}
     }
-    let key_type = type_name(&caller.call_locked(&args(&[b"TYPE", key])));
+    let key_type = type_name(&caller.call_locked(&[b"TYPE", key]));
     let value = match key_type {
-        "string" => match caller.call_locked(&args(&[b"GET", key])) {
+        "string" => match caller.call_locked(&[b"GET", key]) {
             Value::Bulk(b) => KeyValue::String(b),
             _ => KeyValue::None,
         },
         "hash" => {
-            let flat = bulk_list(caller.call_locked(&args(&[b"HGETALL", key])));
+            let flat = bulk_list(caller.call_locked(&[b"HGETALL", key]));
             KeyValue::Hash(flat.chunks(2).filter(|c| c.len() == 2).map(|c| (c[0].clone(), c[1].clone())).collect())
         }
-        "list" => KeyValue::List(bulk_list(caller.call_locked(&args(&[b"LRANGE", key, b"0", b"-1"])))),
+        "list" => KeyValue::List(bulk_list(caller.call_locked(&[b"LRANGE", key, b"0", b"-1"]))),
         _ => KeyValue::None,
     };
     Some(KeyRecord { key: key.to_vec(), key_type, value })
@@ -86,8 +82,8 @@ mod tests {
 
     struct FakeRedis(HashMap<Vec<u8>, Value>);
     impl Caller for FakeRedis {
-        fn call_locked(&self, args: &[Vec<u8>]) -> Value {
-            let mut k = args[0].clone();
+        fn call_locked(&self, args: &[&[u8]]) -> Value {
+            let mut k = args[0].to_vec();
             k.push(b' ');
             k.extend_from_slice(&args[1]);
             self.0.get(&k).cloned().unwrap_or(Value::Nil)
@@ -123,7 +119,7 @@ mod tests {
     fn without_read_value_nothing_is_asked() {
         struct Panics;
         impl Caller for Panics {
-            fn call_locked(&self, _: &[Vec<u8>]) -> Value {
+            fn call_locked(&self, _: &[&[u8]]) -> Value {
                 panic!("must not call Redis")
             }
         }
@@ -134,7 +130,7 @@ mod tests {
     fn a_direct_look_answers_strings_and_denials_without_commands() {
         struct Direct;
         impl Caller for Direct {
-            fn call_locked(&self, _: &[Vec<u8>]) -> Value {
+            fn call_locked(&self, _: &[&[u8]]) -> Value {
                 panic!("must not call Redis")
             }
             fn peek(&self, key: &[u8]) -> Option<KeyPeek> {

@@ -60,7 +60,7 @@ impl RedisHost {
 }
 
 impl keys::Caller for RedisHost {
-    fn call_locked(&self, args: &[Vec<u8>]) -> Value {
+    fn call_locked(&self, args: &[&[u8]]) -> Value {
         redis_ffi::call(redis_ffi::detached(), self.user.as_ref(), args)
     }
 
@@ -70,7 +70,7 @@ impl keys::Caller for RedisHost {
 }
 
 impl Host for RedisHost {
-    fn call(&self, args: &[Vec<u8>]) -> Value {
+    fn call(&self, args: &[&[u8]]) -> Value {
         let (recording, replaying) = {
             let top = self.top_level();
             (top.is_recording(), top.is_replaying())
@@ -88,7 +88,7 @@ impl Host for RedisHost {
         reply
     }
 
-    fn call_if_free(&self, args: &[Vec<u8>]) -> Option<Value> {
+    fn call_if_free(&self, args: &[&[u8]]) -> Option<Value> {
         let _lock = RedisLock::try_acquire()?;
         Some(self.call(args))
     }
@@ -159,7 +159,7 @@ impl Host for RedisHost {
             let pending = crate::events::keyed_timers::PendingKeyed { key, handle, period };
             return self.top_level().keyed_time_event(pending, |k| {
                 let _lock = RedisLock::acquire();
-                keys::Caller::call_locked(self, &[b"EXISTS".to_vec(), k.to_vec()]) != Value::Int(0)
+                keys::Caller::call_locked(self, &[b"EXISTS", k]) != Value::Int(0)
             });
         }
         // A session rebuilt after a load does not repeat its top level's side effects.
@@ -195,7 +195,10 @@ impl RedisHost {
             CommandRequest::Next(_) if current.hook.is_none() => Value::Error("Can not get CommandHook ctx".into()),
             CommandRequest::Next(args) => {
                 let _lock = RedisLock::acquire();
-                crate::events::hooks::call_next(&current, args, |argv| keys::Caller::call_locked(self, argv))
+                crate::events::hooks::call_next(&current, args, |argv| {
+                    let argv: Vec<&[u8]> = argv.iter().map(Vec::as_slice).collect();
+                    keys::Caller::call_locked(self, &argv)
+                })
             }
         }
     }

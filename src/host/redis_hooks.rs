@@ -37,9 +37,10 @@ unsafe extern "C" fn on_keyspace(ctx: *mut raw::RedisModuleCtx, _type: c_int, ev
     let _ = std::panic::catch_unwind(|| {
         // SAFETY: Redis passes a NUL-terminated event name and a live key string for the call.
         let event = unsafe { std::ffi::CStr::from_ptr(event) }.to_string_lossy();
-        let key = redis_ffi::string_bytes(key);
+        // SAFETY: the key string lives for the whole notification.
+        let key = unsafe { redis_ffi::string_slice(key) };
         if let Some(h) = hooks() {
-            (h.keyspace)(Ctx(ctx), &event, &key);
+            (h.keyspace)(Ctx(ctx), &event, key);
         }
     });
     raw::REDISMODULE_OK as c_int

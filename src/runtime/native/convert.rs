@@ -5,6 +5,7 @@
 //!
 //! Every function here must be called attached to the interpreter that owns the objects.
 
+use std::borrow::Cow;
 use std::ffi::c_char;
 use std::ptr;
 
@@ -54,6 +55,48 @@ pub unsafe fn reply_to_py(value: &Value) -> *mut ffi::PyObject {
             list
         }
     }
+}
+
+/// One `execute()` argument without copying when it is immutable: `bytes` and `str` (its
+/// UTF-8 form, cached by CPython) are borrowed for as long as `obj` lives; anything else is
+/// copied (a bytearray could change while the GIL is released) by `arg_bytes`' rules.
+pub unsafe fn arg_view<'a>(obj: *mut ffi::PyObject) -> Option<Cow<'a, [u8]>> {
+    // SAFETY (caller): attached; `obj` is a live borrowed reference that outlives 'a.
+    if ffi::PyBytes_CheckExact(obj) != 0 {
+        let data = ffi::PyBytes_AsString(obj) as *const u8;
+        return Some(Cow::Borrowed(std::slice::from_raw_parts(data, ffi::PyBytes_Size(obj) as usize)));
+    }
+    if ffi::PyUnicode_CheckExact(obj) != 0 {
+        let mut len: ffi::Py_ssize_t = 0;
+        let data = ffi::PyUnicode_AsUTF8AndSize(obj, &mut len);
+        if data.is_null() {
+            return None; // e.g. lone surrogates: the exception stays set for the caller
+        }
+        return Some(Cow::Borrowed(std::slice::from_raw_parts(data as *const u8, len as usize)));
+    }
+    arg_bytes(obj).map(Cow::Owned)
+}
+
+/// Run `f` with `execute()` arguments as byte slices (`arg_view`'s rules), kept on the stack
+/// for the usual few: no allocation per call. None (a Python exception set) if one argument
+/// cannot be converted.
+pub unsafe fn with_call_args<R>(objs: &[*mut ffi::PyObject], f: impl FnOnce(&[&[u8]]) -> R) -> Option<R> {
+    const SMALL: usize = 8;
+    // SAFETY (caller): attached; `objs` are live borrowed references for the whole call.
+    if objs.len() > SMALL {
+        let views: Vec<Cow<[u8]>> = objs.iter().map(|&o| arg_view(o)).collect::<Option<_>>()?;
+        let parts: Vec<&[u8]> = views.iter().map(|v| &v[..]).collect();
+        return Some(f(&parts));
+    }
+    let mut views: [Cow<[u8]>; SMALL] = std::array::from_fn(|_| Cow::Borrowed(&[][..]));
+    for (slot, &o) in views.iter_mut().zip(objs) {
+        *slot = arg_view(o)?;
+    }
+    let mut parts: [&[u8]; SMALL] = [&[]; SMALL];
+    for (p, v) in parts.iter_mut().zip(&views) {
+        *p = v;
+    }
+    Some(f(&parts[..objs.len()]))
 }
 
 /// One `execute()` argument: bytes-like objects raw, `str` as UTF-8, anything else `str(x)`.

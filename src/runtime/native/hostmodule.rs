@@ -225,21 +225,17 @@ unsafe extern "C" fn call(module: *mut ffi::PyObject, args: *mut *mut ffi::PyObj
             if ffi::PyUnicode_Check(args[0]) == 0 && ffi::PyBytes_Check(args[0]) == 0 {
                 return raise_gears_error(module, "the given command must be a string");
             }
-            let mut parts = Vec::with_capacity(args.len());
-            for &a in args {
-                match convert::arg_bytes(a) {
-                    Some(b) => parts.push(b),
-                    None => return ptr::null_mut(),
-                }
-            }
             let Some(host) = host_of(module) else {
                 return raise_gears_error(module, "gearbox: this interpreter has no host");
             };
             // Keep the GIL when the Redis lock is free: releasing and taking it back around
             // every call is avoidable work; only waiting for the lock requires letting go.
-            let reply = match host.call_if_free(&parts) {
+            let reply = convert::with_call_args(args, |parts| match host.call_if_free(parts) {
                 Some(reply) => reply,
-                None => maybe_without_gil(&host, || host.call(&parts)),
+                None => maybe_without_gil(&host, || host.call(parts)),
+            });
+            let Some(reply) = reply else {
+                return ptr::null_mut();
             };
             match reply {
                 gearbox_engine::Value::Error(message) => raise_gears_error(module, &message),

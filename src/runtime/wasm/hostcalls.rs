@@ -49,7 +49,7 @@ pub fn serve(host: Option<&Arc<dyn Host>>, k: u8, value: &Value) -> Vec<u8> {
 fn serve_value(host: &Arc<dyn Host>, k: u8, value: &Value) -> Value {
     match (k, value) {
         (kind::CALL, Value::Array(args)) => {
-            let args: Option<Vec<Vec<u8>>> = args.iter().map(|a| wire::bytes_of(a).map(<[u8]>::to_vec)).collect();
+            let args: Option<Vec<&[u8]>> = args.iter().map(wire::bytes_of).collect();
             match args {
                 Some(args) => host.call(&args),
                 None => Value::Error("gearbox: malformed call from the guest".into()),

@@ -16,8 +16,8 @@ use super::{wire, Settings, WasmRuntime};
 struct NullHost;
 
 impl Host for NullHost {
-    fn call(&self, args: &[Vec<u8>]) -> Value {
-        Value::Bulk(args.first().cloned().unwrap_or_default())
+    fn call(&self, args: &[&[u8]]) -> Value {
+        Value::Bulk(args.first().map(|a| a.to_vec()).unwrap_or_default())
     }
     fn read_keys(&self, _keys: &[Vec<u8>], _read_value: bool) -> Vec<KeyRecord> {
         Vec::new()
