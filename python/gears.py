@@ -256,6 +256,8 @@ class GearsBuilder:
                 raise error("noScan argument must be a boolean")
             if not isinstance(read_value, bool):
                 raise error("readValue argument must be a boolean")
+            if not no_scan:
+                return _pipeline.KeysWalk(arg, read_value)
             return lambda: _pipeline.keys_reader(arg, no_scan, read_value)
         if self.reader == "KeysOnlyReader":
             count, no_scan = kwargs.get("count", 1000), kwargs.get("noScan", False)

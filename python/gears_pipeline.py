@@ -65,6 +65,39 @@ def keys_reader(pattern, no_scan, read_value):
             _gearbox.scan_close(scan)
 
 
+class KeysWalk:
+    """The KeysReader over the keyspace. A plan whose first step is count() (`GB().count()`)
+    asks the host only how many records the walk would give (`count_keys`: same keys, same ACL
+    and expiry rules) instead of building each record to count it."""
+
+    __slots__ = ("pattern", "read_value")
+
+    def __init__(self, pattern, read_value):
+        self.pattern, self.read_value = pattern, read_value
+
+    def __call__(self):
+        return keys_reader(self.pattern, False, self.read_value)
+
+    def counted(self, errors):
+        """The count step's output ([] or [n]) without the records; a failure ends the walk
+        and is reported like a reader's own failure, keeping what was counted before it."""
+        n = scan = 0
+        try:
+            while True:
+                scan, batch = _gearbox.count_keys(scan, self.pattern, self.read_value)
+                n += batch
+                if not scan:
+                    break
+        except _gearbox.error as e:
+            errors.append(str(e))
+        except Exception as e:
+            errors.append(format_exception(e))
+        finally:
+            if scan:
+                _gearbox.scan_close(scan)
+        return [n] if n else []
+
+
 def keys_only_reader(pattern, count, no_scan, pattern_generator):
     if pattern_generator is not None:
         pattern, no_scan = pattern_generator()
@@ -307,13 +340,16 @@ def run_plan(reader, steps, profile=False):
     results = []
     timers = [_Timer() for _ in range(len(steps) + 1)] if profile else None
     try:
-        records = reader if type(reader) is list else _guarded_reader(reader, errors)
+        if not profile and steps and steps[0][0] == "count" and type(reader) is KeysWalk:
+            records, first = reader.counted(errors), 1  # the count step's output, computed by the host
+        else:
+            records, first = reader if type(reader) is list else _guarded_reader(reader, errors), 0
         if profile:
             records = timers[0].wrap_iterator(iter(records))
             for (name, args), timer in zip(steps, timers[1:]):
                 records = STEPS[name](records, errors, *tuple(timer.wrap(a) for a in args))
         else:
-            for name, args in steps:
+            for name, args in steps[first:]:
                 records = STEPS[name](records, errors, *args)
         results.extend(records)  # what came out before a failure is kept (extend keeps it)
     except _gearbox.forcestopped:

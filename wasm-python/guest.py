@@ -4,7 +4,7 @@ It provides `_gearbox` (the host functions gears.py uses, same API as the native
 then serves the host's command frames on a private channel descriptor until the host closes it:
   B bootstrap(form, sources or code)   S run_script(source)   P run_plan(id)   D drop_plan(id)
   F fire(handle, record, profile)   O on_registered(handle)
-While a command runs, host calls are request frames (C call, K read_keys, Q scan_keys, J scan_close, L log, G config_get,
+While a command runs, host calls are request frames (C call, K read_keys, Q scan_keys, N count_keys, J scan_close, L log, G config_get,
 A atomic_begin, Z atomic_end, X register, T time_event, H command, W async_allowed) answered by an `r` frame. Frame: b"GB", version, kind,
 u32 tag, u32 length, then one value in marshal format (version 2: bytes = bulk, str = status, a
 1-tuple holding a str = error), so both directions are encoded and decoded in C. Every frame carries
@@ -197,6 +197,11 @@ def scan_keys(scan, pattern, read_value):
     return _records(_host("Q", [int(scan), _arg(pattern), int(bool(read_value))]))
 
 
+def count_keys(scan, pattern, read_value):
+    following, n = _host("N", [int(scan), _arg(pattern), int(bool(read_value))])
+    return following, n
+
+
 def scan_close(scan):
     _host("J", int(scan))
 
@@ -264,7 +269,7 @@ def command(op, arg):
     return _reply_obj(_host("H", [op, _plain(arg)]))
 
 
-for _f in (call, read_keys, scan_keys, scan_close, log, config_get, atomic_begin, atomic_end, register, time_event, command, async_allowed):
+for _f in (call, read_keys, scan_keys, count_keys, scan_close, log, config_get, atomic_begin, atomic_end, register, time_event, command, async_allowed):
     setattr(_gb, _f.__name__, _f)
 sys.modules["_gearbox"] = _gb
 

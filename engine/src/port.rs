@@ -110,6 +110,12 @@ pub trait Host: Send + Sync {
     /// glob rules), read under one acquisition of the Redis lock. `scan` 0 starts a walk; the
     /// returned id continues it and is 0 once every key was visited. Errors (ACL) are texts.
     fn scan_keys(&self, scan: u64, pattern: &[u8], read_value: bool) -> Result<(u64, Vec<KeyRecord>), String>;
+    /// `scan_keys` for a plan that only counts the reader's records (`GB().count()`): the
+    /// number of records the batch would have held (same keys, same ACL and expiry rules),
+    /// without reading or copying them.
+    fn count_keys(&self, scan: u64, pattern: &[u8], read_value: bool) -> Result<(u64, u64), String> {
+        self.scan_keys(scan, pattern, read_value).map(|(next, records)| (next, records.len() as u64))
+    }
     /// Forget an unfinished walk (its reader was dropped before the end).
     fn scan_close(&self, scan: u64);
     fn log(&self, level: LogLevel, message: &str);

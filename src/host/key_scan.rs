@@ -41,7 +41,22 @@ struct Batch<'a> {
     pattern: &'a [u8],
     match_all: bool,
     read_value: bool,
+    /// Only count the keys that would be records (`seen` stays empty).
+    count_only: bool,
+    counted: usize,
     seen: Vec<Seen>,
+}
+
+impl Batch<'_> {
+    fn len(&self) -> usize {
+        self.seen.len() + self.counted
+    }
+}
+
+/// What one batch of the walk gave.
+pub enum Walked {
+    Seen(Vec<Seen>),
+    Counted(u64),
 }
 
 impl KeyScan {
@@ -55,19 +70,25 @@ impl KeyScan {
         self.done
     }
 
-    /// About `BATCH` more keys matching `pattern` (fewer at the end). The caller holds the Redis
-    /// lock. Expired keys are skipped, and so are keys `user` may not read when values are read.
-    pub fn next_batch(&mut self, ctx: Ctx, user: Option<&User>, pattern: &[u8], read_value: bool) -> Vec<Seen> {
-        let mut batch = Batch { user, pattern, match_all: pattern == b"*", read_value, seen: Vec::with_capacity(BATCH + 16) };
+    /// About `BATCH` more keys matching `pattern` (fewer at the end), seen or (`count_only`) only
+    /// counted. The caller holds the Redis lock. Expired keys are skipped, and so are keys
+    /// `user` may not read when values are read.
+    pub fn next_batch(&mut self, ctx: Ctx, user: Option<&User>, pattern: &[u8], read_value: bool, count_only: bool) -> Walked {
+        let seen = if count_only { Vec::new() } else { Vec::with_capacity(BATCH + 16) };
+        let mut batch = Batch { user, pattern, match_all: pattern == b"*", read_value, count_only, counted: 0, seen };
         // SAFETY: reads a function pointer Redis filled in once at module load.
         let scan = unsafe { raw::RedisModule_Scan.expect("API") };
-        while !self.done && batch.seen.len() < BATCH {
+        while !self.done && batch.len() < BATCH {
             // SAFETY: under the Redis lock; `batch` outlives the call and is only touched by
             // `on_key`, which Redis calls synchronously inside it.
             let more = unsafe { scan(ctx.0, self.cursor, Some(on_key), &mut batch as *mut Batch as *mut c_void) };
             self.done = more == 0;
         }
-        batch.seen
+        if count_only {
+            Walked::Counted(batch.counted as u64)
+        } else {
+            Walked::Seen(batch.seen)
+        }
     }
 }
 
@@ -99,11 +120,19 @@ unsafe extern "C" fn on_key(
             if !key.is_null() && raw::RedisModule_GetExpire.expect("API")(key) == 0 {
                 return; // logically expired: SCAN would not return it either
             }
+            if batch.count_only && !batch.read_value {
+                batch.counted += 1;
+                return;
+            }
             if !batch.read_value {
                 batch.seen.push(Seen::Record(KeyRecord { key: key_name.to_vec(), key_type: "", value: KeyValue::None }));
                 return;
             }
             if batch.user.is_some_and(|u| !redis_ffi::may_access_key(u, name)) {
+                return;
+            }
+            if batch.count_only {
+                batch.counted += 1; // every type becomes a record once readable
                 return;
             }
             let kind = if key.is_null() { raw::REDISMODULE_KEYTYPE_EMPTY } else { raw::RedisModule_KeyType.expect("API")(key) as isize };

@@ -100,15 +100,8 @@ impl Host for RedisHost {
 
     fn scan_keys(&self, scan: u64, pattern: &[u8], read_value: bool) -> Result<(u64, Vec<KeyRecord>), String> {
         let _lock = RedisLock::acquire();
-        let ctx = redis_ffi::detached();
-        let mut walk = if scan == 0 {
-            key_scan::may_scan(ctx, self.user.as_ref())?;
-            key_scan::KeyScan::new()
-        } else {
-            let taken = self.scans.lock().unwrap_or_else(|e| e.into_inner()).remove(&scan);
-            taken.ok_or_else(|| "gearbox: unknown or finished key scan".to_string())?
-        };
-        let seen = walk.next_batch(ctx, self.user.as_ref(), pattern, read_value);
+        let (next, walked) = self.walk_keys(scan, pattern, read_value, false)?;
+        let key_scan::Walked::Seen(seen) = walked else { return Ok((next, Vec::new())) };
         let records = crate::events::keyspace::quietly(|| {
             seen.into_iter()
                 .filter_map(|s| match s {
@@ -117,12 +110,15 @@ impl Host for RedisHost {
                 })
                 .collect()
         });
-        if walk.is_done() {
-            return Ok((0, records));
+        Ok((next, records))
+    }
+
+    fn count_keys(&self, scan: u64, pattern: &[u8], read_value: bool) -> Result<(u64, u64), String> {
+        let _lock = RedisLock::acquire();
+        match self.walk_keys(scan, pattern, read_value, true)? {
+            (next, key_scan::Walked::Counted(n)) => Ok((next, n)),
+            (next, key_scan::Walked::Seen(seen)) => Ok((next, seen.len() as u64)),
         }
-        let id = if scan == 0 { self.next_scan.fetch_add(1, Ordering::Relaxed) } else { scan };
-        self.scans.lock().unwrap_or_else(|e| e.into_inner()).insert(id, walk);
-        Ok((id, records))
     }
 
     fn scan_close(&self, scan: u64) {
@@ -178,6 +174,26 @@ impl Host for RedisHost {
 }
 
 impl RedisHost {
+    /// One batch of a key walk (`scan` 0 starts one); the walk is kept for the next batch
+    /// unless it ended (next id 0). The caller holds the Redis lock.
+    fn walk_keys(&self, scan: u64, pattern: &[u8], read_value: bool, count_only: bool) -> Result<(u64, key_scan::Walked), String> {
+        let ctx = redis_ffi::detached();
+        let mut walk = if scan == 0 {
+            key_scan::may_scan(ctx, self.user.as_ref())?;
+            key_scan::KeyScan::new()
+        } else {
+            let taken = self.scans.lock().unwrap_or_else(|e| e.into_inner()).remove(&scan);
+            taken.ok_or_else(|| "gearbox: unknown or finished key scan".to_string())?
+        };
+        let walked = walk.next_batch(ctx, self.user.as_ref(), pattern, read_value, count_only);
+        if walk.is_done() {
+            return Ok((0, walked));
+        }
+        let id = if scan == 0 { self.next_scan.fetch_add(1, Ordering::Relaxed) } else { scan };
+        self.scans.lock().unwrap_or_else(|e| e.into_inner()).insert(id, walk);
+        Ok((id, walked))
+    }
+
     /// `call_next` / `get_command` / `override_reply` against the command context of the job
     /// running on this thread.
     fn command_request(&self, request: CommandRequest) -> Value {

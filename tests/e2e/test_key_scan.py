@@ -84,11 +84,12 @@ def test_read_value_false_walks_too(r):
     assert records == ["1501"]
 
 
-def test_user_without_scan_gets_the_permission_error(server, r):
+@pytest.mark.parametrize("code", ["GB().run()", "GB().count().run()"])  # records, and the count walk
+def test_user_without_scan_gets_the_permission_error(server, r, code):
     r.execute_command("ACL", "SETUSER", "noscan", "on", ">pw", "~*", "&*", "+@all", "-scan")
     noscan = server.client(username="noscan", password="pw")
     r.set("k", "v")
-    results, errors = run(noscan, "GB().run()")
+    results, errors = run(noscan, code)
     assert results == []
     assert len(errors) == 1 and "NOPERM" in errors[0] and "'SCAN'" in errors[0], errors
 
@@ -117,3 +118,84 @@ def test_keys_deleted_during_the_walk(r):
     count = int(run_ok(r, code)[0])
     assert 1500 <= count <= 3000
     assert r.dbsize() <= 3000 - count // 2
+
+
+# ---- count() straight after the reader: the host counts the walk (no records are built); it must
+# ---- give what counting the records gives, under the same rules.
+
+COUNT_BY_RECORDS = "GB().map(lambda x: x).count().run({arg})"  # a step first: every record is built
+
+
+def counts(r, arg=""):
+    """(count() answered by the host's count walk, count() over built records)."""
+    return run_ok(r, f"GB().count().run({arg})"), run_ok(r, COUNT_BY_RECORDS.format(arg=arg))
+
+
+@pytest.mark.parametrize("pattern", PATTERNS)
+def test_count_walk_counts_what_the_pattern_matches(many_kinds, pattern):
+    r = many_kinds
+    n = len(KEYS) if pattern == "*" else len(r.keys(pattern))
+    expected = [str(n)] if n else []
+    assert counts(r, repr(pattern)) == (expected, expected)
+
+
+def test_count_walk_across_batches_and_types(r):
+    fill(r, 2500)
+    for i in range(300):
+        r.hset(f"h:{i}", "n", i)
+        r.rpush(f"l:{i}", i)
+        r.sadd(f"s:{i}", i)
+    assert counts(r) == (["3400"], ["3400"])
+    assert counts(r, "'h:*'") == (["300"], ["300"])
+
+
+def test_count_walk_skips_expired_keys(gears):
+    srv = debug_server(gears)
+    r = srv.client()
+    r.execute_command("DEBUG", "SET-ACTIVE-EXPIRE", "0")
+    for i in range(1500):
+        r.set(f"gone:{i}", "x", px=1)
+        r.set(f"kept:{i}", "y")
+    time.sleep(0.05)
+    assert r.execute_command("DBSIZE") == 3000
+    assert counts(r) == (["1500"], ["1500"])
+    assert counts(r, "'gone:*'") == ([], [])
+
+
+def test_count_walk_obeys_the_users_key_acl(server, r):
+    r.execute_command("ACL", "SETUSER", "some", "on", ">pw", "resetkeys", "~mine:*", "&*", "+@all")
+    some = server.client(username="some", password="pw")
+    for i in range(1200):
+        r.set(f"mine:{i}", i)
+        r.hset(f"theirs:{i}", "f", i)
+    assert counts(some) == (["1200"], ["1200"])
+    assert counts(r) == (["2400"], ["2400"])
+
+
+def test_count_walk_without_values(r):
+    fill(r, 1500, "n:{}")
+    r.hset("h", "f", "v")
+    assert counts(r, "readValue=False") == (["1501"], ["1501"])
+
+
+def test_count_walk_of_an_empty_keyspace_gives_nothing(r):
+    assert counts(r) == ([], [])
+
+
+def test_count_walk_then_more_steps(r):
+    fill(r, 1234)
+    assert run_ok(r, "GB().count().map(lambda n: n * 2).run()") == ["2468"]
+    assert run_ok(r, "GB().count().run(convertToStr=False)") == [1234]
+
+
+def test_count_walk_with_no_scan_reads_the_one_key(r):
+    r.set("only", "v")
+    assert counts(r, "'only', noScan=True") == (["1"], ["1"])
+    # a missing key is read as one record of type 'empty', counted either way
+    assert counts(r, "'missing', noScan=True") == (["1"], ["1"])
+
+
+@pytest.mark.gears_args("ProfileExecutions", "1")
+def test_profiled_count_counts_records_the_same(r):
+    fill(r, 1500)
+    assert counts(r) == (["1500"], ["1500"])

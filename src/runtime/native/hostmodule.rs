@@ -3,7 +3,7 @@
 //! sub-interpreters, so each interpreter has its own module object, its own exception types and
 //! its own reference to its session's [`Host`].
 //!
-//! Functions: `call(*args)`, `read_keys(keys, read_value)`, `scan_keys(scan, pattern, read_value)`, `scan_close(scan)`, `log(level, msg)`,
+//! Functions: `call(*args)`, `read_keys(keys, read_value)`, `scan_keys(scan, pattern, read_value)`, `count_keys(...)`, `scan_close(scan)`, `log(level, msg)`,
 //! `config_get(name)`, `atomic_begin()`, `atomic_end()`, `register(spec)`, `time_event(seconds, handle, key)`, `command(op, arg)`, `async_allowed()`. Exceptions: `error` (`gears.error`),
 //! `forcestopped` (raised into an aborted execution) and `ScriptTimeout` (raised into top-level
 //! code that ran past ScriptTimeoutMS); the last two derive from BaseException so a script's
@@ -53,6 +53,7 @@ fn definition() -> *mut ffi::PyModuleDef {
                 method(c"call", call, c"call(*args): run a Redis command; errors raise gears.error"),
                 method(c"read_keys", read_keys, c"read_keys(keys, read_value): KeysReader records"),
                 method(c"scan_keys", scan_keys, c"scan_keys(scan, pattern, read_value): (next scan or 0, KeysReader records)"),
+                method(c"count_keys", count_keys, c"count_keys(scan, pattern, read_value): (next scan or 0, how many records scan_keys would give)"),
                 method(c"scan_close", scan_close, c"scan_close(scan): forget an unfinished key scan"),
                 method(c"log", log, c"log(level, message): write to the Redis log"),
                 method(c"config_get", config_get, c"config_get(name): a config value as str, or None"),
@@ -275,17 +276,9 @@ unsafe extern "C" fn scan_keys(module: *mut ffi::PyObject, args: *mut *mut ffi::
     entry(|| {
         // SAFETY: called by CPython with the GIL of the module's interpreter.
         unsafe {
-            let args = args_slice(args, nargs);
-            let scan = args.first().map(|a| ffi::PyLong_AsUnsignedLongLong(*a));
-            let pattern = args.get(1).and_then(|a| convert::arg_bytes(*a));
-            let (3, Some(scan), Some(pattern)) = (args.len(), scan, pattern) else {
-                ffi::PyErr_Clear();
-                return raise(ffi::PyExc_TypeError, "scan_keys(scan: int, pattern: str, read_value: bool)");
-            };
-            if !ffi::PyErr_Occurred().is_null() {
+            let Some((scan, pattern, read_value)) = walk_args(args_slice(args, nargs), "scan_keys") else {
                 return ptr::null_mut();
-            }
-            let read_value = ffi::PyObject_IsTrue(args[2]) == 1;
+            };
             let Some(host) = host_of(module) else {
                 return raise_gears_error(module, "gearbox: this interpreter has no host");
             };
@@ -303,6 +296,43 @@ unsafe extern "C" fn scan_keys(module: *mut ffi::PyObject, args: *mut *mut ffi::
             ffi::Py_DecRef(next);
             ffi::Py_DecRef(list);
             pair
+        }
+    })
+}
+
+/// `(scan, pattern, read_value)` of `scan_keys` / `count_keys`; None with a TypeError set.
+unsafe fn walk_args(args: &[*mut ffi::PyObject], name: &str) -> Option<(u64, Vec<u8>, bool)> {
+    // SAFETY (caller): attached; `args` are live borrowed references.
+    let scan = args.first().map(|a| ffi::PyLong_AsUnsignedLongLong(*a));
+    let pattern = args.get(1).and_then(|a| convert::arg_bytes(*a));
+    let (3, Some(scan), Some(pattern), true) = (args.len(), scan, pattern, ffi::PyErr_Occurred().is_null()) else {
+        ffi::PyErr_Clear();
+        raise(ffi::PyExc_TypeError, &format!("{name}(scan: int, pattern: str, read_value: bool)"));
+        return None;
+    };
+    Some((scan, pattern, ffi::PyObject_IsTrue(args[2]) == 1))
+}
+
+unsafe extern "C" fn count_keys(module: *mut ffi::PyObject, args: *mut *mut ffi::PyObject, nargs: ffi::Py_ssize_t) -> *mut ffi::PyObject {
+    entry(|| {
+        // SAFETY: called by CPython with the GIL of the module's interpreter.
+        unsafe {
+            let Some((scan, pattern, read_value)) = walk_args(args_slice(args, nargs), "count_keys") else {
+                return ptr::null_mut();
+            };
+            let Some(host) = host_of(module) else {
+                return raise_gears_error(module, "gearbox: this interpreter has no host");
+            };
+            match maybe_without_gil(&host, || host.count_keys(scan, &pattern, read_value)) {
+                Ok((next, n)) => {
+                    let (next, n) = (ffi::PyLong_FromUnsignedLongLong(next), ffi::PyLong_FromUnsignedLongLong(n));
+                    let pair = if next.is_null() || n.is_null() { ptr::null_mut() } else { ffi::PyTuple_Pack(2, next, n) };
+                    ffi::Py_DecRef(next);
+                    ffi::Py_DecRef(n);
+                    pair
+                }
+                Err(message) => raise_gears_error(module, &message),
+            }
         }
     })
 }

@@ -55,6 +55,16 @@ fn serve_value(host: &Arc<dyn Host>, k: u8, value: &Value) -> Value {
                 None => Value::Error("gearbox: malformed call from the guest".into()),
             }
         }
+        (kind::COUNT_KEYS, Value::Array(parts)) => match parts.as_slice() {
+            [Value::Int(scan), pattern, Value::Int(read_value)] if *scan >= 0 => match wire::bytes_of(pattern) {
+                Some(pattern) => match host.count_keys(*scan as u64, pattern, *read_value != 0) {
+                    Ok((next, n)) => Value::Array(vec![Value::Int(next as i64), Value::Int(n as i64)]),
+                    Err(message) => Value::Error(message),
+                },
+                None => Value::Error("gearbox: malformed count_keys from the guest".into()),
+            },
+            _ => Value::Error("gearbox: malformed count_keys from the guest".into()),
+        },
         (kind::SCAN_CLOSE, Value::Int(scan)) => {
             host.scan_close((*scan).max(0) as u64);
             Value::Nil

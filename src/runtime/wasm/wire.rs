@@ -38,6 +38,7 @@ pub mod kind {
     pub const READ_KEYS: u8 = b'K';
     pub const SCAN_KEYS: u8 = b'Q';
     pub const SCAN_CLOSE: u8 = b'J';
+    pub const COUNT_KEYS: u8 = b'N';
     pub const LOG: u8 = b'L';
     pub const CONFIG_GET: u8 = b'G';
     pub const ATOMIC_BEGIN: u8 = b'A';
