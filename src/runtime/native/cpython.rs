@@ -378,6 +378,35 @@ pub fn compile_marshalled(source: &str, filename: &CStr) -> Result<Vec<u8>, Stri
     })
 }
 
+/// One module CPython should import from memory (its marshalled code) instead of finding it
+/// on `sys.path`.
+pub struct FrozenModule {
+    pub name: CString,
+    pub code: Vec<u8>,
+    pub is_package: bool,
+}
+
+/// Install `modules` as CPython's table of extra frozen modules (`PyImport_FrozenModules`),
+/// consulted before `sys.path` by every interpreter created afterwards. Once, at start-up.
+pub fn install_frozen(modules: Vec<FrozenModule>) {
+    // The table and the strings it points to live as long as the process.
+    let modules: &'static [FrozenModule] = Vec::leak(modules);
+    let mut table: Vec<ffi::_frozen> = modules
+        .iter()
+        .map(|m| ffi::_frozen {
+            name: m.name.as_ptr(),
+            code: m.code.as_ptr(),
+            size: m.code.len() as c_int,
+            is_package: m.is_package as c_int,
+        })
+        .collect();
+    table.push(ffi::_frozen { name: ptr::null(), code: ptr::null(), size: 0, is_package: 0 });
+    let table: &'static [ffi::_frozen] = Vec::leak(table);
+    // SAFETY: called once on the main thread at load, before any sub-interpreter exists and
+    // while no other thread runs Python; CPython only reads the table, which is never freed.
+    with_main_interpreter(|| unsafe { ffi::PyImport_FrozenModules = table.as_ptr() });
+}
+
 /// `str()` of a Python expression evaluated in the main interpreter.
 pub fn eval_in_main(expression: &str) -> Result<String, String> {
     let expression = CString::new(expression).map_err(|_| "expression contains a NUL byte".to_string())?;

@@ -14,7 +14,7 @@ mod job;
 mod pool;
 mod thread_states;
 
-use std::ffi::c_ulong;
+use std::ffi::{c_ulong, CString};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -152,6 +152,7 @@ impl Sources {
             "repr([p for p in __import__('site').getsitepackages() if __import__('os').path.isdir(p)])",
         )?;
         let boot = format!("{BOOT_PY}\nsys.path.extend(p for p in {site_paths} if p not in sys.path)\n");
+        freeze_start_up_modules();
         Ok(Sources {
             boot: cpython::compile_marshalled(&boot, c"boot.py")?,
             asyncs: cpython::compile_marshalled(ASYNC_PY, c"gears_async.py")?,
@@ -160,6 +161,33 @@ impl Sources {
             gears: cpython::compile_marshalled(GEARS_PY, c"gears.py")?,
         })
     }
+}
+
+/// Standard-library modules every new interpreter imports (CPython's start-up: the codec
+/// registry; gears.py: `types`), handed to CPython as frozen modules: found in memory instead
+/// of through importlib's path finder (a directory listing, `stat`s and reading `.pyc` files
+/// in each new interpreter). Session create+run+destroy 3.9-4.2 -> 3.5-3.6 ms.
+const START_UP_MODULES: [&str; 5] = ["encodings", "encodings.aliases", "encodings.ascii", "encodings.utf_8", "types"];
+
+/// Best effort: without them (no source found, say) interpreters import from `sys.path`.
+fn freeze_start_up_modules() {
+    match START_UP_MODULES.iter().map(|name| start_up_module(name)).collect::<Result<Vec<_>, String>>() {
+        Ok(modules) => cpython::install_frozen(modules),
+        Err(e) => eprintln!("gearbox: start-up modules are imported from sys.path: {e}"),
+    }
+}
+
+fn start_up_module(name: &str) -> Result<cpython::FrozenModule, String> {
+    // "<origin>\0<is a package>": NUL cannot occur in a path.
+    let found = cpython::eval_in_main(&format!(
+        "(lambda s: s.origin + chr(0) + str(s.submodule_search_locations is not None))(__import__('importlib.util').util.find_spec({name:?}))"
+    ))?;
+    let (origin, is_package) = found.rsplit_once('\0').ok_or_else(|| format!("no source for {name}"))?;
+    let source = std::fs::read_to_string(origin).map_err(|e| format!("cannot read {origin}: {e}"))?;
+    let filename = CString::new(origin).map_err(|_| format!("{name}: NUL in its path"))?;
+    let code = cpython::compile_marshalled(&source, &filename)?;
+    let name = CString::new(name).map_err(|_| "NUL in a module name".to_string())?;
+    Ok(cpython::FrozenModule { name, code, is_package: is_package == "True" })
 }
 
 /// Load what every script needs into a fresh interpreter; returns its abort and timeout
