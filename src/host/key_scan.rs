@@ -13,6 +13,7 @@ use gearbox_engine::glob;
 use gearbox_engine::{KeyRecord, KeyValue};
 use redis_module::raw;
 
+use super::open_key;
 use super::redis_ffi::{self, Ctx, User};
 
 /// Keys per batch (the reader's `SCAN ... COUNT` used to be 1000).
@@ -128,7 +129,7 @@ unsafe extern "C" fn on_key(
                 batch.seen.push(Seen::Record(KeyRecord { key: key_name.to_vec(), key_type: "", value: KeyValue::None }));
                 return;
             }
-            if batch.user.is_some_and(|u| !redis_ffi::may_access_key(u, name)) {
+            if batch.user.is_some_and(|u| !open_key::may_access_key(u, name)) {
                 return;
             }
             if batch.count_only {
@@ -139,7 +140,7 @@ unsafe extern "C" fn on_key(
             let seen = match kind {
                 raw::REDISMODULE_KEYTYPE_EMPTY => Seen::Record(KeyRecord { key: key_name.to_vec(), key_type: "empty", value: KeyValue::None }),
                 raw::REDISMODULE_KEYTYPE_STRING => {
-                    Seen::Record(KeyRecord { key: key_name.to_vec(), key_type: "string", value: KeyValue::String(redis_ffi::string_value(key)) })
+                    Seen::Record(KeyRecord { key: key_name.to_vec(), key_type: "string", value: KeyValue::String(open_key::string_value(key)) })
                 }
                 _ => Seen::Other(key_name.to_vec()),
             };

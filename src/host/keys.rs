@@ -3,7 +3,7 @@
 
 use gearbox_engine::{KeyRecord, KeyValue, Value};
 
-use super::redis_ffi::KeyPeek;
+use super::open_key::KeyPeek;
 
 /// Reaches Redis; the caller holds the Redis lock.
 pub trait Caller {

@@ -7,6 +7,7 @@ mod key_scan;
 pub mod key_type;
 mod keys;
 pub mod lock;
+mod open_key;
 pub mod redis_ffi;
 pub mod redis_hooks;
 pub mod top_level;
@@ -64,8 +65,8 @@ impl keys::Caller for RedisHost {
         redis_ffi::call(redis_ffi::detached(), self.user.as_ref(), args)
     }
 
-    fn peek(&self, key: &[u8]) -> Option<redis_ffi::KeyPeek> {
-        Some(redis_ffi::peek_key(redis_ffi::detached(), self.user.as_ref(), key))
+    fn peek(&self, key: &[u8]) -> Option<open_key::KeyPeek> {
+        Some(open_key::peek_key(redis_ffi::detached(), self.user.as_ref(), key))
     }
 }
 

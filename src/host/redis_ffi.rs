@@ -1,4 +1,4 @@
-//! The one file that calls the Redis module API (through `redis_module::raw`): contexts, the
+//! The file that calls most of the Redis module API (through `redis_module::raw`): contexts, the
 //! Redis lock, `RedisModule_Call`, replies, blocked clients, users, logging and INFO.
 //!
 //! Everything above this file works with `Value`s, byte vectors and small safe handles.
@@ -245,71 +245,8 @@ unsafe fn reply_value(reply: *mut raw::RedisModuleCallReply) -> Value {
     }
 }
 
-/// What opening a key directly found (no `RedisModule_Call`: cheaper for the common cases).
-#[derive(Debug, PartialEq)]
-pub enum KeyPeek {
-    /// The user's ACL does not allow reading this key.
-    Denied,
-    Empty,
-    String(Vec<u8>),
-    /// Another type: read it with commands.
-    Other,
-}
-
-/// Look at a key directly; the caller holds the Redis lock.
-pub fn peek_key(ctx: Ctx, user: Option<&User>, key: &[u8]) -> KeyPeek {
-    // SAFETY: under the Redis lock; the key name string and the key handle are freed before
-    // returning; the DMA pointer is copied out while the key is open.
-    unsafe {
-        let name = raw::RedisModule_CreateString.expect("API")(ctx.0, key.as_ptr() as *const c_char, key.len());
-        if user.is_some_and(|u| !may_access_key(u, name)) {
-            raw::RedisModule_FreeString.expect("API")(ctx.0, name);
-            return KeyPeek::Denied;
-        }
-        let handle = raw::RedisModule_OpenKey.expect("API")(ctx.0, name, raw::REDISMODULE_READ as c_int);
-        let peek = if handle.is_null() {
-            KeyPeek::Empty
-        } else {
-            match raw::RedisModule_KeyType.expect("API")(handle) as isize {
-                raw::REDISMODULE_KEYTYPE_EMPTY => KeyPeek::Empty,
-                raw::REDISMODULE_KEYTYPE_STRING => KeyPeek::String(string_value(handle)),
-                _ => KeyPeek::Other,
-            }
-        };
-        if !handle.is_null() {
-            raw::RedisModule_CloseKey.expect("API")(handle);
-        }
-        raw::RedisModule_FreeString.expect("API")(ctx.0, name);
-        peek
-    }
-}
-
-/// Whether `user` may access the key named `name` (ACL key permissions).
-///
-/// # Safety
-/// Under the Redis lock; `name` is a live string.
-pub unsafe fn may_access_key(user: &User, name: *mut raw::RedisModuleString) -> bool {
-    // SAFETY (caller): see above; the user handle lives as long as `user`.
-    let check = raw::RedisModule_ACLCheckKeyPermissions.expect("API");
-    check(user.0, name, raw::REDISMODULE_CMD_KEY_ACCESS as c_int) == raw::REDISMODULE_OK as c_int
-}
-
-/// A copy of the value of an open string key.
-///
-/// # Safety
-/// Under the Redis lock; `handle` is an open key of type string.
-pub unsafe fn string_value(handle: *mut raw::RedisModuleKey) -> Vec<u8> {
-    let mut len = 0usize;
-    // SAFETY (caller): see above; the DMA pointer is valid for `len` bytes while the key is open.
-    let ptr = raw::RedisModule_StringDMA.expect("API")(handle, &mut len, raw::REDISMODULE_READ as c_int);
-    if ptr.is_null() {
-        return Vec::new();
-    }
-    std::slice::from_raw_parts(ptr as *const u8, len).to_vec()
-}
-
 /// An ACL user, referenced for the life of a session.
-pub struct User(*mut raw::RedisModuleUser);
+pub struct User(pub(super) *mut raw::RedisModuleUser);
 
 // SAFETY: a user handle is an opaque pointer; it is only used and freed under the Redis lock.
 unsafe impl Send for User {}
