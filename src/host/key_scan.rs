@@ -54,12 +54,6 @@ impl Batch<'_> {
     }
 }
 
-/// What one batch of the walk gave.
-pub enum Walked {
-    Seen(Vec<Seen>),
-    Counted(u64),
-}
-
 impl KeyScan {
     pub fn new() -> KeyScan {
         // SAFETY: allocates a fresh cursor; freed in Drop.
@@ -71,10 +65,10 @@ impl KeyScan {
         self.done
     }
 
-    /// About `BATCH` more keys matching `pattern` (fewer at the end), seen or (`count_only`) only
-    /// counted. The caller holds the Redis lock. Expired keys are skipped, and so are keys
-    /// `user` may not read when values are read.
-    pub fn next_batch(&mut self, ctx: Ctx, user: Option<&User>, pattern: &[u8], read_value: bool, count_only: bool) -> Walked {
+    /// About `BATCH` more keys matching `pattern` (fewer at the end): what was seen of them, or
+    /// (`count_only`) nothing but how many there were. The caller holds the Redis lock. Expired
+    /// keys are skipped, and so are keys `user` may not read when values are read.
+    pub fn next_batch(&mut self, ctx: Ctx, user: Option<&User>, pattern: &[u8], read_value: bool, count_only: bool) -> (Vec<Seen>, u64) {
         let seen = if count_only { Vec::new() } else { Vec::with_capacity(BATCH + 16) };
         let mut batch = Batch { user, pattern, match_all: pattern == b"*", read_value, count_only, counted: 0, seen };
         // SAFETY: reads a function pointer Redis filled in once at module load.
@@ -85,11 +79,7 @@ impl KeyScan {
             let more = unsafe { scan(ctx.0, self.cursor, Some(on_key), &mut batch as *mut Batch as *mut c_void) };
             self.done = more == 0;
         }
-        if count_only {
-            Walked::Counted(batch.counted as u64)
-        } else {
-            Walked::Seen(batch.seen)
-        }
+        (batch.seen, batch.counted as u64)
     }
 }
 

@@ -101,8 +101,7 @@ impl Host for RedisHost {
 
     fn scan_keys(&self, scan: u64, pattern: &[u8], read_value: bool) -> Result<(u64, Vec<KeyRecord>), String> {
         let _lock = RedisLock::acquire();
-        let (next, walked) = self.walk_keys(scan, pattern, read_value, false)?;
-        let key_scan::Walked::Seen(seen) = walked else { return Ok((next, Vec::new())) };
+        let (next, (seen, _)) = self.walk_keys(scan, pattern, read_value, false)?;
         let records = crate::events::keyspace::quietly(|| {
             seen.into_iter()
                 .filter_map(|s| match s {
@@ -116,10 +115,8 @@ impl Host for RedisHost {
 
     fn count_keys(&self, scan: u64, pattern: &[u8], read_value: bool) -> Result<(u64, u64), String> {
         let _lock = RedisLock::acquire();
-        match self.walk_keys(scan, pattern, read_value, true)? {
-            (next, key_scan::Walked::Counted(n)) => Ok((next, n)),
-            (next, key_scan::Walked::Seen(seen)) => Ok((next, seen.len() as u64)),
-        }
+        let (next, (_, counted)) = self.walk_keys(scan, pattern, read_value, true)?;
+        Ok((next, counted))
     }
 
     fn scan_close(&self, scan: u64) {
@@ -177,7 +174,7 @@ impl Host for RedisHost {
 impl RedisHost {
     /// One batch of a key walk (`scan` 0 starts one); the walk is kept for the next batch
     /// unless it ended (next id 0). The caller holds the Redis lock.
-    fn walk_keys(&self, scan: u64, pattern: &[u8], read_value: bool, count_only: bool) -> Result<(u64, key_scan::Walked), String> {
+    fn walk_keys(&self, scan: u64, pattern: &[u8], read_value: bool, count_only: bool) -> Result<(u64, (Vec<key_scan::Seen>, u64)), String> {
         let ctx = redis_ffi::detached();
         let mut walk = if scan == 0 {
             key_scan::may_scan(ctx, self.user.as_ref())?;
