@@ -3,7 +3,8 @@
 //! sub-interpreters, so each interpreter has its own module object, its own exception types and
 //! its own reference to its session's [`Host`].
 //!
-//! Functions: `call(*args)`, `read_keys(keys, read_value)`, `scan_keys(scan, pattern, read_value)`, `count_keys(...)`, `scan_close(scan)`, `log(level, msg)`,
+//! Functions: `call(*args)`, `read_keys(keys, read_value)`, `scan_keys(scan, pattern, read_value)`, `count_keys(...)`, `scan_close(scan)` (these four in
+//! `host_keys.rs`), `log(level, msg)`,
 //! `config_get(name)`, `atomic_begin()`, `atomic_end()`, `register(spec)`, `time_event(seconds, handle, key)`, `command(op, arg)`, `async_allowed()`. Exceptions: `error` (`gears.error`),
 //! `forcestopped` (raised into an aborted execution) and `ScriptTimeout` (raised into top-level
 //! code that ran past ScriptTimeoutMS); the last two derive from BaseException so a script's
@@ -19,6 +20,7 @@ use gearbox_engine::{CommandRequest, Host, LogLevel};
 use pyo3_ffi as ffi;
 
 use super::convert;
+use super::host_keys;
 use super::cpython::{self, utf8_of};
 
 pub const MODULE_NAME: &CStr = c"_gearbox";
@@ -51,10 +53,10 @@ fn definition() -> *mut ffi::PyModuleDef {
         .get_or_init(|| {
             let methods = vec![
                 method(c"call", call, c"call(*args): run a Redis command; errors raise gears.error"),
-                method(c"read_keys", read_keys, c"read_keys(keys, read_value): KeysReader records"),
-                method(c"scan_keys", scan_keys, c"scan_keys(scan, pattern, read_value): (next scan or 0, KeysReader records)"),
-                method(c"count_keys", count_keys, c"count_keys(scan, pattern, read_value): (next scan or 0, how many records scan_keys would give)"),
-                method(c"scan_close", scan_close, c"scan_close(scan): forget an unfinished key scan"),
+                method(c"read_keys", host_keys::read_keys, c"read_keys(keys, read_value): KeysReader records"),
+                method(c"scan_keys", host_keys::scan_keys, c"scan_keys(scan, pattern, read_value): (next scan or 0, KeysReader records)"),
+                method(c"count_keys", host_keys::count_keys, c"count_keys(scan, pattern, read_value): (next scan or 0, how many records scan_keys would give)"),
+                method(c"scan_close", host_keys::scan_close, c"scan_close(scan): forget an unfinished key scan"),
                 method(c"log", log, c"log(level, message): write to the Redis log"),
                 method(c"config_get", config_get, c"config_get(name): a config value as str, or None"),
                 method(c"atomic_begin", atomic_begin, c"take the Redis lock for an atomic() block"),
@@ -163,7 +165,7 @@ pub unsafe fn exception_type(module: *mut ffi::PyObject, attr: &CStr) -> *mut ff
     exc
 }
 
-unsafe fn host_of(module: *mut ffi::PyObject) -> Option<Arc<dyn Host>> {
+pub(super) unsafe fn host_of(module: *mut ffi::PyObject) -> Option<Arc<dyn Host>> {
     // SAFETY (caller): called from one of our functions, so `module` is our module.
     let state = ffi::PyModule_GetState(module) as *mut ModState;
     if state.is_null() {
@@ -172,7 +174,7 @@ unsafe fn host_of(module: *mut ffi::PyObject) -> Option<Arc<dyn Host>> {
     (*state).host.clone()
 }
 
-unsafe fn raise(kind: *mut ffi::PyObject, message: &str) -> *mut ffi::PyObject {
+pub(super) unsafe fn raise(kind: *mut ffi::PyObject, message: &str) -> *mut ffi::PyObject {
     // SAFETY (caller): attached. The message is copied by PyUnicode_FromStringAndSize.
     let text = ffi::PyUnicode_FromStringAndSize(message.as_ptr() as *const c_char, message.len() as ffi::Py_ssize_t);
     if !text.is_null() {
@@ -182,14 +184,14 @@ unsafe fn raise(kind: *mut ffi::PyObject, message: &str) -> *mut ffi::PyObject {
     ptr::null_mut()
 }
 
-unsafe fn raise_gears_error(module: *mut ffi::PyObject, message: &str) -> *mut ffi::PyObject {
+pub(super) unsafe fn raise_gears_error(module: *mut ffi::PyObject, message: &str) -> *mut ffi::PyObject {
     // SAFETY (caller): attached; `module` is ours.
     let kind = exception_type(module, c"error");
     raise(if kind.is_null() { ffi::PyExc_RuntimeError } else { kind }, message)
 }
 
 /// Run `f` as an entry from C: a panic becomes a RuntimeError, never an unwind into CPython.
-fn entry(f: impl FnOnce() -> *mut ffi::PyObject) -> *mut ffi::PyObject {
+pub(super) fn entry(f: impl FnOnce() -> *mut ffi::PyObject) -> *mut ffi::PyObject {
     match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
         Ok(obj) => obj,
         // SAFETY: we are inside a call from CPython, so attached.
@@ -198,7 +200,7 @@ fn entry(f: impl FnOnce() -> *mut ffi::PyObject) -> *mut ffi::PyObject {
 }
 
 /// Run `f` without this interpreter's GIL when the host may wait for the Redis lock.
-unsafe fn maybe_without_gil<T>(host: &Arc<dyn Host>, f: impl FnOnce() -> T) -> T {
+pub(super) unsafe fn maybe_without_gil<T>(host: &Arc<dyn Host>, f: impl FnOnce() -> T) -> T {
     if host.may_wait_for_lock() {
         // SAFETY (caller): attached, inside a call from CPython.
         cpython::without_gil(f)
@@ -207,7 +209,7 @@ unsafe fn maybe_without_gil<T>(host: &Arc<dyn Host>, f: impl FnOnce() -> T) -> T
     }
 }
 
-unsafe fn args_slice<'a>(args: *const *mut ffi::PyObject, nargs: ffi::Py_ssize_t) -> &'a [*mut ffi::PyObject] {
+pub(super) unsafe fn args_slice<'a>(args: *const *mut ffi::PyObject, nargs: ffi::Py_ssize_t) -> &'a [*mut ffi::PyObject] {
     if nargs <= 0 || args.is_null() {
         return &[];
     }
@@ -242,114 +244,6 @@ unsafe extern "C" fn call(module: *mut ffi::PyObject, args: *mut *mut ffi::PyObj
                 gearbox_engine::Value::Error(message) => raise_gears_error(module, &message),
                 other => convert::reply_to_py(&other),
             }
-        }
-    })
-}
-
-unsafe extern "C" fn read_keys(module: *mut ffi::PyObject, args: *mut *mut ffi::PyObject, nargs: ffi::Py_ssize_t) -> *mut ffi::PyObject {
-    entry(|| {
-        // SAFETY: called by CPython with the GIL of the module's interpreter.
-        unsafe {
-            let args = args_slice(args, nargs);
-            if args.len() != 2 || ffi::PyList_Check(args[0]) == 0 {
-                return raise(ffi::PyExc_TypeError, "read_keys(keys: list, read_value: bool)");
-            }
-            let read_value = ffi::PyObject_IsTrue(args[1]) == 1;
-            let n = ffi::PyList_Size(args[0]);
-            let mut keys = Vec::with_capacity(n.max(0) as usize);
-            for i in 0..n {
-                match convert::arg_bytes(ffi::PyList_GetItem(args[0], i)) {
-                    Some(k) => keys.push(k),
-                    None => return ptr::null_mut(),
-                }
-            }
-            let Some(host) = host_of(module) else {
-                return raise_gears_error(module, "gearbox: this interpreter has no host");
-            };
-            let records = maybe_without_gil(&host, || host.read_keys(&keys, read_value));
-            convert::key_records_to_py(&records, read_value)
-        }
-    })
-}
-
-unsafe extern "C" fn scan_keys(module: *mut ffi::PyObject, args: *mut *mut ffi::PyObject, nargs: ffi::Py_ssize_t) -> *mut ffi::PyObject {
-    entry(|| {
-        // SAFETY: called by CPython with the GIL of the module's interpreter.
-        unsafe {
-            let Some((scan, pattern, read_value)) = walk_args(args_slice(args, nargs), "scan_keys") else {
-                return ptr::null_mut();
-            };
-            let Some(host) = host_of(module) else {
-                return raise_gears_error(module, "gearbox: this interpreter has no host");
-            };
-            let (next, records) = match maybe_without_gil(&host, || host.scan_keys(scan, &pattern, read_value)) {
-                Ok(batch) => batch,
-                Err(message) => return raise_gears_error(module, &message),
-            };
-            let list = convert::key_records_to_py(&records, read_value);
-            if list.is_null() {
-                host.scan_close(next);
-                return list;
-            }
-            let next = ffi::PyLong_FromUnsignedLongLong(next);
-            let pair = ffi::PyTuple_Pack(2, next, list);
-            ffi::Py_DecRef(next);
-            ffi::Py_DecRef(list);
-            pair
-        }
-    })
-}
-
-/// `(scan, pattern, read_value)` of `scan_keys` / `count_keys`; None with a TypeError set.
-unsafe fn walk_args(args: &[*mut ffi::PyObject], name: &str) -> Option<(u64, Vec<u8>, bool)> {
-    // SAFETY (caller): attached; `args` are live borrowed references.
-    let scan = args.first().map(|a| ffi::PyLong_AsUnsignedLongLong(*a));
-    let pattern = args.get(1).and_then(|a| convert::arg_bytes(*a));
-    let (3, Some(scan), Some(pattern), true) = (args.len(), scan, pattern, ffi::PyErr_Occurred().is_null()) else {
-        ffi::PyErr_Clear();
-        raise(ffi::PyExc_TypeError, &format!("{name}(scan: int, pattern: str, read_value: bool)"));
-        return None;
-    };
-    Some((scan, pattern, ffi::PyObject_IsTrue(args[2]) == 1))
-}
-
-unsafe extern "C" fn count_keys(module: *mut ffi::PyObject, args: *mut *mut ffi::PyObject, nargs: ffi::Py_ssize_t) -> *mut ffi::PyObject {
-    entry(|| {
-        // SAFETY: called by CPython with the GIL of the module's interpreter.
-        unsafe {
-            let Some((scan, pattern, read_value)) = walk_args(args_slice(args, nargs), "count_keys") else {
-                return ptr::null_mut();
-            };
-            let Some(host) = host_of(module) else {
-                return raise_gears_error(module, "gearbox: this interpreter has no host");
-            };
-            match maybe_without_gil(&host, || host.count_keys(scan, &pattern, read_value)) {
-                Ok((next, n)) => {
-                    let (next, n) = (ffi::PyLong_FromUnsignedLongLong(next), ffi::PyLong_FromUnsignedLongLong(n));
-                    let pair = if next.is_null() || n.is_null() { ptr::null_mut() } else { ffi::PyTuple_Pack(2, next, n) };
-                    ffi::Py_DecRef(next);
-                    ffi::Py_DecRef(n);
-                    pair
-                }
-                Err(message) => raise_gears_error(module, &message),
-            }
-        }
-    })
-}
-
-unsafe extern "C" fn scan_close(module: *mut ffi::PyObject, args: *mut *mut ffi::PyObject, nargs: ffi::Py_ssize_t) -> *mut ffi::PyObject {
-    entry(|| {
-        // SAFETY: called by CPython with the GIL of the module's interpreter.
-        unsafe {
-            let args = args_slice(args, nargs);
-            let scan = args.first().map(|a| ffi::PyLong_AsUnsignedLongLong(*a));
-            if let (Some(scan), Some(host)) = (scan, host_of(module)) {
-                if ffi::PyErr_Occurred().is_null() {
-                    host.scan_close(scan);
-                }
-            }
-            ffi::PyErr_Clear();
-            ffi::Py_NewRef(ffi::Py_None())
         }
     })
 }

@@ -9,6 +9,7 @@
 mod arenas;
 mod convert;
 mod cpython;
+mod host_keys;
 mod hostmodule;
 mod job;
 mod pool;
