@@ -50,6 +50,17 @@ const NUMERIC: &[NumericSpec] = &[
     NumericSpec { name: "WasmMemoryLimitMB", default: 256, min: 16, runtime: true },
     // wasm mode: pre-started instances kept ready for the next RG.PYEXECUTE.
     NumericSpec { name: "WasmWarmInstances", default: 2, min: 0, runtime: false },
+    // gearbox's own flood limits: log()/print lines per session per second (the rest are
+    // dropped and counted in one summary line), and how deep registrations may fire each other
+    // through their own writes (a registration whose writes fire registrations whose writes…).
+    NumericSpec { name: "LogLinesPerSecond", default: 100, min: 1, runtime: true },
+    NumericSpec { name: "MaxTriggerDepth", default: 16, min: 1, runtime: true },
+    // gearbox's own per-user quotas (administrators are exempt): live sessions, registrations,
+    // time events and UNBLOCKING executions not yet done.
+    NumericSpec { name: "MaxSessionsPerUser", default: 1000, min: 1, runtime: true },
+    NumericSpec { name: "MaxRegistrationsPerUser", default: 1000, min: 1, runtime: true },
+    NumericSpec { name: "MaxTimeEventsPerUser", default: 1000, min: 1, runtime: true },
+    NumericSpec { name: "MaxUnblockingExecutionsPerUser", default: 100, min: 1, runtime: true },
 ];
 
 const STRINGS: &[(&str, &str)] = &[
@@ -231,6 +242,11 @@ impl Config {
 
     pub fn interpreter_pool_size(&self) -> usize {
         self.number("InterpreterPoolSize") as usize
+    }
+
+    /// A numeric parameter by its exact name (0 for an unknown one).
+    pub fn limit(&self, name: &str) -> i64 {
+        self.number(name)
     }
 
     pub fn script_timeout(&self) -> std::time::Duration {

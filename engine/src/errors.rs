@@ -31,6 +31,12 @@ pub fn script_timeout(limit_ms: u128) -> String {
     format!("Script ran past ScriptTimeoutMS ({limit_ms} ms) and was stopped")
 }
 
+/// The reply to a client that sends one of gearbox's internal commands (only the master link,
+/// loading and gearbox's own command filter may).
+pub fn internal_command(name: &str) -> String {
+    format!("ERR {name} is internal to gearbox: only replication, loading and gearbox itself may send it")
+}
+
 /// Errors the engine returns; `Display` is the exact reply text.
 #[derive(Debug, Error, Clone, PartialEq)]
 pub enum EngineError {

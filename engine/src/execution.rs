@@ -75,6 +75,8 @@ pub struct Execution {
     pub kept: bool,
     /// Started by a registration (RG.DUMPEXECUTIONS' `registered` 1).
     pub registered: bool,
+    /// Its session's owner (kept after the session is let go): who may see and control it.
+    pub owner: Option<String>,
     steps: Vec<StepInfo>,
     control: RunControl,
     state: Mutex<State>,
@@ -99,6 +101,7 @@ impl Execution {
             id,
             kept,
             registered: false,
+            owner: session.owner.clone(),
             steps,
             control: RunControl::default(),
             state: Mutex::new(State {

@@ -26,6 +26,9 @@ pub struct Recipe {
 pub struct Session {
     pub id: String,
     pub description: Option<String>,
+    /// The ACL user who sent the RG.PYEXECUTE that made it (None: no user, which can never call
+    /// Redis). Its registrations, executions and time events belong to this user too.
+    pub owner: Option<String>,
     interpreter: Box<dyn Interpreter>,
     /// Replaced by an UPGRADE / REPLACE_WITH while something still holds it.
     dead: AtomicBool,
@@ -33,8 +36,8 @@ pub struct Session {
 }
 
 impl Session {
-    pub fn new(id: String, description: Option<String>, interpreter: Box<dyn Interpreter>) -> Arc<Session> {
-        Arc::new(Session { id, description, interpreter, dead: AtomicBool::new(false), recipe: Mutex::new(None) })
+    pub fn new(id: String, description: Option<String>, owner: Option<String>, interpreter: Box<dyn Interpreter>) -> Arc<Session> {
+        Arc::new(Session { id, description, owner, interpreter, dead: AtomicBool::new(false), recipe: Mutex::new(None) })
     }
 
     pub fn interpreter(&self) -> &dyn Interpreter {
@@ -63,6 +66,7 @@ impl Session {
 pub struct SessionSummary {
     pub id: String,
     pub description: Option<String>,
+    pub owner: Option<String>,
     /// Holders other than the registry's own look-up.
     pub ref_count: usize,
     pub dead: bool,
@@ -113,6 +117,7 @@ impl SessionRegistry {
             .map(|s| SessionSummary {
                 id: s.id.clone(),
                 description: s.description.clone(),
+                owner: s.owner.clone(),
                 ref_count: Arc::strong_count(&s) - 1,
                 dead: s.is_dead(),
             })
@@ -140,7 +145,7 @@ pub(crate) mod tests {
     }
 
     pub fn session(id: &str) -> Arc<Session> {
-        Session::new(id.to_string(), None, Box::new(NullInterpreter))
+        Session::new(id.to_string(), None, None, Box::new(NullInterpreter))
     }
 
     #[test]
@@ -149,7 +154,7 @@ pub(crate) mod tests {
         let a = session("a");
         reg.add(&a).unwrap();
         let extra = a.clone();
-        assert_eq!(reg.summaries(), vec![SessionSummary { id: "a".into(), description: None, ref_count: 2, dead: false }]);
+        assert_eq!(reg.summaries(), vec![SessionSummary { id: "a".into(), description: None, owner: None, ref_count: 2, dead: false }]);
         drop(extra);
         assert_eq!(reg.summaries()[0].ref_count, 1);
         drop(a);

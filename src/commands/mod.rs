@@ -38,11 +38,38 @@ impl Reply {
 
 pub type Handler = fn(Ctx, &[Vec<u8>]) -> Reply;
 
+/// Whether Redis put gearbox's admin commands in `@admin @dangerous` itself (7.2+). On older
+/// servers (7.0 derives no category for a module command) [`admin_guard`] stands in.
+static CATEGORIES_SET: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Stand-in for `@admin @dangerous` where Redis could not categorise gearbox's commands: the
+/// caller must also be allowed `CONFIG SET` (which is `@admin @dangerous`), so an operator's
+/// `-@admin` or `-@dangerous` reaches RG.CONFIGSET & co. Replication and loading have no user.
+fn admin_guard(ctx: Ctx, name: &str) -> Result<(), Reply> {
+    if CATEGORIES_SET.load(std::sync::atomic::Ordering::Relaxed) {
+        return Ok(());
+    }
+    let Some(user) = redis_ffi::current_user(ctx) else { return Ok(()) };
+    let config_set: [Vec<u8>; 4] = [b"CONFIG".to_vec(), b"SET".to_vec(), b"x".to_vec(), b"y".to_vec()];
+    if redis_ffi::may_run(ctx, &user, &config_set) {
+        return Ok(());
+    }
+    Err(Reply::error(format!(
+        "NOPERM {name} is an @admin @dangerous command: this user may not run it (gearbox grants it to users who may run CONFIG SET)"
+    )))
+}
+
 /// The body of every command's C entry point.
 pub fn dispatch(ctx: *mut raw::RedisModuleCtx, argv: *mut *mut raw::RedisModuleString, argc: c_int, handler: Handler) -> c_int {
     let ctx = Ctx(ctx);
     let outcome = std::panic::catch_unwind(|| {
         let args = redis_ffi::args_of(argv, argc);
+        let name = args.first().map(|n| text(n).to_ascii_lowercase()).unwrap_or_default();
+        if COMMANDS.iter().any(|(n, _, flags, _)| *n == name && flags.contains("admin")) {
+            if let Err(refused) = admin_guard(ctx, &name.to_ascii_uppercase()) {
+                return refused;
+            }
+        }
         handler(ctx, &args)
     });
     match outcome {
@@ -96,51 +123,67 @@ entry_point!(c_triggeronkey, trigger::trigger_on_key);
 entry_point!(c_freeinterpreter, misc::free_interpreter);
 entry_point!(c_innerhook, crate::events::hooks::inner_hook);
 
-/// The command table: name, entry point, flags. All RG commands are `readonly` with no keys,
-/// as in RedisGears (so they are allowed inside MULTI/Lua, where RG.PYEXECUTE then refuses with
-/// its own message).
+/// The command table: name, entry point, Redis flags, ACL categories. Every RG command has no
+/// keys and is `readonly`, as in RedisGears (so it is allowed inside MULTI/Lua, where
+/// RG.PYEXECUTE then refuses with its own message). Configuration and control commands, and the
+/// internal ones, are `admin`: Redis puts them in `@admin @dangerous`, so an operator's
+/// `-@admin -@dangerous` reaches them. The internal commands are also `noscript` (no Lua script
+/// or gearbox script may send them) and answer only replication and loading. On servers that
+/// have `RedisModule_SetCommandACLCategories` (7.2+) the categories are also set by name.
 type Entry = unsafe extern "C" fn(*mut raw::RedisModuleCtx, *mut *mut raw::RedisModuleString, c_int) -> c_int;
 
-const COMMANDS: &[(&str, Entry)] = &[
-    ("rg.pyexecute", c_pyexecute),
-    ("rg.dumpexecutions", c_dumpexecutions),
-    ("rg.getexecution", c_getexecution),
-    ("rg.getresults", c_getresults),
-    ("rg.getresultsblocking", c_getresultsblocking),
-    ("rg.dropexecution", c_dropexecution),
-    ("rg.abortexecution", c_abortexecution),
-    ("rg.configget", c_configget),
-    ("rg.configset", c_configset),
-    ("rg.pydumpsessions", c_pydumpsessions),
-    ("rg.pystats", c_pystats),
-    ("rg.pydumpreqs", c_pydumpreqs),
-    ("rg.infocluster", c_infocluster),
-    ("rg.refreshcluster", c_refreshcluster),
-    ("rg.networktest", c_networktest),
-    ("rg.dumpplugins", c_dumpplugins),
-    ("rg.pyexecuteremote", c_executeremote),
-    ("rg.pyfreeinterpreter", c_freeinterpreter),
-    ("rg.dumpregistrations", c_dumpregistrations),
-    ("rg.unregister", c_unregister),
-    ("rg.innerunregister", c_innerunregister),
-    ("rg.innerregister", c_innerregister),
-    ("rg.clearregistrationsstats", c_clearregistrationsstats),
-    ("rg.pauseregistrations", c_pauseregistrations),
-    ("rg.unpauseregistrations", c_unpauseregistrations),
-    ("rg.trigger", c_trigger),
-    // What the command filter turns a hooked command into (see events::hooks).
-    ("rg.innerhook", c_innerhook),
+const USER: &str = "readonly";
+const ADMIN: &str = "readonly admin";
+const INTERNAL: &str = "readonly admin deny-script";
+
+/// (name, entry point, flags, ACL categories on 7.2+)
+pub const COMMANDS: &[(&str, Entry, &str, &str)] = &[
+    ("rg.pyexecute", c_pyexecute, USER, ""),
+    ("rg.dumpexecutions", c_dumpexecutions, USER, ""),
+    ("rg.getexecution", c_getexecution, USER, ""),
+    ("rg.getresults", c_getresults, USER, ""),
+    ("rg.getresultsblocking", c_getresultsblocking, USER, ""),
+    ("rg.dropexecution", c_dropexecution, USER, ""),
+    ("rg.abortexecution", c_abortexecution, USER, ""),
+    ("rg.configget", c_configget, USER, ""),
+    ("rg.configset", c_configset, ADMIN, "admin dangerous"),
+    ("rg.pydumpsessions", c_pydumpsessions, USER, ""),
+    ("rg.pystats", c_pystats, USER, ""),
+    ("rg.pydumpreqs", c_pydumpreqs, USER, ""),
+    ("rg.infocluster", c_infocluster, USER, ""),
+    ("rg.refreshcluster", c_refreshcluster, ADMIN, "admin dangerous"),
+    ("rg.networktest", c_networktest, ADMIN, "admin dangerous"),
+    ("rg.dumpplugins", c_dumpplugins, USER, ""),
+    ("rg.pyexecuteremote", c_executeremote, INTERNAL, "admin dangerous"),
+    ("rg.pyfreeinterpreter", c_freeinterpreter, INTERNAL, "admin dangerous"),
+    ("rg.dumpregistrations", c_dumpregistrations, USER, ""),
+    ("rg.unregister", c_unregister, USER, ""),
+    ("rg.innerunregister", c_innerunregister, INTERNAL, "admin dangerous"),
+    ("rg.innerregister", c_innerregister, INTERNAL, "admin dangerous"),
+    ("rg.clearregistrationsstats", c_clearregistrationsstats, ADMIN, "admin dangerous"),
+    ("rg.pauseregistrations", c_pauseregistrations, ADMIN, "admin dangerous"),
+    ("rg.unpauseregistrations", c_unpauseregistrations, ADMIN, "admin dangerous"),
+    ("rg.trigger", c_trigger, USER, ""),
+    // What the command filter turns a hooked command into (see events::hooks): every client's
+    // hooked command becomes this one, so it needs no category of its own; a client that sends
+    // it itself is refused (it lacks the filter's secret).
+    ("rg.innerhook", c_innerhook, USER, ""),
 ];
 
 /// Register every command; `Err` names the one Redis refused.
 pub fn register_all(ctx: Ctx) -> Result<(), String> {
-    for (name, f) in COMMANDS {
-        if !redis_ffi::create_command(ctx, name, Some(*f), "readonly", 0, 0, 0) {
+    let mut categorised = true;
+    for (name, f, flags, categories) in COMMANDS {
+        if !redis_ffi::create_command(ctx, name, Some(*f), flags, 0, 0, 0) {
             return Err(format!("could not register command {name}"));
         }
+        if !categories.is_empty() {
+            categorised &= redis_ffi::set_acl_categories(ctx, name, categories);
+        }
     }
+    CATEGORIES_SET.store(categorised, std::sync::atomic::Ordering::Relaxed);
     // The key is the second argument, so cluster clients route it (spec §1.2).
-    if !redis_ffi::create_command(ctx, "rg.triggeronkey", Some(c_triggeronkey), "readonly", 2, 2, 1) {
+    if !redis_ffi::create_command(ctx, "rg.triggeronkey", Some(c_triggeronkey), USER, 2, 2, 1) {
         return Err("could not register command rg.triggeronkey".into());
     }
     Ok(())

@@ -11,6 +11,8 @@ use redis_module::raw;
 
 use super::{text, Reply};
 use crate::events::install::{self, ScriptRequest};
+use crate::events::fire::PlanJob;
+use crate::events::quotas;
 use crate::gearbox;
 use crate::host::redis_ffi::{self, Ctx};
 use crate::host::redis_hooks;
@@ -110,12 +112,19 @@ pub fn pyexecute(ctx: Ctx, args: &[Vec<u8>]) -> Reply {
     if opts.upgrade && exists {
         replacing.push(id.clone());
     }
+    let user_name = redis_hooks::current_user_name(ctx);
+    let quota = quotas::new_session(user_name.as_deref()).and_then(|()| match opts.unblocking {
+        true => quotas::new_unblocking(user_name.as_deref()),
+        false => Ok(()),
+    });
+    if let Err(text) = quota {
+        return Reply::error(text);
+    }
     let request = ScriptRequest {
         source: source.to_string(),
         id,
         description: opts.description.clone(),
-        user: redis_ffi::current_user(ctx),
-        user_name: redis_hooks::current_user_name(ctx),
+        user_name,
         replacing: replacing.clone(),
         restore: None,
     };
@@ -130,10 +139,12 @@ pub fn pyexecute(ctx: Ctx, args: &[Vec<u8>]) -> Reply {
     match installed.outcome {
         ScriptOutcome::Done => Reply::ok(),
         ScriptOutcome::Run(job) if opts.unblocking => {
+            let job = Box::new(PlanJob(job));
             let exec = gb.engine.start(installed.session, job, true, max_executions);
             Reply::Value(Value::bulk(exec.id.clone()))
         }
         ScriptOutcome::Run(job) => {
+            let job = Box::new(PlanJob(job));
             let client = redis_ffi::block_client(ctx);
             let exec = gb.engine.start(installed.session, job, false, max_executions);
             exec.on_done(move |outcome| client.reply(&outcome.to_reply()));

@@ -108,7 +108,17 @@ pub fn unregister(ctx: Ctx, args: &[Vec<u8>]) -> Reply {
     Reply::ok()
 }
 
-pub fn inner_unregister(_: Ctx, args: &[Vec<u8>]) -> Reply {
+/// Whether `ctx` runs a command from the master link or from loading (RDB/AOF), the only
+/// senders of gearbox's internal commands.
+fn from_replication_or_loading(ctx: Ctx) -> bool {
+    let flags = redis_ffi::context_flags(ctx);
+    flags & (redis_module::raw::REDISMODULE_CTX_FLAGS_REPLICATED | redis_module::raw::REDISMODULE_CTX_FLAGS_LOADING) != 0
+}
+
+pub fn inner_unregister(ctx: Ctx, args: &[Vec<u8>]) -> Reply {
+    if !from_replication_or_loading(ctx) {
+        return Reply::error(gearbox_engine::errors::internal_command("RG.INNERUNREGISTER"));
+    }
     if args.len() < 2 || args.len() > 3 {
         return Reply::WrongArity;
     }
@@ -119,6 +129,9 @@ pub fn inner_unregister(_: Ctx, args: &[Vec<u8>]) -> Reply {
 }
 
 pub fn inner_register(ctx: Ctx, args: &[Vec<u8>]) -> Reply {
+    if !from_replication_or_loading(ctx) {
+        return Reply::error(gearbox_engine::errors::internal_command("RG.INNERREGISTER"));
+    }
     if args.len() != 2 {
         return Reply::WrongArity;
     }

@@ -26,6 +26,21 @@ use crate::host::redis_ffi::{self, Ctx};
 
 pub const INNER_HOOK: &str = "RG.INNERHOOK";
 
+/// A secret the filter puts after `RG.INNERHOOK`: a client that sends the command itself does
+/// not know it and is refused (the command is internal, the filter's alone).
+fn filter_secret() -> &'static [u8] {
+    static SECRET: OnceLock<Vec<u8>> = OnceLock::new();
+    SECRET.get_or_init(|| {
+        use std::io::Read;
+        let mut bytes = [0u8; 16];
+        let random = std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut bytes));
+        match random {
+            Ok(()) => bytes.iter().map(|b| format!("{b:02x}")).collect::<String>().into_bytes(),
+            Err(_) => gearbox_engine::ids::random_session_id().into_bytes(),
+        }
+    })
+}
+
 /// The (lower-case) names of the commands some registration concerns, rebuilt when the
 /// registrations change: most commands are answered by one look-up here.
 #[derive(Default)]
@@ -85,11 +100,12 @@ pub fn filter(command: &FilteredCommand) {
     }
     let argv = command.args();
     if first_hook(&argv).is_some() || is_watched(&argv) {
-        command.prepend(INNER_HOOK);
+        command.prepend(&[INNER_HOOK.as_bytes(), filter_secret()]);
     }
 }
 
 pub fn install(ctx: Ctx) -> Result<(), String> {
+    filter_secret();
     command_filter::install(ctx, filter)
 }
 
@@ -102,12 +118,15 @@ fn hook_reply(outcome: &Outcome) -> Value {
     }
 }
 
-/// `RG.INNERHOOK <command> <args...>`: the filter's rewrite of a concerned command.
+/// `RG.INNERHOOK <secret> <command> <args...>`: the filter's rewrite of a concerned command.
 pub fn inner_hook(ctx: Ctx, args: &[Vec<u8>]) -> Reply {
-    if args.len() < 2 {
+    if args.get(1).map(Vec::as_slice) != Some(filter_secret()) {
+        return Reply::error(gearbox_engine::errors::internal_command(INNER_HOOK));
+    }
+    if args.len() < 3 {
         return Reply::WrongArity;
     }
-    let argv = args[1..].to_vec();
+    let argv = args[2..].to_vec();
     let flags = redis_ffi::context_flags(ctx);
     if flags & (raw::REDISMODULE_CTX_FLAGS_REPLICATED | raw::REDISMODULE_CTX_FLAGS_LOADING) != 0 {
         return Reply::Value(redis_ffi::call(ctx, None, &argv));

@@ -15,7 +15,7 @@ use gearbox_engine::session::Recipe;
 use gearbox_engine::{ReaderKind, Registration, Session, Value};
 
 use crate::gearbox;
-use crate::host::redis_ffi::{self, Ctx, User};
+use crate::host::redis_ffi::{self, Ctx};
 use crate::host::redis_hooks;
 use crate::host::RedisHost;
 
@@ -24,7 +24,7 @@ pub struct ScriptRequest {
     pub source: String,
     pub id: String,
     pub description: Option<String>,
-    pub user: Option<User>,
+    /// The ACL user the session acts as (and belongs to).
     pub user_name: Option<String>,
     /// Session ids whose registrations this script replaces (UPGRADE / REPLACE_WITH).
     pub replacing: Vec<String>,
@@ -45,7 +45,7 @@ static DEFERRED: Mutex<Vec<Arc<Registration>>> = Mutex::new(Vec::new());
 /// Run `req` and install its registrations. `Err` is the reply text (nothing was installed).
 pub fn run_and_install(req: ScriptRequest, loading: bool) -> Result<Installed, String> {
     let gb = gearbox::get();
-    let host = Arc::new(RedisHost::new(req.user, req.user_name.clone(), gearbox::config_get));
+    let host = Arc::new(RedisHost::new(req.user_name.clone(), gearbox::config_get));
     let replaying = req.restore.is_some();
     let journal = match req.restore {
         Some((journal, ids)) => {
@@ -59,15 +59,21 @@ pub fn run_and_install(req: ScriptRequest, loading: bool) -> Result<Installed, S
     };
     let old: Vec<Arc<Session>> = req.replacing.iter().flat_map(|id| gb.engine.sessions.live(id)).collect();
     let interpreter = gb.runtime.create_interpreter(host.clone()).map_err(|e| format!("could not create the script's interpreter: {e}"))?;
-    let session = Session::new(req.id, req.description, interpreter);
+    let session = Session::new(req.id, req.description, req.user_name.clone(), interpreter);
     host.set_session(Arc::downgrade(&session));
     gb.engine.sessions.track(&session);
     let timeout = gb.config().script_timeout();
-    let result = session.interpreter().run_script(&req.source, timeout);
+    let mut result = session.interpreter().run_script(&req.source, timeout);
+    if crate::host::lock::atomic_end_if_open() && result.is_ok() {
+        result = Err(crate::host::lock::ATOMIC_LEFT_OPEN.to_string());
+    }
     let finished = host.top_level().finish();
     let outcome = result?;
     let registrations: Vec<Arc<Registration>> =
         finished.registrations.into_iter().map(|p| Registration::new(p.id, session.clone(), p.spec)).collect();
+    if !replaying {
+        super::quotas::new_registrations(req.user_name.as_deref(), registrations.len(), &req.replacing)?;
+    }
     if !registrations.is_empty() || !finished.keyed_time_events.is_empty() {
         let journal = if replaying { journal } else { finished.journal };
         session.set_recipe(Recipe { source: req.source, journal, user: req.user_name });
@@ -138,15 +144,16 @@ pub fn replicate(ctx: Ctx, session: &Arc<Session>, replacing: &[String]) {
 
 /// The request that replays a saved session, giving its `register()` calls these `ids`.
 fn replay_request(saved: SavedSession, replacing: Vec<String>, ids: Vec<(i64, String)>) -> Result<ScriptRequest, String> {
-    let user = match &saved.recipe.user {
-        Some(name) => Some(redis_hooks::user_by_name(name).ok_or_else(|| format!("its ACL user {name} does not exist"))?),
-        None => None,
+    // A rebuilt session acts as the user recorded when it was made, never as anyone else: a
+    // recipe without a user, or whose user is gone or disabled, stays down.
+    let Some(name) = &saved.recipe.user else {
+        return Err("its recipe names no ACL user to run as".into());
     };
+    crate::host::acl_users::resolve(name).map_err(|why| format!("it cannot run: {why}"))?;
     Ok(ScriptRequest {
         source: saved.recipe.source,
         id: saved.id,
         description: saved.description,
-        user,
         user_name: saved.recipe.user,
         replacing,
         restore: Some((saved.recipe.journal, ids)),

@@ -8,6 +8,7 @@
 //! * `streams.rs` — StreamReader registrations (batches, consumer group, failure policies).
 //! * `timers.rs` — time events (`registerTE`).
 //! * `persistence.rs` — the hooks Redis calls: save/load the sessions blob, loading start/end.
+//! * `quotas.rs` — per-user quotas on sessions, registrations and UNBLOCKING executions.
 
 pub mod command_ctx;
 pub mod command_info;
@@ -17,5 +18,6 @@ pub mod install;
 pub mod keyed_timers;
 pub mod keyspace;
 pub mod persistence;
+pub mod quotas;
 pub mod streams;
 pub mod timers;

@@ -5,6 +5,9 @@
 //! `RedisModule_Call` (a script's `execute()`, `call_next()`, the hooked command's own run) are
 //! never rewritten, so a hook cannot recurse into itself.
 //!
+//! The filter also tells `acl_users` about every `ACL` / `EXEC` command before it runs, so no
+//! cached user handle outlives an ACL change.
+//!
 //! Also the ACL check a hooked command gets before it is run on the client's behalf.
 
 use std::ffi::{c_char, c_int};
@@ -32,12 +35,24 @@ impl FilteredCommand {
         (0..self.len()).map(|i| self.arg(i)).collect()
     }
 
-    /// Put `name` in front: the command becomes `name <old command> <old args...>`.
-    pub fn prepend(&self, name: &str) {
-        // SAFETY: the new string is handed over to Redis, which frees it with the command.
-        unsafe {
-            let s = raw::RedisModule_CreateString.expect("API")(std::ptr::null_mut(), name.as_ptr() as *const c_char, name.len());
-            raw::RedisModule_CommandFilterArgInsert.expect("API")(self.0, 0, s);
+    /// The command's name, borrowed for `f` (empty for an empty command).
+    fn with_name<R>(&self, f: impl FnOnce(&[u8]) -> R) -> R {
+        if self.len() == 0 {
+            return f(&[]);
+        }
+        // SAFETY: the filter context and its argument strings are valid for the callback; the
+        // slice does not outlive `f`.
+        unsafe { f(redis_ffi::string_slice(raw::RedisModule_CommandFilterArgGet.expect("API")(self.0, 0))) }
+    }
+
+    /// Put `words` in front: the command becomes `words... <old command> <old args...>`.
+    pub fn prepend(&self, words: &[&[u8]]) {
+        for (i, word) in words.iter().enumerate() {
+            // SAFETY: the new string is handed over to Redis, which frees it with the command.
+            unsafe {
+                let s = raw::RedisModule_CreateString.expect("API")(std::ptr::null_mut(), word.as_ptr() as *const c_char, word.len());
+                raw::RedisModule_CommandFilterArgInsert.expect("API")(self.0, i as c_int, s);
+            }
         }
     }
 }
@@ -45,8 +60,13 @@ impl FilteredCommand {
 static DECIDE: std::sync::OnceLock<fn(&FilteredCommand)> = std::sync::OnceLock::new();
 
 unsafe extern "C" fn on_command(fctx: *mut raw::RedisModuleCommandFilterCtx) {
-    let Some(decide) = DECIDE.get() else { return };
-    let _ = std::panic::catch_unwind(|| decide(&FilteredCommand(fctx)));
+    let _ = std::panic::catch_unwind(|| {
+        let command = FilteredCommand(fctx);
+        command.with_name(super::acl_users::note_command);
+        if let Some(decide) = DECIDE.get() {
+            decide(&command);
+        }
+    });
 }
 
 /// Install the filter; `decide` looks at each command and may rewrite it.
@@ -67,7 +87,7 @@ pub fn install(ctx: Ctx, decide: fn(&FilteredCommand)) -> Result<(), String> {
 pub fn acl_check(ctx: Ctx, argv: &[Vec<u8>]) -> Result<(), String> {
     let Some(user) = redis_ffi::current_user(ctx) else { return Ok(()) };
     let allowed = redis_ffi::may_run(ctx, &user, argv);
-    user.free_locked();
+    drop(user);
     if allowed {
         Ok(())
     } else {

@@ -61,8 +61,22 @@ thread_local! {
     static ATOMIC: std::cell::RefCell<Option<RedisLock>> = const { std::cell::RefCell::new(None) };
 }
 
+/// Whether this thread may hold the Redis lock for an `atomic()` block: Redis' main thread and
+/// gearbox's execution threads, whose blocks end with the callback that opened them
+/// ([`atomic_end_if_open`]). Threads a script made itself, and the asyncio loop thread that runs
+/// coroutines, may not: a block there could be kept open across an `await` or forever.
+fn may_hold_atomic() -> bool {
+    redis_ffi::is_main_thread() || std::thread::current().name().is_some_and(|n| n.starts_with(EXECUTION_THREAD_PREFIX))
+}
+
+/// The name every execution thread's name starts with (see `Engine::new`).
+pub const EXECUTION_THREAD_PREFIX: &str = "gearbox-exec";
+
 /// Enter an `atomic()` block on this thread.
 pub fn atomic_begin() -> Result<(), String> {
+    if !may_hold_atomic() {
+        return Err("await is not allow inside atomic block: atomic() may only be used in a step or a callback, not in a coroutine or a thread the script started".to_string());
+    }
     ATOMIC.with(|a| {
         let mut slot = a.borrow_mut();
         if slot.is_some() {
@@ -78,3 +92,13 @@ pub fn atomic_end() {
     let lock = ATOMIC.with(|a| a.borrow_mut().take());
     drop(lock);
 }
+
+/// After a callback or step finished on this thread: give back the lock of an `atomic()` block
+/// it left open. True when there was one (the callback then fails with [`ATOMIC_LEFT_OPEN`]).
+pub fn atomic_end_if_open() -> bool {
+    let lock = ATOMIC.with(|a| a.borrow_mut().take());
+    lock.is_some()
+}
+
+/// The error of a callback that left an `atomic()` block open.
+pub const ATOMIC_LEFT_OPEN: &str = "atomic() block left open when the callback ended: gearbox gave the Redis lock back";

@@ -1,12 +1,15 @@
 //! The host: what a script's interpreter may ask of Redis, implemented over the module API.
-//! One [`RedisHost`] per session carries the ACL user of the client that created it, so every
-//! `execute()` of that script is checked against that user's permissions.
+//! One [`RedisHost`] per session carries the name of the ACL user who created it; every
+//! `execute()` of that script looks the user up (`acl_users`) and is checked against its
+//! permissions, in script mode, after gearbox's own refusals (`script_calls`).
 
+pub mod acl_users;
 pub mod command_filter;
 mod key_scan;
 pub mod key_type;
 mod keys;
 pub mod lock;
+mod log_limit;
 mod open_key;
 pub mod redis_ffi;
 pub mod redis_hooks;
@@ -14,18 +17,18 @@ pub mod top_level;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard, OnceLock, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 use std::time::Duration;
 
-use gearbox_engine::{CommandRequest, Host, KeyRecord, LogLevel, Session, Value};
+use gearbox_engine::{hook_policy, script_calls, CommandRequest, RegistrationSpec, Host, KeyRecord, LogLevel, Session, Value};
 
 use lock::RedisLock;
 use redis_ffi::User;
 use top_level::TopLevel;
 
 pub struct RedisHost {
-    user: Option<User>,
     /// The ACL user's name, persisted with the session so a reload acts as the same user.
+    /// None only for a session that must not call Redis at all.
     pub user_name: Option<String>,
     config: fn(&str) -> Option<String>,
     top: Mutex<TopLevel>,
@@ -34,23 +37,29 @@ pub struct RedisHost {
     /// The KeysReader walks in progress, by id (`scan_keys`).
     scans: Mutex<HashMap<u64, key_scan::KeyScan>>,
     next_scan: AtomicU64,
+    log_limit: Mutex<log_limit::LogLimit>,
+    session_id: OnceLock<String>,
 }
 
 impl RedisHost {
-    /// A host acting as `user` (None: no ACL check, for internal sessions).
-    pub fn new(user: Option<User>, user_name: Option<String>, config: fn(&str) -> Option<String>) -> RedisHost {
+    /// A host acting as the ACL user `user_name`.
+    pub fn new(user_name: Option<String>, config: fn(&str) -> Option<String>) -> RedisHost {
         RedisHost {
-            user,
             user_name,
             config,
             top: Mutex::new(TopLevel::default()),
             session: OnceLock::new(),
             scans: Mutex::new(HashMap::new()),
             next_scan: AtomicU64::new(1),
+            log_limit: Mutex::new(log_limit::LogLimit::new()),
+            session_id: OnceLock::new(),
         }
     }
 
     pub fn set_session(&self, session: Weak<Session>) {
+        if let Some(s) = session.upgrade() {
+            let _ = self.session_id.set(s.id.clone());
+        }
         let _ = self.session.set(session);
     }
 
@@ -60,13 +69,45 @@ impl RedisHost {
     }
 }
 
+impl Drop for RedisHost {
+    fn drop(&mut self) {
+        // Lines a flood dropped after the last one written are counted when the session ends.
+        let dropped = self.log_limit.get_mut().map(|l| l.take_dropped()).unwrap_or(0);
+        if dropped > 0 {
+            let session = self.session_id.get().map(String::as_str).unwrap_or_default();
+            redis_ffi::log("warning", &format!("gearbox: session {session} logged too fast: {dropped} lines dropped (LogLinesPerSecond)"));
+        }
+    }
+}
+
+impl RedisHost {
+    /// The handle of the user this session acts as; the caller holds the Redis lock and drops
+    /// the handle before letting go of it.
+    fn acting_user(&self) -> Result<Arc<User>, String> {
+        let name = self.user_name.as_deref().ok_or("NOPERM gearbox: this session has no ACL user to act as")?;
+        acl_users::resolve(name)
+    }
+}
+
 impl keys::Caller for RedisHost {
     fn call_locked(&self, args: &[&[u8]]) -> Value {
-        redis_ffi::call(redis_ffi::detached(), self.user.as_ref(), args)
+        if let Some(refused) = script_calls::refusal(args) {
+            return Value::Error(refused);
+        }
+        let user = match self.acting_user() {
+            Ok(user) => user,
+            Err(why) => return Value::Error(why),
+        };
+        let reply = redis_ffi::call(redis_ffi::detached(), Some(&user), args);
+        drop(user);
+        // gearbox's own calls do not pass the command filter, which watches for ACL changes.
+        acl_users::note_command(args.first().copied().unwrap_or_default());
+        reply
     }
 
     fn peek(&self, key: &[u8]) -> Option<open_key::KeyPeek> {
-        Some(open_key::peek_key(redis_ffi::detached(), self.user.as_ref(), key))
+        let user = self.acting_user().ok()?;
+        Some(open_key::peek_key(redis_ffi::detached(), Some(&user), key))
     }
 }
 
@@ -124,7 +165,16 @@ impl Host for RedisHost {
     }
 
     fn log(&self, level: LogLevel, message: &str) {
-        redis_ffi::log(level.as_str(), &format!("GEARS: {message}"));
+        let per_second = (self.config)("LogLinesPerSecond").and_then(|v| v.parse().ok()).unwrap_or(100);
+        let decision = self.log_limit.lock().unwrap_or_else(|e| e.into_inner()).line(std::time::Instant::now(), per_second);
+        if decision.dropped_before > 0 {
+            let session = self.session_id.get().map(String::as_str).unwrap_or_default();
+            let text = format!("gearbox: session {session} logged too fast: {} lines dropped (LogLinesPerSecond {per_second})", decision.dropped_before);
+            redis_ffi::log("warning", &text);
+        }
+        if decision.write {
+            redis_ffi::log(level.as_str(), &format!("GEARS: {message}"));
+        }
     }
 
     fn config_get(&self, name: &str) -> Option<String> {
@@ -144,6 +194,11 @@ impl Host for RedisHost {
     }
 
     fn register(&self, spec: &Value) -> Result<String, String> {
+        let parsed = RegistrationSpec::from_value(spec)?;
+        hook_policy::may_register(&parsed, || {
+            let _lock = RedisLock::acquire();
+            self.user_name.as_deref().is_some_and(acl_users::is_admin)
+        })?;
         self.top_level().register(spec)
     }
 
@@ -176,14 +231,15 @@ impl RedisHost {
     /// unless it ended (next id 0). The caller holds the Redis lock.
     fn walk_keys(&self, scan: u64, pattern: &[u8], read_value: bool, count_only: bool) -> Result<(u64, (Vec<key_scan::Seen>, u64)), String> {
         let ctx = redis_ffi::detached();
+        let user = self.acting_user()?;
         let mut walk = if scan == 0 {
-            key_scan::may_scan(ctx, self.user.as_ref())?;
+            key_scan::may_scan(ctx, Some(&user))?;
             key_scan::KeyScan::new()
         } else {
             let taken = self.scans.lock().unwrap_or_else(|e| e.into_inner()).remove(&scan);
             taken.ok_or_else(|| "gearbox: unknown or finished key scan".to_string())?
         };
-        let walked = walk.next_batch(ctx, self.user.as_ref(), pattern, read_value, count_only);
+        let walked = walk.next_batch(ctx, Some(&user), pattern, read_value, count_only);
         if walk.is_done() {
             return Ok((0, walked));
         }
@@ -214,15 +270,6 @@ impl RedisHost {
                     keys::Caller::call_locked(self, &argv)
                 })
             }
-        }
-    }
-}
-
-impl Drop for RedisHost {
-    fn drop(&mut self) {
-        if let Some(user) = self.user.take() {
-            let _lock = RedisLock::acquire();
-            user.free_locked();
         }
     }
 }

@@ -70,3 +70,15 @@ pub unsafe fn string_value(handle: *mut raw::RedisModuleKey) -> Vec<u8> {
     }
     std::slice::from_raw_parts(ptr as *const u8, len).to_vec()
 }
+
+/// Whether `user` may access the key `name` (ACL key permissions). The caller holds the Redis
+/// lock.
+pub fn may_access_key_named(ctx: Ctx, user: &User, name: &[u8]) -> bool {
+    // SAFETY: under the Redis lock; the string lives until it is freed after the check.
+    unsafe {
+        let s = raw::RedisModule_CreateString.expect("API")(ctx.0, name.as_ptr() as *const std::ffi::c_char, name.len());
+        let ok = may_access_key(user, s);
+        raw::RedisModule_FreeString.expect("API")(ctx.0, s);
+        ok
+    }
+}

@@ -119,8 +119,11 @@ fn c_text(s: &str) -> CString {
     CString::new(cleaned).unwrap_or_default()
 }
 
-/// Run a command through `RedisModule_Call` as `user` (ACL-checked, replicated). The caller
-/// holds the Redis lock (or is the main thread).
+/// Run a command through `RedisModule_Call` (replicated). With a `user` it is a script's call:
+/// ACL-checked as that user and in script mode (`S`: Redis refuses what it refuses a Lua
+/// script, such as `noscript` commands and writes on a read-only replica; `M`: writes that
+/// would need memory are refused under OOM). Without one it is gearbox's own call (a command's
+/// facts, a client's hooked command). The caller holds the Redis lock (or is the main thread).
 pub fn call<A: AsRef<[u8]>>(ctx: Ctx, user: Option<&User>, args: &[A]) -> Value {
     let Some(name) = args.first().map(AsRef::as_ref) else {
         return Value::Array(Vec::new());
@@ -158,7 +161,7 @@ pub fn call<A: AsRef<[u8]>>(ctx: Ctx, user: Option<&User>, args: &[A]) -> Value 
             let a = a.as_ref();
             *slot = create(ctx.0, a.as_ptr() as *const c_char, a.len());
         }
-        let fmt = if user.is_some() { c"!vCE" } else { c"!vE" };
+        let fmt = if user.is_some() { c"!vCESM" } else { c"!vE" };
         let reply =
             raw::RedisModule_Call.expect("API")(ctx.0, cmd.as_ptr() as *const c_char, fmt.as_ptr(), argv.as_mut_ptr(), argv.len());
         let errno = *libc::__errno_location();
@@ -185,6 +188,7 @@ fn call_failure_text(cmd: &str, errno: c_int) -> String {
         libc::EACCES => no_permission_text(cmd),
         libc::ENOSPC => "OOM command not allowed when used memory > 'maxmemory'".to_string(),
         libc::EROFS => "READONLY You can't write against a read only replica.".to_string(),
+        libc::ESPIPE => format!("ERR This Redis command is not allowed from script: '{cmd}' (or the server cannot take a script's writes now)"),
         _ => format!("ERR could not run '{cmd}' (errno {errno})"),
     }
 }
@@ -245,7 +249,7 @@ unsafe fn reply_value(reply: *mut raw::RedisModuleCallReply) -> Value {
     }
 }
 
-/// An ACL user, referenced for the life of a session.
+/// An ACL user handle. Never keep one across an ACL change (see `acl_users`).
 pub struct User(pub(super) *mut raw::RedisModuleUser);
 
 // SAFETY: a user handle is an opaque pointer; it is only used and freed under the Redis lock.
@@ -263,23 +267,27 @@ pub fn current_user(ctx: Ctx) -> Option<User> {
         }
         let user = raw::RedisModule_GetModuleUserFromUserName.expect("API")(name);
         raw::RedisModule_FreeString.expect("API")(ctx.0, name);
-        (!user.is_null()).then_some(User(user))
+        (!user.is_null()).then(|| User(user))
     }
 }
 
 impl User {
     /// Wrap a handle from `RedisModule_GetModuleUserFromUserName` (None when null).
     pub fn from_raw(user: *mut raw::RedisModuleUser) -> Option<User> {
-        (!user.is_null()).then_some(User(user))
+        (!user.is_null()).then(|| User(user))
     }
 
     pub fn raw(&self) -> *mut raw::RedisModuleUser {
         self.0
     }
 
-    /// Free the handle; the caller holds the Redis lock.
-    pub fn free_locked(self) {
-        // SAFETY: under the Redis lock, once (self is consumed).
+}
+
+impl Drop for User {
+    fn drop(&mut self) {
+        // SAFETY: once per handle. A handle from `RedisModule_GetModuleUserFromUserName` only
+        // wraps the ACL user: freeing it frees the wrapper (plain zfree, any thread), never
+        // the user, so this is safe even after the user was deleted.
         unsafe { raw::RedisModule_FreeModuleUser.expect("API")(self.0) };
     }
 }
@@ -391,6 +399,24 @@ pub fn create_command(ctx: Ctx, name: &str, handler: raw::RedisModuleCmdFunc, fl
     };
     // SAFETY: at load, with the load context; Redis copies the name and flags.
     unsafe { raw::RedisModule_CreateCommand.expect("API")(ctx.0, name.as_ptr(), handler, flags.as_ptr(), first, last, step) == raw::REDISMODULE_OK as c_int }
+}
+
+/// Put a registered command in ACL categories by name (space-separated), where the server has
+/// `RedisModule_SetCommandACLCategories` (Redis 7.2+); older servers derive `@admin
+/// @dangerous` from the `admin` flag instead. Best effort: false when not set.
+pub fn set_acl_categories(ctx: Ctx, name: &str, categories: &str) -> bool {
+    // SAFETY: the API table was filled once by RedisModule_Init before any command is made.
+    let (get, set) = unsafe { (raw::RedisModule_GetCommand, raw::RedisModule_SetCommandACLCategories) };
+    let (Some(get), Some(set)) = (get, set) else { return false };
+    if categories.is_empty() {
+        return false;
+    }
+    let (Ok(name), Ok(categories)) = (CString::new(name), CString::new(categories)) else { return false };
+    // SAFETY: at load, with the load context, for a command this module just created.
+    unsafe {
+        let command = get(ctx.0, name.as_ptr());
+        !command.is_null() && set(command, categories.as_ptr()) == raw::REDISMODULE_OK as c_int
+    }
 }
 
 pub fn register_info(ctx: Ctx, f: raw::RedisModuleInfoFunc) {

@@ -1,0 +1,124 @@
+"""Security I: floods are bounded (both modes) — log lines, registrations firing themselves,
+executions left queued after RG.UNREGISTER, and per-user quotas."""
+import time
+
+import pytest
+
+from gb_helpers import pyexec, pyexec_error
+from security_helpers import assert_healthy, error_of, make_tenants
+
+
+@pytest.fixture
+def t(server, r):
+    return make_tenants(server, r)
+
+
+def _wait_for(predicate, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return predicate()
+
+
+def test_a_log_flood_is_cut_to_the_budget_and_counted(server, r, t):
+    pyexec(t["alice"], "for i in range(20000):\n    log('flood-line %d' % i)")
+    pyexec(t["alice"], "for i in range(20000):\n    print('print-line %d' % i)")
+    assert _wait_for(lambda: server.log_text().count("lines dropped") >= 2), server.log_tail()
+    text = server.log_text()
+    assert text.count("flood-line") <= 300, text.count("flood-line")
+    assert text.count("print-line") <= 300, text.count("print-line")
+    assert "LogLinesPerSecond" in text
+    assert_healthy(server, r)
+
+
+def test_the_log_budget_is_a_config(server, r, t):
+    assert r.execute_command("RG.CONFIGSET", "LogLinesPerSecond", "5") == ["OK"]
+    pyexec(t["alice"], "for i in range(50):\n    log('few-line %d' % i)")
+    assert _wait_for(lambda: "lines dropped" in server.log_text())
+    assert server.log_text().count("few-line") == 5
+    assert_healthy(server, r)
+
+
+@pytest.mark.parametrize("reg_mode", ["sync", "async", "async_local"])
+def test_a_registration_firing_itself_stops_at_max_trigger_depth(server, r, t, reg_mode):
+    alice = t["alice"]
+    pyexec(alice, f"GB().foreach(lambda x: execute('INCR', 'a:n')).register(prefix='a:n', mode={reg_mode!r})")
+    alice.set("a:n", "0")
+    assert _wait_for(lambda: "MaxTriggerDepth" in server.log_text())
+    time.sleep(0.5)
+    first = int(alice.get("a:n"))
+    time.sleep(0.5)
+    assert int(alice.get("a:n")) == first, "the chain went on"
+    assert 1 <= first <= 16, first
+    assert_healthy(server, r)
+
+
+def test_max_trigger_depth_is_a_config(server, r, t):
+    assert r.execute_command("RG.CONFIGSET", "MaxTriggerDepth", "3") == ["OK"]
+    pyexec(t["alice"], "GB().foreach(lambda x: execute('INCR', 'a:m')).register(prefix='a:m', mode='sync')")
+    t["alice"].set("a:m", "0")
+    assert t["alice"].get("a:m") == "3"
+
+
+def test_unregister_stops_queued_executions_at_once(server, r, t):
+    alice = t["alice"]
+    rid = pyexec(alice, "import time\nGB().foreach(lambda x: (time.sleep(0.1), execute('INCR', 'a:runs'))).register(prefix='a:k*')")
+    for i in range(40):
+        alice.set(f"a:k{i}", "v")
+    time.sleep(0.15)
+    assert alice.execute_command("RG.UNREGISTER", rid) == "OK"
+    time.sleep(0.6)
+    after = int(alice.get("a:runs") or 0)
+    time.sleep(1.0)
+    assert int(alice.get("a:runs") or 0) == after
+    assert after <= 12, after
+    assert_healthy(server, r)
+
+
+# --- per-user quotas ------------------------------------------------------------------------
+
+REGISTERS = "GB('CommandReader').register(trigger='{}')"
+
+
+def test_sessions_per_user(server, r, t):
+    r.execute_command("RG.CONFIGSET", "MaxSessionsPerUser", "2")
+    pyexec(t["alice"], REGISTERS.format("q1"))
+    pyexec(t["alice"], REGISTERS.format("q2"))
+    err = pyexec_error(t["alice"], REGISTERS.format("q3"))
+    assert "MaxSessionsPerUser" in err, err
+    pyexec(t["bob"], REGISTERS.format("q4"))
+    pyexec(r, REGISTERS.format("q5"))
+    pyexec(r, REGISTERS.format("q6"))
+    pyexec(r, REGISTERS.format("q7"))
+    assert len(r.execute_command("RG.DUMPREGISTRATIONS")) == 6
+    assert_healthy(server, r)
+
+
+def test_registrations_per_user_install_nothing_past_the_quota(server, r, t):
+    r.execute_command("RG.CONFIGSET", "MaxRegistrationsPerUser", "3")
+    pyexec(t["alice"], REGISTERS.format("r1") + "\n" + REGISTERS.format("r2"))
+    err = pyexec_error(t["alice"], REGISTERS.format("r3") + "\n" + REGISTERS.format("r4"))
+    assert "MaxRegistrationsPerUser" in err, err
+    assert len(r.execute_command("RG.DUMPREGISTRATIONS")) == 2
+    pyexec(t["alice"], REGISTERS.format("r5"))
+    assert len(r.execute_command("RG.DUMPREGISTRATIONS")) == 3
+    assert_healthy(server, r)
+
+
+def test_unblocking_executions_per_user(server, r, t):
+    r.execute_command("RG.CONFIGSET", "MaxUnblockingExecutionsPerUser", "1")
+    slow = "import time\nGB('ShardsIDReader').foreach(lambda x: time.sleep(1)).run()"
+    eid = pyexec(t["alice"], slow, "UNBLOCKING")
+    err = pyexec_error(t["alice"], slow, "UNBLOCKING")
+    assert "MaxUnblockingExecutionsPerUser" in err, err
+    assert pyexec(t["bob"], slow, "UNBLOCKING")
+    assert _wait_for(lambda: r.execute_command("RG.GETEXECUTION", eid)[0][3][1] == "done")
+    assert pyexec(t["alice"], slow, "UNBLOCKING")
+    assert_healthy(server, r)
+
+
+def test_quota_configs_need_admin(t):
+    err = error_of(t["dave"], "RG.CONFIGSET", "MaxSessionsPerUser", "100000")
+    assert "may not run" in err, err
