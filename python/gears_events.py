@@ -73,10 +73,16 @@ def reader_spec(reader, prefix, kwargs):
             raise _gearbox.error("keyprefix argument is not string")
         if hook is not None and not isinstance(hook, str):
             raise _gearbox.error("hook argument is not string")
+        shared = _boolean(kwargs, "shared", False, "shared argument must be a boolean")
+        rights = kwargs.get("rights", "caller")
+        if rights not in ("caller", "owner"):
+            raise _gearbox.error("rights argument must be 'caller' or 'owner'")
         if trigger is not None:
             if keyprefix is not None or hook is not None:
                 raise _gearbox.error("trigger argument can not be given with keyprefix or hook")
-            return {"trigger": trigger, "inorder": inorder}
+            return {"trigger": trigger, "inorder": inorder, "shared": shared, "ownerRights": rights == "owner"}
+        if shared or rights != "caller":
+            raise _gearbox.error("shared and rights apply to trigger registrations only")
         if hook is None:
             raise _gearbox.error("no trigger or hook argument was given")
         return {"hook": hook, "keyprefix": keyprefix or None, "inorder": inorder}

@@ -62,7 +62,7 @@ impl SavedSession {
 pub fn snapshot(registrations: &RegistrationRegistry) -> Vec<SavedSession> {
     let mut out: Vec<SavedSession> = Vec::new();
     for reg in registrations.all() {
-        if let Some(saved) = out.iter_mut().find(|s| s.id == reg.session.id) {
+        if let Some(saved) = out.iter_mut().find(|s| reg.session.is(s.recipe.user.as_deref(), &s.id)) {
             saved.registrations.push((reg.spec.handle, reg.id.clone()));
             continue;
         }

@@ -91,6 +91,10 @@ pub struct RegistrationSpec {
     /// KeysReader `commands=`: fire only for events caused by these (lower-case) commands.
     pub commands: Option<Vec<String>>,
     pub inorder: bool,
+    /// CommandReader trigger: other users may fire it (`shared=True`), and its `execute()`
+    /// calls then act as the caller (invoker's rights) unless `rights='owner'` (definer's).
+    pub shared: bool,
+    pub owner_rights: bool,
     pub on_registered: bool,
     /// StreamReader: entries per batch, `duration` (ms, 0: none), failure policy, retry
     /// interval (s), whether processed entries are trimmed.
@@ -153,6 +157,8 @@ impl RegistrationSpec {
             keyprefix: None,
             commands: None,
             inorder: false,
+            shared: false,
+            owner_rights: false,
             on_registered: false,
             batch: 1,
             duration_ms: 0,
@@ -178,6 +184,8 @@ impl RegistrationSpec {
                 "keyprefix" => spec.keyprefix = opt_text(value),
                 "commands" => spec.commands = text_list(value).map(|l| l.iter().map(|c| c.to_ascii_lowercase()).collect()),
                 "inorder" => spec.inorder = as_bool(value),
+                "shared" => spec.shared = as_bool(value),
+                "ownerRights" => spec.owner_rights = as_bool(value),
                 "onRegistered" => spec.on_registered = as_bool(value),
                 "batch" => spec.batch = number(value).max(1),
                 "duration" => spec.duration_ms = number(value),
@@ -209,6 +217,8 @@ impl RegistrationSpec {
             ("keyprefix", opt_bulk(&self.keyprefix)),
             ("commands", opt_list(&self.commands)),
             ("inorder", Value::Int(self.inorder as i64)),
+            ("shared", Value::Int(self.shared as i64)),
+            ("ownerRights", Value::Int(self.owner_rights as i64)),
             ("onRegistered", Value::Int(self.on_registered as i64)),
             ("batch", Value::Int(self.batch as i64)),
             ("duration", Value::Int(self.duration_ms as i64)),
@@ -243,6 +253,8 @@ impl RegistrationSpec {
             ReaderKind::Command => Value::pairs([
                 ("trigger", opt_bulk(&self.trigger.clone().or(self.hook.clone()))),
                 ("inorder", Value::Int(self.inorder as i64)),
+            ("shared", Value::Int(self.shared as i64)),
+            ("ownerRights", Value::Int(self.owner_rights as i64)),
             ]),
             ReaderKind::Stream => Value::pairs([
                 ("batchSize", Value::Int(self.batch as i64)),

@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use crate::errors::EngineError;
 use crate::ids::IdGenerator;
 use crate::registration::{ReaderKind, Registration};
+use crate::session::Replacing;
 
 pub struct RegistrationRegistry {
     list: Mutex<Vec<Arc<Registration>>>,
@@ -50,11 +51,11 @@ impl RegistrationRegistry {
         }
     }
 
-    /// Add `new`, first removing every registration of the sessions named in `replacing`;
+    /// Add `new`, first removing every registration of the sessions `replacing` covers;
     /// returns the removed ones (dropped by the caller, outside this lock).
-    pub fn install(&self, new: Vec<Arc<Registration>>, replacing: &[&str]) -> Vec<Arc<Registration>> {
+    pub fn install(&self, new: Vec<Arc<Registration>>, replacing: Replacing<'_>) -> Vec<Arc<Registration>> {
         let mut list = self.changing();
-        let (removed, kept): (Vec<_>, Vec<_>) = list.drain(..).partition(|r| replacing.contains(&r.session.id.as_str()));
+        let (removed, kept): (Vec<_>, Vec<_>) = list.drain(..).partition(|r| replacing.covers(&r.session));
         *list = kept;
         list.extend(new);
         removed
@@ -87,9 +88,9 @@ impl RegistrationRegistry {
         self.len() == 0
     }
 
-    /// Ids of a session's registrations, oldest first.
-    pub fn ids_of_session(&self, session_id: &str) -> Vec<String> {
-        self.list().iter().filter(|r| r.session.id == session_id).map(|r| r.id.clone()).collect()
+    /// Ids of the registrations of `owner`'s session `session_id`, oldest first.
+    pub fn ids_of_session(&self, owner: Option<&str>, session_id: &str) -> Vec<String> {
+        self.list().iter().filter(|r| r.session.is(owner, session_id)).map(|r| r.id.clone()).collect()
     }
 
     /// The CommandReader registration answering `RG.TRIGGER name`.
@@ -97,9 +98,9 @@ impl RegistrationRegistry {
         self.list().iter().find(|r| r.spec.reader == ReaderKind::Command && r.spec.trigger.as_deref() == Some(name)).cloned()
     }
 
-    /// Whether `name` is taken by a session other than those in `except`.
-    pub fn trigger_taken(&self, name: &str, except: &[&str]) -> bool {
-        self.by_trigger(name).is_some_and(|r| !except.contains(&r.session.id.as_str()))
+    /// Whether `name` is taken by a session other than those `except` covers.
+    pub fn trigger_taken(&self, name: &str, except: Replacing<'_>) -> bool {
+        self.by_trigger(name).is_some_and(|r| !except.covers(&r.session))
     }
 
     /// The hooks of `command` (lower-case), newest first (see `command_hooks::chain`).
@@ -115,6 +116,7 @@ impl RegistrationRegistry {
 
 #[cfg(test)]
 mod tests {
+    const NONE: Replacing<'static> = Replacing { owner: None, ids: &[] };
     use super::*;
     use crate::ids::STANDALONE_SHARD_ID;
     use crate::registration::RegistrationSpec;
@@ -141,17 +143,19 @@ mod tests {
     #[test]
     fn install_swaps_a_sessions_registrations_in_one_step() {
         let r = RegistrationRegistry::new(STANDALONE_SHARD_ID);
+        let s_id = ["s".to_string()];
         let old = reg(&r, "s", Some("t"));
-        r.install(vec![old.clone(), reg(&r, "other", None)], &[]);
-        assert!(r.trigger_taken("t", &[]));
-        assert!(!r.trigger_taken("t", &["s"]), "an upgrade of s may take s's trigger");
+        r.install(vec![old.clone(), reg(&r, "other", None)], NONE);
+        assert!(r.trigger_taken("t", NONE));
+        assert!(!r.trigger_taken("t", Replacing { owner: None, ids: &s_id }), "an upgrade of s may take s's trigger");
+        assert!(r.trigger_taken("t", Replacing { owner: Some("bob"), ids: &s_id }), "bob's s is another session");
         let new = reg(&r, "s", Some("t"));
-        let removed = r.install(vec![new.clone()], &["s"]);
+        let removed = r.install(vec![new.clone()], Replacing { owner: None, ids: &s_id });
         assert_eq!(removed.len(), 1);
         assert_eq!(removed[0].id, old.id);
         assert_eq!(r.by_trigger("t").unwrap().id, new.id);
         assert_eq!(r.len(), 2);
-        assert_eq!(r.ids_of_session("s"), vec![new.id.clone()]);
+        assert_eq!(r.ids_of_session(None, "s"), vec![new.id.clone()]);
         assert_eq!(r.key_registrations().len(), 1);
     }
 
@@ -160,7 +164,7 @@ mod tests {
         let r = RegistrationRegistry::new(STANDALONE_SHARD_ID);
         let g0 = r.generation();
         let a = reg(&r, "s", None);
-        r.install(vec![a.clone()], &[]);
+        r.install(vec![a.clone()], NONE);
         let g1 = r.generation();
         assert!(g1 > g0);
         r.all();
@@ -174,7 +178,7 @@ mod tests {
         let r = RegistrationRegistry::new(STANDALONE_SHARD_ID);
         assert_eq!(r.remove("nope").err(), Some(EngineError::NotRegistered));
         let a = reg(&r, "s", None);
-        r.install(vec![a.clone()], &[]);
+        r.install(vec![a.clone()], NONE);
         assert_eq!(r.remove(&a.id).unwrap().id, a.id);
         assert!(r.is_empty());
     }

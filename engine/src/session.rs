@@ -59,6 +59,25 @@ impl Session {
     pub fn recipe(&self) -> Option<Recipe> {
         self.recipe.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
+
+    /// Whether this is the session `id` of `owner`: session ids are per owner, so alice's `x`
+    /// and bob's `x` are two sessions.
+    pub fn is(&self, owner: Option<&str>, id: &str) -> bool {
+        self.id == id && self.owner.as_deref() == owner
+    }
+}
+
+/// The sessions an UPGRADE / REPLACE_WITH replaces: ids within one owner's sessions.
+#[derive(Clone, Copy, Debug)]
+pub struct Replacing<'a> {
+    pub owner: Option<&'a str>,
+    pub ids: &'a [String],
+}
+
+impl Replacing<'_> {
+    pub fn covers(&self, session: &Session) -> bool {
+        self.ids.iter().any(|id| session.is(self.owner, id))
+    }
 }
 
 /// A live session as RG.PYDUMPSESSIONS shows it.
@@ -82,7 +101,7 @@ impl SessionRegistry {
     pub fn add(&self, session: &Arc<Session>) -> Result<(), EngineError> {
         let mut all = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
         all.retain(|w| w.strong_count() > 0);
-        if all.iter().filter_map(Weak::upgrade).any(|s| s.id == session.id && !s.is_dead()) {
+        if all.iter().filter_map(Weak::upgrade).any(|s| s.is(session.owner.as_deref(), &session.id) && !s.is_dead()) {
             return Err(EngineError::SessionExists(session.id.clone()));
         }
         all.push(Arc::downgrade(session));
@@ -96,16 +115,16 @@ impl SessionRegistry {
         all.push(Arc::downgrade(session));
     }
 
-    /// The live (not replaced) sessions with this id (at most one, unless one is mid-upgrade).
-    pub fn live(&self, id: &str) -> Vec<Arc<Session>> {
+    /// The live (not replaced) sessions `id` of `owner` (at most one, unless one is mid-upgrade).
+    pub fn live(&self, owner: Option<&str>, id: &str) -> Vec<Arc<Session>> {
         let mut all = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
         all.retain(|w| w.strong_count() > 0);
-        all.iter().filter_map(Weak::upgrade).filter(|s| s.id == id && !s.is_dead()).collect()
+        all.iter().filter_map(Weak::upgrade).filter(|s| s.is(owner, id) && !s.is_dead()).collect()
     }
 
-    /// Whether a live (not replaced) session has this id.
-    pub fn contains(&self, id: &str) -> bool {
-        self.summaries().iter().any(|s| s.id == id && !s.dead)
+    /// Whether `owner` has a live (not replaced) session with this id.
+    pub fn contains(&self, owner: Option<&str>, id: &str) -> bool {
+        self.summaries().iter().any(|s| s.id == id && s.owner.as_deref() == owner && !s.dead)
     }
 
     /// Live sessions, oldest first.
@@ -167,9 +186,10 @@ pub(crate) mod tests {
         let a = session("same");
         reg.add(&a).unwrap();
         assert_eq!(reg.add(&session("same")), Err(EngineError::SessionExists("same".into())));
-        assert!(reg.contains("same"));
+        assert!(reg.contains(None, "same"));
+        assert!(!reg.contains(Some("bob"), "same"), "ids are per owner");
         a.mark_dead();
-        assert!(!reg.contains("same"), "a replaced session no longer owns its id");
+        assert!(!reg.contains(None, "same"), "a replaced session no longer owns its id");
         drop(a);
         assert!(reg.add(&session("same")).is_ok());
         let b = session("b");

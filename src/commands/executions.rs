@@ -5,6 +5,11 @@ use gearbox_engine::errors::{self, EngineError};
 use gearbox_engine::execution::ExecutionReport;
 use gearbox_engine::Value;
 
+use std::sync::Arc;
+
+use gearbox_engine::Execution;
+
+use super::viewer::Viewer;
 use super::{text, Reply};
 use crate::gearbox;
 use crate::host::redis_ffi::{self, Ctx};
@@ -13,15 +18,27 @@ fn engine_error(e: EngineError) -> Reply {
     Reply::error(e.to_string())
 }
 
-pub fn dump(_: Ctx, args: &[Vec<u8>]) -> Reply {
+/// The execution `id` if the caller may see it; another owner's answers `unknown` (the error an
+/// unknown id gets from that command).
+fn visible(ctx: Ctx, id: &[u8], unknown: EngineError) -> Result<Arc<Execution>, Reply> {
+    let exec = gearbox::get().engine.executions.get(&text(id)).ok_or_else(|| engine_error(unknown.clone()))?;
+    if !Viewer::of(ctx).sees(exec.owner.as_deref()) {
+        return Err(engine_error(unknown));
+    }
+    Ok(exec)
+}
+
+pub fn dump(ctx: Ctx, args: &[Vec<u8>]) -> Reply {
     if args.len() != 1 {
         return Reply::WrongArity;
     }
+    let viewer = Viewer::of(ctx);
     let list = gearbox::get()
         .engine
         .executions
         .all()
         .iter()
+        .filter(|e| viewer.sees(e.owner.as_deref()))
         .map(|e| {
             Value::Array(vec![
                 Value::bulk("executionId"),
@@ -75,7 +92,7 @@ fn plan_value(report: &ExecutionReport) -> Value {
     ])
 }
 
-pub fn get_execution(_: Ctx, args: &[Vec<u8>]) -> Reply {
+pub fn get_execution(ctx: Ctx, args: &[Vec<u8>]) -> Reply {
     if args.len() < 2 || args.len() > 3 {
         return Reply::WrongArity;
     }
@@ -87,7 +104,7 @@ pub fn get_execution(_: Ctx, args: &[Vec<u8>]) -> Reply {
         }
     }
     let engine = &gearbox::get().engine;
-    match engine.get(&text(&args[1])) {
+    match visible(ctx, &args[1], EngineError::ExecutionPlanNotExist) {
         Ok(exec) => {
             let shard = Value::Array(vec![
                 Value::bulk("shard_id"),
@@ -97,20 +114,20 @@ pub fn get_execution(_: Ctx, args: &[Vec<u8>]) -> Reply {
             ]);
             Reply::Value(Value::Array(vec![shard]))
         }
-        Err(e) => engine_error(e),
+        Err(reply) => reply,
     }
 }
 
-pub fn get_results(_: Ctx, args: &[Vec<u8>]) -> Reply {
+pub fn get_results(ctx: Ctx, args: &[Vec<u8>]) -> Reply {
     if args.len() != 2 {
         return Reply::WrongArity;
     }
-    match gearbox::get().engine.get(&text(&args[1])) {
+    match visible(ctx, &args[1], EngineError::ExecutionPlanNotExist) {
         Ok(exec) => match exec.outcome() {
             Some(outcome) => Reply::Value(outcome.to_reply()),
             None => engine_error(EngineError::StillRunning),
         },
-        Err(e) => engine_error(e),
+        Err(reply) => reply,
     }
 }
 
@@ -118,9 +135,9 @@ pub fn get_results_blocking(ctx: Ctx, args: &[Vec<u8>]) -> Reply {
     if args.len() != 2 {
         return Reply::WrongArity;
     }
-    let exec = match gearbox::get().engine.get(&text(&args[1])) {
+    let exec = match visible(ctx, &args[1], EngineError::ExecutionPlanNotExist) {
         Ok(exec) => exec,
-        Err(e) => return engine_error(e),
+        Err(reply) => return reply,
     };
     if let Some(outcome) = exec.outcome() {
         return Reply::Value(outcome.to_reply());
@@ -133,9 +150,12 @@ pub fn get_results_blocking(ctx: Ctx, args: &[Vec<u8>]) -> Reply {
     Reply::Blocked
 }
 
-pub fn drop_execution(_: Ctx, args: &[Vec<u8>]) -> Reply {
+pub fn drop_execution(ctx: Ctx, args: &[Vec<u8>]) -> Reply {
     if args.len() != 2 {
         return Reply::WrongArity;
+    }
+    if let Err(reply) = visible(ctx, &args[1], EngineError::ExecutionPlanNotExist) {
+        return reply;
     }
     match gearbox::get().engine.executions.drop_finished(&text(&args[1])) {
         Ok(()) => Reply::ok(),
@@ -143,9 +163,12 @@ pub fn drop_execution(_: Ctx, args: &[Vec<u8>]) -> Reply {
     }
 }
 
-pub fn abort(_: Ctx, args: &[Vec<u8>]) -> Reply {
+pub fn abort(ctx: Ctx, args: &[Vec<u8>]) -> Reply {
     if args.len() != 2 {
         return Reply::WrongArity;
+    }
+    if let Err(reply) = visible(ctx, &args[1], EngineError::ExecutionNotExist) {
+        return reply;
     }
     match gearbox::get().engine.abort(&text(&args[1])) {
         Ok(()) => Reply::ok(),

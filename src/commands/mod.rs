@@ -10,6 +10,7 @@ pub mod pyexecute;
 pub mod registrations;
 pub mod sessions;
 pub mod trigger;
+pub mod viewer;
 
 use std::ffi::c_int;
 

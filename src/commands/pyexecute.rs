@@ -95,13 +95,16 @@ pub fn pyexecute(ctx: Ctx, args: &[Vec<u8>]) -> Reply {
         return Reply::error("Could not satisfy requirements, look at the log file for more information.");
     }
     let gb = gearbox::get();
+    // Session ids are per owner: UPGRADE and REPLACE_WITH reach only the caller's own sessions.
+    let user_name = redis_hooks::current_user_name(ctx);
+    let owner = user_name.as_deref();
     if let Some(old) = &opts.replace_with {
-        if !gb.engine.sessions.contains(old) {
+        if !gb.engine.sessions.contains(owner, old) {
             return Reply::error(EngineError::ReplaceMissing(old.clone()).to_string());
         }
     }
     let id = opts.id.clone().unwrap_or_else(random_session_id);
-    let exists = gb.engine.sessions.contains(&id);
+    let exists = gb.engine.sessions.contains(owner, &id);
     if exists && !opts.upgrade {
         return Reply::error(EngineError::SessionExists(id).to_string());
     }
@@ -112,7 +115,6 @@ pub fn pyexecute(ctx: Ctx, args: &[Vec<u8>]) -> Reply {
     if opts.upgrade && exists {
         replacing.push(id.clone());
     }
-    let user_name = redis_hooks::current_user_name(ctx);
     let quota = quotas::new_session(user_name.as_deref()).and_then(|()| match opts.unblocking {
         true => quotas::new_unblocking(user_name.as_deref()),
         false => Ok(()),

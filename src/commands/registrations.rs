@@ -5,6 +5,9 @@
 use gearbox_engine::errors::EngineError;
 use gearbox_engine::{ReaderKind, Registration, Value};
 
+use std::sync::Arc;
+
+use super::viewer::Viewer;
 use super::{text, Reply};
 use crate::events::{install, streams};
 use crate::gearbox;
@@ -20,7 +23,7 @@ fn py_str(s: &str) -> String {
 pub fn session_pd(reg: &Registration) -> String {
     let gb = gearbox::get();
     let s = &reg.session;
-    let regs = gb.engine.registrations.ids_of_session(&s.id);
+    let regs = gb.engine.registrations.ids_of_session(s.owner.as_deref(), &s.id);
     let ref_count = std::sync::Arc::strong_count(s);
     format!(
         "{{'sessionName':{}, 'sessionDescription':{}, 'refCount':{}, 'linkedTo':'primary', 'dead':{}, 'isInstallationNeeded':0, 'registrationsList':[{}], 'depsList':[]}}",
@@ -75,19 +78,32 @@ pub fn registration_value(reg: &Registration, with_pd: bool) -> Value {
     Value::pairs(items)
 }
 
-pub fn dump(_: Ctx, _: &[Vec<u8>]) -> Reply {
+pub fn dump(ctx: Ctx, _: &[Vec<u8>]) -> Reply {
+    let viewer = Viewer::of(ctx);
     let regs = gearbox::get().engine.registrations.all();
-    Reply::Value(Value::Array(regs.iter().map(|r| registration_value(r, true)).collect()))
+    Reply::Value(Value::Array(regs.iter().filter(|r| viewer.sees(r.session.owner.as_deref())).map(|r| registration_value(r, true)).collect()))
 }
 
-/// Remove a registration (and abort its queued executions with `abortpending`).
-fn unregister_local(args: &[Vec<u8>]) -> Result<(), Reply> {
+/// The registration `id` if `viewer` may see it (another owner's is as good as unknown).
+fn visible(viewer: &Viewer, id: &str) -> Option<Arc<Registration>> {
+    gearbox::get().engine.registrations.get(id).filter(|r| viewer.sees(r.session.owner.as_deref()))
+}
+
+/// Remove a registration (and abort its queued executions with `abortpending`); `viewer` must
+/// see it (None: replication, which acts for the master).
+fn unregister_local(viewer: Option<&Viewer>, args: &[Vec<u8>]) -> Result<(), Reply> {
     let abort_pending = match args.get(2).map(|a| text(a).to_ascii_lowercase()) {
         None => false,
         Some(word) if word == "abortpending" => true,
         Some(word) => return Err(Reply::error(EngineError::UnknownArgument(word).to_string())),
     };
-    let reg = gearbox::get().engine.registrations.remove(&text(&args[1])).map_err(|e| Reply::error(e.to_string()))?;
+    let id = text(&args[1]);
+    if let Some(viewer) = viewer {
+        if visible(viewer, &id).is_none() {
+            return Err(Reply::error(EngineError::NotRegistered.to_string()));
+        }
+    }
+    let reg = gearbox::get().engine.registrations.remove(&id).map_err(|e| Reply::error(e.to_string()))?;
     if abort_pending {
         for exec in reg.pending() {
             exec.abort();
@@ -100,7 +116,7 @@ pub fn unregister(ctx: Ctx, args: &[Vec<u8>]) -> Reply {
     if args.len() < 2 || args.len() > 3 {
         return Reply::WrongArity;
     }
-    if let Err(reply) = unregister_local(args) {
+    if let Err(reply) = unregister_local(Some(&Viewer::of(ctx)), args) {
         return reply;
     }
     let rest: Vec<&[u8]> = args[1..].iter().map(|a| a.as_slice()).collect();
@@ -122,7 +138,7 @@ pub fn inner_unregister(ctx: Ctx, args: &[Vec<u8>]) -> Reply {
     if args.len() < 2 || args.len() > 3 {
         return Reply::WrongArity;
     }
-    match unregister_local(args) {
+    match unregister_local(None, args) {
         Ok(()) => Reply::ok(),
         Err(reply) => reply,
     }
@@ -149,20 +165,21 @@ pub fn inner_register(ctx: Ctx, args: &[Vec<u8>]) -> Reply {
     }
 }
 
-pub fn clear_stats(_: Ctx, _: &[Vec<u8>]) -> Reply {
-    for reg in gearbox::get().engine.registrations.all() {
+pub fn clear_stats(ctx: Ctx, _: &[Vec<u8>]) -> Reply {
+    let viewer = Viewer::of(ctx);
+    for reg in gearbox::get().engine.registrations.all().into_iter().filter(|r| viewer.sees(r.session.owner.as_deref())) {
         reg.clear_stats();
     }
     Reply::ok()
 }
 
-fn pause_or_unpause(args: &[Vec<u8>], pause: bool) -> Reply {
+fn pause_or_unpause(ctx: Ctx, args: &[Vec<u8>], pause: bool) -> Reply {
     if args.len() != 2 {
         return Reply::WrongArity;
     }
     let gb = gearbox::get();
     let id = text(&args[1]);
-    let Some(reg) = gb.engine.registrations.get(&id) else {
+    let Some(reg) = visible(&Viewer::of(ctx), &id) else {
         return Reply::error(format!("Execution {id} does not exists on shard {}", gb.engine.shard_id()));
     };
     let reader = reg.spec.reader.as_str().to_string();
@@ -180,10 +197,10 @@ fn pause_or_unpause(args: &[Vec<u8>], pause: bool) -> Reply {
     }
 }
 
-pub fn pause(_: Ctx, args: &[Vec<u8>]) -> Reply {
-    pause_or_unpause(args, true)
+pub fn pause(ctx: Ctx, args: &[Vec<u8>]) -> Reply {
+    pause_or_unpause(ctx, args, true)
 }
 
-pub fn unpause(_: Ctx, args: &[Vec<u8>]) -> Reply {
-    pause_or_unpause(args, false)
+pub fn unpause(ctx: Ctx, args: &[Vec<u8>]) -> Reply {
+    pause_or_unpause(ctx, args, false)
 }

@@ -4,6 +4,7 @@ use gearbox_engine::errors::EngineError;
 use gearbox_engine::session::SessionSummary;
 use gearbox_engine::Value;
 
+use super::viewer::Viewer;
 use super::{registrations, text, Reply};
 use crate::gearbox;
 use crate::host::redis_ffi::Ctx;
@@ -14,9 +15,9 @@ fn session_value(s: &SessionSummary, verbose: bool) -> Value {
     let registrations = if s.dead {
         Vec::new()
     } else if verbose {
-        gb.engine.registrations.all().iter().filter(|r| r.session.id == s.id).map(|r| registrations::registration_value(r, false)).collect()
+        gb.engine.registrations.all().iter().filter(|r| r.session.is(s.owner.as_deref(), &s.id)).map(|r| registrations::registration_value(r, false)).collect()
     } else {
-        gb.engine.registrations.ids_of_session(&s.id).into_iter().map(Value::bulk).collect()
+        gb.engine.registrations.ids_of_session(s.owner.as_deref(), &s.id).into_iter().map(Value::bulk).collect()
     };
     Value::pairs([
         ("ID", Value::bulk(s.id.clone())),
@@ -31,7 +32,8 @@ fn session_value(s: &SessionSummary, verbose: bool) -> Value {
 }
 
 /// RG.PYDUMPSESSIONS [VERBOSE] [DEAD] [SESSIONS s1 s2 ...]
-pub fn dump_sessions(_: Ctx, args: &[Vec<u8>]) -> Reply {
+pub fn dump_sessions(ctx: Ctx, args: &[Vec<u8>]) -> Reply {
+    let viewer = Viewer::of(ctx);
     let mut wanted: Option<Vec<String>> = None;
     let mut dead_only = false;
     let mut verbose = false;
@@ -50,7 +52,8 @@ pub fn dump_sessions(_: Ctx, args: &[Vec<u8>]) -> Reply {
         i += 1;
     }
     // DEAD: sessions replaced by an UPGRADE / REPLACE_WITH that something still holds.
-    let live: Vec<SessionSummary> = gearbox::get().engine.sessions.summaries().into_iter().filter(|s| s.dead == dead_only).collect();
+    let live: Vec<SessionSummary> =
+        gearbox::get().engine.sessions.summaries().into_iter().filter(|s| s.dead == dead_only && viewer.sees(s.owner.as_deref())).collect();
     let items = match wanted {
         None => live.iter().map(|s| session_value(s, verbose)).collect(),
         Some(names) => names

@@ -5,6 +5,7 @@
 use gearbox_engine::errors::EngineError;
 use gearbox_engine::{Outcome, Value};
 
+use super::viewer::Viewer;
 use super::{text, Reply};
 use crate::events::fire::fire_for_client;
 use crate::gearbox;
@@ -19,10 +20,19 @@ fn flat(outcome: &Outcome) -> Value {
 
 fn trigger_named(ctx: Ctx, args: &[Vec<u8>]) -> Reply {
     let gb = gearbox::get();
-    let Some(reg) = gb.engine.registrations.by_trigger(&text(&args[1])) else {
+    let viewer = Viewer::of(ctx);
+    // Another owner's trigger is as good as unknown, unless it was registered shared.
+    let reg = gb.engine.registrations.by_trigger(&text(&args[1])).filter(|r| r.spec.shared || viewer.sees(r.session.owner.as_deref()));
+    let Some(reg) = reg else {
         return Reply::error(EngineError::TriggerNotFound.to_string());
     };
-    fire_for_client(ctx, &reg, Value::bulks(args[1..].iter().cloned()), None, flat)
+    // A shared trigger fired by another user acts as that user unless it asked for its owner's
+    // rights (invoker's vs definer's rights).
+    let acting_as = match viewer.name() {
+        Some(caller) if reg.session.owner.as_deref() != Some(caller) && !reg.spec.owner_rights => Some(caller.to_string()),
+        _ => None,
+    };
+    fire_for_client(ctx, &reg, Value::bulks(args[1..].iter().cloned()), None, acting_as, flat)
 }
 
 pub fn trigger(ctx: Ctx, args: &[Vec<u8>]) -> Reply {

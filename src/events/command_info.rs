@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::sync::{Mutex, OnceLock};
 
 use gearbox_engine::command_hooks::KeyPositions;
-use gearbox_engine::{Mode, RegistrationSpec, Value};
+use gearbox_engine::{Mode, RegistrationSpec, Replacing, Value};
 
 use crate::gearbox;
 use crate::host::lock::RedisLock;
@@ -90,14 +90,14 @@ fn keys_by_prefix(info: &CommandInfo, verb: &str) -> Result<(), String> {
 
 /// The checks of a CommandReader `hook=` registration. `earlier` are the specs the same script
 /// registered before; sessions in `replacing` are being replaced by this script.
-pub fn check_hook(spec: &RegistrationSpec, earlier: &[&RegistrationSpec], replacing: &[&str]) -> Result<(), String> {
+pub fn check_hook(spec: &RegistrationSpec, earlier: &[&RegistrationSpec], replacing: Replacing<'_>) -> Result<(), String> {
     let Some(command) = spec.hook.as_deref() else { return Ok(()) };
     let info = lookup(command).filter(|_| command != "rg.innerhook").ok_or("Can not override an unexisting command")?;
     allowed_in_scripts(&info, "override")?;
     if spec.keyprefix.is_some() {
         keys_by_prefix(&info, "override")?;
     }
-    let head = gearbox::get().engine.registrations.hooks_of(command).into_iter().find(|r| !replacing.contains(&r.session.id.as_str()));
+    let head = gearbox::get().engine.registrations.hooks_of(command).into_iter().find(|r| !replacing.covers(&r.session));
     if head.is_some_and(|h| h.spec.mode != Mode::Sync) {
         return Err("Can not override a none sync registration".into());
     }

@@ -31,6 +31,12 @@ thread_local! {
 }
 
 pub fn fire(reg: &Arc<Registration>, record: Value, command: Option<Arc<CommandCtx>>) -> Fired {
+    fire_as(reg, record, command, None)
+}
+
+/// [`fire`], with the job's calls acting as the user `acting_as` instead of the registration's
+/// owner (a shared trigger with invoker's rights, fired by another user).
+pub fn fire_as(reg: &Arc<Registration>, record: Value, command: Option<Arc<CommandCtx>>, acting_as: Option<String>) -> Fired {
     if let Err(why) = owner_may_act(reg).and_then(|()| within_depth(reg)) {
         return Fired::Inline(Arc::new(Outcome { errors: vec![why], ..Outcome::default() }));
     }
@@ -41,7 +47,7 @@ pub fn fire(reg: &Arc<Registration>, record: Value, command: Option<Arc<CommandC
         (c.script_timeout(), c.max_executions(), c.max_executions_per_registration())
     };
     let inline = reg.spec.mode == Mode::Sync;
-    let job = Box::new(FiredJob { job: reg.session.interpreter().event_job(reg.spec.handle, record, inline), command, reg: reg.clone(), depth });
+    let job = Box::new(FiredJob { job: reg.session.interpreter().event_job(reg.spec.handle, record, inline), command, reg: reg.clone(), depth, acting_as });
     if inline {
         Fired::Inline(gb.engine.run_inline(reg, job, timeout, max_executions, per_registration))
     } else {
@@ -85,11 +91,18 @@ fn within_depth(reg: &Registration) -> Result<(), String> {
 /// client with `reply(outcome)`: right away for a sync registration, else once the execution
 /// is done (the client is blocked). Where the client may not block (MULTI, Lua, loading), a
 /// non-sync registration gets RedisGears' error instead.
-pub fn fire_for_client(ctx: Ctx, reg: &Arc<Registration>, record: Value, command: Option<Arc<CommandCtx>>, reply: fn(&Outcome) -> Value) -> Reply {
+pub fn fire_for_client(
+    ctx: Ctx,
+    reg: &Arc<Registration>,
+    record: Value,
+    command: Option<Arc<CommandCtx>>,
+    acting_as: Option<String>,
+    reply: fn(&Outcome) -> Value,
+) -> Reply {
     if reg.spec.mode != Mode::Sync && (blocking_forbidden(ctx) || redis_hooks::is_loading(ctx)) {
         return Reply::error(EngineError::TriggerNeedsBlocking.to_string());
     }
-    match fire(reg, record, command) {
+    match fire_as(reg, record, command, acting_as) {
         Fired::Inline(outcome) => Reply::Value(reply(&outcome)),
         Fired::Started(exec) => {
             let client = redis_ffi::block_client(ctx);
@@ -130,6 +143,8 @@ struct FiredJob {
     reg: Arc<Registration>,
     /// Its place in a chain of registrations firing each other.
     depth: u32,
+    /// Whom its calls act as (None: the registration's owner).
+    acting_as: Option<String>,
 }
 
 impl Job for FiredJob {
@@ -138,7 +153,7 @@ impl Job for FiredJob {
     }
 
     fn run(self: Box<Self>, control: &RunControl) -> Outcome {
-        let FiredJob { job, command, reg, depth } = *self;
+        let FiredJob { job, command, reg, depth, acting_as } = *self;
         // Unregistered (or replaced) while this execution waited: it does not run.
         let current = gearbox::get().engine.registrations.get(&reg.id);
         if !current.is_some_and(|r| Arc::ptr_eq(&r, &reg)) {
@@ -151,7 +166,7 @@ impl Job for FiredJob {
             }
         }
         let _restore = Restore(DEPTH.replace(depth));
-        let outcome = command_ctx::run_under(command, || job.run(control));
+        let outcome = acl_users::acting_as(acting_as, || command_ctx::run_under(command, || job.run(control)));
         atomic_given_back(outcome)
     }
 }

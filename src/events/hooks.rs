@@ -149,7 +149,7 @@ pub fn inner_hook(ctx: Ctx, args: &[Vec<u8>]) -> Reply {
 
 fn run_hook(ctx: Ctx, reg: &Arc<Registration>, argv: Vec<Vec<u8>>) -> Reply {
     let record = Value::bulks(argv.iter().cloned());
-    fire_for_client(ctx, reg, record, Some(CommandCtx::hook(argv, &reg.id)), hook_reply)
+    fire_for_client(ctx, reg, record, Some(CommandCtx::hook(argv, &reg.id)), None, hook_reply)
 }
 
 /// Run a watched command, with its context current for the keyspace events it raises.

@@ -12,7 +12,7 @@ use gearbox_engine::codec;
 use gearbox_engine::persist::{self, SavedSession};
 use gearbox_engine::port::ScriptOutcome;
 use gearbox_engine::session::Recipe;
-use gearbox_engine::{ReaderKind, Registration, Session, Value};
+use gearbox_engine::{ReaderKind, Registration, Replacing, Session, Value};
 
 use crate::gearbox;
 use crate::host::redis_ffi::{self, Ctx};
@@ -57,7 +57,9 @@ pub fn run_and_install(req: ScriptRequest, loading: bool) -> Result<Installed, S
             Vec::new()
         }
     };
-    let old: Vec<Arc<Session>> = req.replacing.iter().flat_map(|id| gb.engine.sessions.live(id)).collect();
+    let owner = req.user_name.clone();
+    let replacing = Replacing { owner: owner.as_deref(), ids: &req.replacing };
+    let old: Vec<Arc<Session>> = req.replacing.iter().flat_map(|id| gb.engine.sessions.live(replacing.owner, id)).collect();
     let interpreter = gb.runtime.create_interpreter(host.clone()).map_err(|e| format!("could not create the script's interpreter: {e}"))?;
     let session = Session::new(req.id, req.description, req.user_name.clone(), interpreter);
     host.set_session(Arc::downgrade(&session));
@@ -81,8 +83,7 @@ pub fn run_and_install(req: ScriptRequest, loading: bool) -> Result<Installed, S
     for r in &registrations {
         gb.engine.registrations.reserve(&r.id);
     }
-    let replacing: Vec<&str> = req.replacing.iter().map(String::as_str).collect();
-    let removed = gb.engine.registrations.install(registrations.clone(), &replacing);
+    let removed = gb.engine.registrations.install(registrations.clone(), replacing);
     for s in old.iter().filter(|s| !Arc::ptr_eq(s, &session)) {
         s.mark_dead();
     }
@@ -133,7 +134,7 @@ pub fn replicate(ctx: Ctx, session: &Arc<Session>, replacing: &[String]) {
         id: session.id.clone(),
         description: session.description.clone(),
         recipe: session.recipe().unwrap_or_default(),
-        registrations: gb.engine.registrations.all().iter().filter(|r| r.session.id == session.id).map(|r| (r.spec.handle, r.id.clone())).collect(),
+        registrations: gb.engine.registrations.all().iter().filter(|r| Arc::ptr_eq(&r.session, session)).map(|r| (r.spec.handle, r.id.clone())).collect(),
     };
     let blob = codec::to_bytes(&Value::Array(vec![
         Value::Bulk(persist::encode(&[saved])),

@@ -116,7 +116,7 @@ pub fn arm_loaded() {
     for te in loaded.into_iter().filter(|te| te.alive.load(Ordering::SeqCst)) {
         let Some(saved) = te.saved.lock().unwrap_or_else(|e| e.into_inner()).clone() else { continue };
         let id = saved.id.clone();
-        let session = match gearbox::get().engine.sessions.live(&id).into_iter().next() {
+        let session = match gearbox::get().engine.sessions.live(saved.recipe.user.as_deref(), &id).into_iter().next() {
             Some(s) => Ok(s),
             None => install::rebuild(saved),
         };

@@ -15,7 +15,7 @@ use gearbox_engine::{Mode, Value};
 use super::fire::fire;
 use crate::gearbox;
 use crate::host::redis_ffi::{self, Ctx};
-use crate::host::redis_hooks;
+use crate::host::{acl_users, redis_hooks};
 
 thread_local! {
     /// Sync registrations running inline on this thread.
@@ -68,6 +68,10 @@ pub fn on_event(ctx: Ctx, event: &str, key: &[u8]) {
     let mut known_type = None;
     for reg in matching {
         if reg.spec.commands.is_some() && watched.is_none() {
+            continue;
+        }
+        // A registration hears only of keys its owner may access: key names are private too.
+        if !reg.session.owner.as_deref().is_some_and(|owner| acl_users::may_access_key(owner, key)) {
             continue;
         }
         if reg.spec.key_types.is_some() && !reg.spec.wants_type(*known_type.get_or_insert_with(|| key_type(key))) {

@@ -94,6 +94,29 @@ fn lookup(name: &str) -> Resolved {
     Resolved::Usable(Arc::new(user))
 }
 
+thread_local! {
+    /// The user the job running on this thread acts as instead of its session's owner: the
+    /// caller of a shared trigger with invoker's rights (see `events::fire`). None: the owner.
+    static ACTING_AS: std::cell::RefCell<Option<String>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Run `f` with this thread's jobs acting as `name` (None: as their owners); restored after.
+pub fn acting_as<R>(name: Option<String>, f: impl FnOnce() -> R) -> R {
+    struct Restore(Option<String>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            ACTING_AS.with(|a| *a.borrow_mut() = self.0.take());
+        }
+    }
+    let _restore = Restore(ACTING_AS.with(|a| a.replace(name)));
+    f()
+}
+
+/// Who a call made on this thread acts as: the override, else `owner`.
+pub fn acting_name(owner: Option<&str>) -> Option<String> {
+    ACTING_AS.with(|a| a.borrow().clone()).or_else(|| owner.map(str::to_string))
+}
+
 /// The handle of the user called `name`, or the error text when it is gone or disabled. The
 /// caller holds the Redis lock, and uses the handle only while it does.
 pub fn resolve(name: &str) -> Result<Arc<User>, String> {
@@ -110,6 +133,12 @@ pub fn resolve(name: &str) -> Result<Arc<User>, String> {
         Resolved::Usable(user) => Ok(user),
         Resolved::Unusable(why) => Err(why),
     }
+}
+
+/// Whether the user `name` exists, is enabled and may access `key` (its ACL key patterns).
+/// The caller holds the Redis lock.
+pub fn may_access_key(name: &str, key: &[u8]) -> bool {
+    resolve(name).is_ok_and(|user| super::open_key::may_access_key_named(redis_ffi::detached(), &user, key))
 }
 
 /// Whether `name` is a gearbox administrator: an ACL user allowed both to run `RG.CONFIGSET`

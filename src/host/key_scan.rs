@@ -111,15 +111,16 @@ unsafe extern "C" fn on_key(
             if !key.is_null() && raw::RedisModule_GetExpire.expect("API")(key) == 0 {
                 return; // logically expired: SCAN would not return it either
             }
+            // Key names too are only those the user's ACL key patterns allow.
+            if batch.user.is_some_and(|u| !open_key::may_access_key(u, name)) {
+                return;
+            }
             if batch.count_only && !batch.read_value {
                 batch.counted += 1;
                 return;
             }
             if !batch.read_value {
                 batch.seen.push(Seen::Record(KeyRecord { key: key_name.to_vec(), key_type: "", value: KeyValue::None }));
-                return;
-            }
-            if batch.user.is_some_and(|u| !open_key::may_access_key(u, name)) {
                 return;
             }
             if batch.count_only {

@@ -11,6 +11,7 @@ mod keys;
 pub mod lock;
 mod log_limit;
 mod open_key;
+mod private_names;
 pub mod redis_ffi;
 pub mod redis_hooks;
 pub mod top_level;
@@ -84,8 +85,8 @@ impl RedisHost {
     /// The handle of the user this session acts as; the caller holds the Redis lock and drops
     /// the handle before letting go of it.
     fn acting_user(&self) -> Result<Arc<User>, String> {
-        let name = self.user_name.as_deref().ok_or("NOPERM gearbox: this session has no ACL user to act as")?;
-        acl_users::resolve(name)
+        let name = acl_users::acting_name(self.user_name.as_deref()).ok_or("NOPERM gearbox: this session has no ACL user to act as")?;
+        acl_users::resolve(&name)
     }
 }
 
@@ -98,7 +99,9 @@ impl keys::Caller for RedisHost {
             Ok(user) => user,
             Err(why) => return Value::Error(why),
         };
-        let reply = redis_ffi::call(redis_ffi::detached(), Some(&user), args);
+        let ctx = redis_ffi::detached();
+        let reply = redis_ffi::call(ctx, Some(&user), args);
+        let reply = private_names::filter(args, reply, |key| open_key::may_access_key_named(ctx, &user, key));
         drop(user);
         // gearbox's own calls do not pass the command filter, which watches for ACL changes.
         acl_users::note_command(args.first().copied().unwrap_or_default());
@@ -199,7 +202,7 @@ impl Host for RedisHost {
             let _lock = RedisLock::acquire();
             self.user_name.as_deref().is_some_and(acl_users::is_admin)
         })?;
-        self.top_level().register(spec)
+        self.top_level().register(self.user_name.as_deref(), spec)
     }
 
     fn time_event(&self, seconds: u64, handle: i64, key: Option<Vec<u8>>) -> Result<bool, String> {

@@ -7,7 +7,7 @@
 use std::collections::{HashMap, VecDeque};
 
 use gearbox_engine::errors::EngineError;
-use gearbox_engine::{RegistrationSpec, Value};
+use gearbox_engine::{RegistrationSpec, Replacing, Value};
 
 use crate::events::command_info;
 use crate::events::keyed_timers::PendingKeyed;
@@ -109,7 +109,8 @@ impl TopLevel {
     }
 
     /// `register()`: check the spec, hand out the id (a new one, or the saved one when replaying).
-    pub fn register(&mut self, spec: &Value) -> Result<String, String> {
+    /// `owner` is the session's: the sessions it replaces are that owner's.
+    pub fn register(&mut self, owner: Option<&str>, spec: &Value) -> Result<String, String> {
         if matches!(self.phase, Phase::Idle) {
             return Err("register() can only be called from a script's top level in gearbox".into());
         }
@@ -118,14 +119,14 @@ impl TopLevel {
             if self.pending.iter().any(|p| p.spec.trigger.as_ref() == Some(name)) {
                 return Err(EngineError::TriggerTakenInSession.to_string());
             }
-            let replacing: Vec<&str> = self.replacing.iter().map(String::as_str).collect();
-            if gearbox::get().engine.registrations.trigger_taken(name, &replacing) {
+            let replacing = Replacing { owner, ids: &self.replacing };
+            if gearbox::get().engine.registrations.trigger_taken(name, replacing) {
                 return Err(EngineError::TriggerTaken.to_string());
             }
         }
-        let replacing: Vec<&str> = self.replacing.iter().map(String::as_str).collect();
+        let replacing = Replacing { owner, ids: &self.replacing };
         let earlier: Vec<&RegistrationSpec> = self.pending.iter().map(|p| &p.spec).collect();
-        command_info::check_hook(&spec, &earlier, &replacing)?;
+        command_info::check_hook(&spec, &earlier, replacing)?;
         command_info::check_commands(&spec)?;
         if matches!(self.phase, Phase::Replaying) {
             // Unregistered since the script first ran: the call returns, nothing is installed.
