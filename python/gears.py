@@ -17,6 +17,38 @@ import gears_events as _events
 import gears_pipeline as _pipeline
 from gears_pipeline import flat_error
 
+
+class _LogStream:
+    """sys.stdout / sys.stderr of a script, in both modes: whole lines to the Redis log through
+    log(), so print() counts against the session's log budget (LogLinesPerSecond) and never
+    reaches the server's own stdout or the wasm guest's channel."""
+
+    def __init__(self, level):
+        self._level, self._buf = level, ""
+
+    def write(self, s):
+        if not isinstance(s, str):
+            raise TypeError("write() argument must be str, not %s" % type(s).__name__)
+        self._buf += s
+        while "\n" in self._buf or len(self._buf) > 65536:
+            line, sep, rest = self._buf.partition("\n")
+            if not sep:
+                line, rest = self._buf[:65536], self._buf[65536:]
+            self._buf = rest
+            _gearbox.log(self._level, line)
+        return len(s)
+
+    def flush(self):
+        if self._buf:
+            line, self._buf = self._buf, ""
+            _gearbox.log(self._level, line)
+
+    def isatty(self):
+        return False
+
+
+sys.stdout, sys.stderr = _LogStream("notice"), _LogStream("warning")
+
 error = _gearbox.error
 forcestopped = _gearbox.forcestopped
 

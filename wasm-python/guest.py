@@ -13,7 +13,7 @@ reply (a sync registration firing while a job of this session waits for Redis): 
 marked nestable it is run right there, nested, then the wait goes on; otherwise it waits for the
 top loop. The host validates every frame: a script writing to the
 channel can only confuse its own session, which is then discarded.
-sys.stdout / sys.stderr go to the Redis log, so print() never touches the channel.
+sys.stdout / sys.stderr go to the Redis log (gears.py's _LogStream), so print() never touches the channel.
 """
 import builtins
 import marshal
@@ -274,31 +274,6 @@ for _f in (call, read_keys, scan_keys, count_keys, scan_close, log, config_get, 
 sys.modules["_gearbox"] = _gb
 
 
-class _LogStream:
-    """sys.stdout / sys.stderr of a script: whole lines to the Redis log."""
-
-    def __init__(self, level):
-        self._level, self._buf = level, ""
-
-    def write(self, s):
-        if not isinstance(s, str):
-            raise TypeError("write() argument must be str, not %s" % type(s).__name__)
-        self._buf += s
-        while "\n" in self._buf:
-            line, self._buf = self._buf.split("\n", 1)
-            _send("L", [self._level, line])
-        return len(s)
-
-    def flush(self):
-        if self._buf:
-            line, self._buf = self._buf, ""
-            _send("L", [self._level, line])
-
-    def isatty(self):
-        return False
-
-
-sys.stdout, sys.stderr = _LogStream("notice"), _LogStream("warning")
 
 
 def _preopens():

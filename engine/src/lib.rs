@@ -28,6 +28,6 @@ pub use engine::Engine;
 pub use execution::{Execution, ExecutionStatus, Outcome};
 pub use registration::{Mode, ReaderKind, Registration, RegistrationSpec};
 pub use registrations::RegistrationRegistry;
-pub use port::{CommandRequest, Host, Interpreter, Job, KeyRecord, KeyValue, LogLevel, RunControl, Runtime, StepInfo};
+pub use port::{CommandRequest, Host, InterruptHandle, Interpreter, Job, KeyRecord, KeyValue, LogLevel, RunControl, Runtime, StepInfo};
 pub use session::{Replacing, Session, SessionRegistry};
 pub use value::Value;

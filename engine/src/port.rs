@@ -150,8 +150,27 @@ pub struct StepInfo {
 #[derive(Default)]
 pub struct RunControl {
     aborted: AtomicBool,
-    interrupter: Mutex<Option<Arc<dyn Fn() + Send + Sync>>>,
+    interrupter: InterruptHandle,
     deadline: Option<(Instant, Duration)>,
+}
+
+/// A handle on whatever interrupts a run's code right now (the runtime's interrupter while its
+/// code runs, nothing otherwise), for a watcher that outlives the borrow of its `RunControl`
+/// (the host stops an `atomic()` block held past ScriptTimeoutMS with it).
+#[derive(Clone, Default)]
+pub struct InterruptHandle(Arc<Mutex<Option<Arc<dyn Fn() + Send + Sync>>>>);
+
+impl InterruptHandle {
+    fn current(&self) -> Option<Arc<dyn Fn() + Send + Sync>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Interrupt the code running now, if any (outside any lock of the caller's).
+    pub fn interrupt(&self) {
+        if let Some(f) = self.current() {
+            f();
+        }
+    }
 }
 
 impl RunControl {
@@ -175,12 +194,16 @@ impl RunControl {
     /// Mark aborted and return the interrupter to call (outside any lock), if code is running.
     pub fn abort(&self) -> Option<Arc<dyn Fn() + Send + Sync>> {
         self.aborted.store(true, Ordering::SeqCst);
-        self.interrupter.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.interrupter.current()
     }
 
     /// Set by the runtime while it runs user code; cleared when it stops.
     pub fn set_interrupter(&self, f: Option<Arc<dyn Fn() + Send + Sync>>) {
-        *self.interrupter.lock().unwrap_or_else(|e| e.into_inner()) = f;
+        *self.interrupter.0.lock().unwrap_or_else(|e| e.into_inner()) = f;
+    }
+
+    pub fn interrupt_handle(&self) -> InterruptHandle {
+        self.interrupter.clone()
     }
 }
 

@@ -118,7 +118,17 @@ pub fn atomic_given_back(mut outcome: Outcome) -> Outcome {
     if lock::atomic_end_if_open() {
         outcome.errors.push(lock::ATOMIC_LEFT_OPEN.to_string());
     }
+    if lock::atomic_timed_out() {
+        let ms = gearbox::get().config().script_timeout().as_millis();
+        outcome.errors.push(format!("atomic() block held the Redis lock past ScriptTimeoutMS ({ms} ms) and was stopped"));
+    }
     outcome
+}
+
+/// Run `job` with what interrupts it known to the host (an `atomic()` block held too long is
+/// stopped through it), then close any `atomic()` block it left open.
+fn run_job(job: Box<dyn Job>, control: &RunControl) -> Outcome {
+    atomic_given_back(lock::while_running(control.interrupt_handle(), || job.run(control)))
 }
 
 /// A job of RG.PYEXECUTE's `run()`, whose `atomic()` blocks end with it.
@@ -130,7 +140,7 @@ impl Job for PlanJob {
     }
 
     fn run(self: Box<Self>, control: &RunControl) -> Outcome {
-        atomic_given_back(self.0.run(control))
+        run_job(self.0, control)
     }
 }
 
@@ -166,7 +176,6 @@ impl Job for FiredJob {
             }
         }
         let _restore = Restore(DEPTH.replace(depth));
-        let outcome = acl_users::acting_as(acting_as, || command_ctx::run_under(command, || job.run(control)));
-        atomic_given_back(outcome)
+        acl_users::acting_as(acting_as, || command_ctx::run_under(command, || run_job(job, control)))
     }
 }

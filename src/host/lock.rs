@@ -7,8 +7,14 @@
 //! or store before calling in here; see `Host::may_wait_for_lock`).
 
 use std::cell::Cell;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use gearbox_engine::InterruptHandle;
 
 use super::redis_ffi;
+use crate::runtime::watchdog::{Armed, Watchdog};
 
 thread_local! {
     static HELD: Cell<u32> = const { Cell::new(0) };
@@ -57,8 +63,40 @@ impl Drop for RedisLock {
     }
 }
 
+/// An open `atomic()` block: the lock, and on an execution thread the watch that stops it
+/// past ScriptTimeoutMS (dropped first, so it never fires after the lock is given back).
+struct AtomicBlock {
+    _watch: Option<Armed>,
+    timed_out: Arc<AtomicBool>,
+    _lock: RedisLock,
+}
+
 thread_local! {
-    static ATOMIC: std::cell::RefCell<Option<RedisLock>> = const { std::cell::RefCell::new(None) };
+    static ATOMIC: std::cell::RefCell<Option<AtomicBlock>> = const { std::cell::RefCell::new(None) };
+    /// What interrupts the job running on this thread (see [`while_running`]).
+    static RUN: std::cell::RefCell<Option<InterruptHandle>> = const { std::cell::RefCell::new(None) };
+    /// An `atomic()` block of this thread's job was stopped for holding the lock too long.
+    static TIMED_OUT: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Run a job (`f`) on this thread with `handle` as what interrupts it: an `atomic()` block it
+/// holds past ScriptTimeoutMS is interrupted through it.
+pub fn while_running<R>(handle: InterruptHandle, f: impl FnOnce() -> R) -> R {
+    struct Restore(Option<InterruptHandle>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            RUN.with(|r| *r.borrow_mut() = self.0.take());
+        }
+    }
+    let _restore = Restore(RUN.with(|r| r.replace(Some(handle))));
+    f()
+}
+
+/// The watchdog of `atomic()` blocks on execution threads (Redis' main thread has its own
+/// ScriptTimeoutMS watch around every script and sync callback).
+fn watchdog() -> Option<&'static Watchdog> {
+    static WATCHDOG: OnceLock<Option<Watchdog>> = OnceLock::new();
+    WATCHDOG.get_or_init(|| Watchdog::start("gearbox-atomic-watch", Duration::from_millis(100)).ok()).as_ref()
 }
 
 /// Whether this thread may hold the Redis lock for an `atomic()` block: Redis' main thread and
@@ -72,8 +110,9 @@ fn may_hold_atomic() -> bool {
 /// The name every execution thread's name starts with (see `Engine::new`).
 pub const EXECUTION_THREAD_PREFIX: &str = "gearbox-exec";
 
-/// Enter an `atomic()` block on this thread.
-pub fn atomic_begin() -> Result<(), String> {
+/// Enter an `atomic()` block on this thread; on an execution thread it is stopped (the job is
+/// interrupted, the lock given back) after `timeout`.
+pub fn atomic_begin(timeout: Duration) -> Result<(), String> {
     if !may_hold_atomic() {
         return Err("await is not allow inside atomic block: atomic() may only be used in a step or a callback, not in a coroutine or a thread the script started".to_string());
     }
@@ -82,22 +121,46 @@ pub fn atomic_begin() -> Result<(), String> {
         if slot.is_some() {
             return Err("Already inside an atomic block".to_string());
         }
-        *slot = Some(RedisLock::acquire());
+        let timed_out = Arc::new(AtomicBool::new(false));
+        let handle = if redis_ffi::is_main_thread() { None } else { RUN.with(|r| r.borrow().clone()) };
+        let watch = handle.and_then(|handle| {
+            let flag = timed_out.clone();
+            watchdog().map(|w| {
+                w.arm(
+                    timeout,
+                    Arc::new(move || {
+                        flag.store(true, Ordering::SeqCst);
+                        handle.interrupt();
+                    }),
+                )
+            })
+        });
+        *slot = Some(AtomicBlock { _lock: RedisLock::acquire(), _watch: watch, timed_out });
         Ok(())
     })
 }
 
 /// Leave the `atomic()` block of this thread (no-op when there is none).
 pub fn atomic_end() {
-    let lock = ATOMIC.with(|a| a.borrow_mut().take());
-    drop(lock);
+    let block = ATOMIC.with(|a| a.borrow_mut().take());
+    if block.as_ref().is_some_and(|b| b.timed_out.load(Ordering::SeqCst)) {
+        TIMED_OUT.with(|t| t.set(true));
+    }
+    drop(block);
 }
 
 /// After a callback or step finished on this thread: give back the lock of an `atomic()` block
 /// it left open. True when there was one (the callback then fails with [`ATOMIC_LEFT_OPEN`]).
 pub fn atomic_end_if_open() -> bool {
-    let lock = ATOMIC.with(|a| a.borrow_mut().take());
-    lock.is_some()
+    let open = ATOMIC.with(|a| a.borrow().is_some());
+    atomic_end();
+    open
+}
+
+/// Whether an `atomic()` block of the job that just ended on this thread was stopped for
+/// holding the lock past ScriptTimeoutMS (asked once: the answer resets).
+pub fn atomic_timed_out() -> bool {
+    TIMED_OUT.with(|t| t.replace(false))
 }
 
 /// The error of a callback that left an `atomic()` block open.

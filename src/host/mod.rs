@@ -189,7 +189,8 @@ impl Host for RedisHost {
     }
 
     fn atomic_begin(&self) -> Result<(), String> {
-        lock::atomic_begin()
+        let timeout = (self.config)("ScriptTimeoutMS").and_then(|v| v.parse().ok()).unwrap_or(5000);
+        lock::atomic_begin(Duration::from_millis(timeout))
     }
 
     fn atomic_end(&self) {

@@ -229,3 +229,61 @@ def test_security_commands_cannot_be_hooked_even_by_default(server, r, t, comman
 def test_an_operator_designated_admin_may_hook(r, t):
     pyexec(t["ops"], "GB('CommandReader').map(lambda x: 'hooked').register(hook='get', mode='sync')")
     assert t["bob"].get("b:k") == "hooked"
+
+
+# --- atomic() can never freeze the server ---------------------------------------------------
+
+def test_an_atomic_block_left_open_is_closed_with_its_step(server, r, t):
+    results, errors = run(t["alice"], "GB('ShardsIDReader').foreach(lambda x: atomic().__enter__()).run()")
+    assert any("left open" in e for e in errors), errors
+    assert_healthy(server, r)
+    # and the lock is really free: another execution can take it (and is closed the same way)
+    errors = run(t["alice"], "GB('ShardsIDReader').foreach(lambda x: atomic().__enter__()).run()")[1]
+    assert any("left open" in e for e in errors), errors
+    assert_healthy(server, r)
+
+
+def test_a_loop_inside_atomic_is_stopped_at_script_timeout(server, r, t):
+    r.execute_command("RG.CONFIGSET", "ScriptTimeoutMS", "500")
+    code = "def spin(x):\n    with atomic():\n        while True:\n            pass\nGB('ShardsIDReader').foreach(spin).run()"
+    eid = pyexec(t["alice"], code, "UNBLOCKING")
+    time.sleep(0.1)
+    start = time.monotonic()
+    probe = redis.Redis(host="127.0.0.1", port=server.port, socket_timeout=10)
+    assert probe.ping()
+    assert time.monotonic() - start < 3.0, "the server stayed frozen past ScriptTimeoutMS"
+    deadline = time.monotonic() + 10
+    while r.execute_command("RG.GETEXECUTION", eid)[0][3][1] != "done" and time.monotonic() < deadline:
+        time.sleep(0.05)
+    errors = r.execute_command("RG.GETRESULTS", eid)[1]
+    assert any("ScriptTimeoutMS" in e for e in errors), errors
+    assert_healthy(server, r)
+
+
+def test_atomic_is_refused_in_a_thread_the_script_started(server, r, t, mode):
+    if mode == "wasm":
+        pytest.skip("wasm guests have no threads: nothing to refuse")
+    code = ("import threading\nout = []\n"
+            "def grab():\n    try:\n        atomic().__enter__()\n        out.append('took it')\n"
+            "    except Exception as e:\n        out.append(str(e))\n"
+            "th = threading.Thread(target=grab)\nth.start()\nth.join()\n"
+            "GB('ShardsIDReader').map(lambda x: out[0]).run()")
+    results, errors = run(t["alice"], code)
+    assert results and "await is not allow inside atomic block" in results[0], (results, errors)
+    assert_healthy(server, r)
+
+
+def test_await_inside_atomic_cannot_hold_the_server(server, r, t, mode):
+    """Native: atomic() is refused on the coroutine loop's thread. wasm (coroutines run on the
+    execution's own thread): the block is stopped at ScriptTimeoutMS."""
+    r.execute_command("RG.CONFIGSET", "ScriptTimeoutMS", "500")
+    code = ("import asyncio\n"
+            "async def f(x):\n    with atomic():\n        await asyncio.sleep(3)\n    return 1\n"
+            "GB('ShardsIDReader').map(f).run()")
+    start = time.monotonic()
+    results, errors = run(t["alice"], code)
+    assert time.monotonic() - start < 2.5
+    assert results == [] and errors, (results, errors)
+    expected = "await is not allow inside atomic block" if mode == "native" else "ScriptTimeoutMS"
+    assert any(expected in e for e in errors), errors
+    assert_healthy(server, r)
