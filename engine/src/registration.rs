@@ -253,8 +253,6 @@ impl RegistrationSpec {
             ReaderKind::Command => Value::pairs([
                 ("trigger", opt_bulk(&self.trigger.clone().or(self.hook.clone()))),
                 ("inorder", Value::Int(self.inorder as i64)),
-            ("shared", Value::Int(self.shared as i64)),
-            ("ownerRights", Value::Int(self.owner_rights as i64)),
             ]),
             ReaderKind::Stream => Value::pairs([
                 ("batchSize", Value::Int(self.batch as i64)),

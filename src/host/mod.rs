@@ -21,7 +21,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 use std::time::Duration;
 
-use gearbox_engine::{hook_policy, script_calls, CommandRequest, RegistrationSpec, Host, KeyRecord, LogLevel, Session, Value};
+use gearbox_engine::{script_calls, CommandRequest, Host, KeyRecord, LogLevel, Session, Value};
 
 use lock::RedisLock;
 use redis_ffi::User;
@@ -198,11 +198,6 @@ impl Host for RedisHost {
     }
 
     fn register(&self, spec: &Value) -> Result<String, String> {
-        let parsed = RegistrationSpec::from_value(spec)?;
-        hook_policy::may_register(&parsed, || {
-            let _lock = RedisLock::acquire();
-            self.user_name.as_deref().is_some_and(acl_users::is_admin)
-        })?;
         self.top_level().register(self.user_name.as_deref(), spec)
     }
 

@@ -259,7 +259,11 @@ unsafe impl Sync for User {}
 
 /// The user running the current command.
 pub fn current_user(ctx: Ctx) -> Option<User> {
-    // SAFETY: on the main thread inside a command; the name string is freed after use.
+    if !has_user(ctx) {
+        return None;
+    }
+    // SAFETY: on the main thread inside a command of a client with a user (checked above); the
+    // name string is freed after use.
     unsafe {
         let name = raw::RedisModule_GetCurrentUserName.expect("API")(ctx.0);
         if name.is_null() {
@@ -290,6 +294,13 @@ impl Drop for User {
         // the user, so this is safe even after the user was deleted.
         unsafe { raw::RedisModule_FreeModuleUser.expect("API")(self.0) };
     }
+}
+
+/// Whether the client of the command being served has an ACL user. The master link and the AOF
+/// loader have none, and Redis 7.0's `RedisModule_GetCurrentUserName` dereferences it unchecked
+/// (a replicated RG.INNERREGISTER crashed the replica), so ask the context first.
+pub fn has_user(ctx: Ctx) -> bool {
+    context_flags(ctx) & (raw::REDISMODULE_CTX_FLAGS_REPLICATED | raw::REDISMODULE_CTX_FLAGS_LOADING) == 0
 }
 
 /// Write a message to the Redis log.

@@ -169,7 +169,11 @@ pub fn replicate(ctx: Ctx, command: &str, args: &[&[u8]]) {
 
 /// The name of the user running the current command.
 pub fn current_user_name(ctx: Ctx) -> Option<String> {
-    // SAFETY: inside a command; the string is freed after copying.
+    if !redis_ffi::has_user(ctx) {
+        return None;
+    }
+    // SAFETY: inside a command of a client with a user (checked above); the string is freed
+    // after copying.
     unsafe {
         let name = raw::RedisModule_GetCurrentUserName.expect("API")(ctx.0);
         if name.is_null() {

@@ -7,7 +7,10 @@
 use std::collections::{HashMap, VecDeque};
 
 use gearbox_engine::errors::EngineError;
-use gearbox_engine::{RegistrationSpec, Replacing, Value};
+use gearbox_engine::{hook_policy, RegistrationSpec, Replacing, Value};
+
+use super::acl_users;
+use super::lock::RedisLock;
 
 use crate::events::command_info;
 use crate::events::keyed_timers::PendingKeyed;
@@ -128,6 +131,11 @@ impl TopLevel {
         let earlier: Vec<&RegistrationSpec> = self.pending.iter().map(|p| &p.spec).collect();
         command_info::check_hook(&spec, &earlier, replacing)?;
         command_info::check_commands(&spec)?;
+        // After RedisGears' own checks, so their texts come first: only administrators hook.
+        hook_policy::may_register(&spec, || {
+            let _lock = RedisLock::acquire();
+            owner.is_some_and(acl_users::is_admin)
+        })?;
         if matches!(self.phase, Phase::Replaying) {
             // Unregistered since the script first ran: the call returns, nothing is installed.
             let Some(id) = self.saved_ids.get(&spec.handle).cloned() else { return Ok(String::new()) };
