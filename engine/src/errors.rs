@@ -31,6 +31,11 @@ pub fn script_timeout(limit_ms: u128) -> String {
     format!("Script ran past ScriptTimeoutMS ({limit_ms} ms) and was stopped")
 }
 
+/// An execution whose job panicked (a gearbox bug): it fails with this instead of hanging.
+pub fn internal_panic(detail: &str) -> String {
+    format!("gearbox internal error while running the execution (see the Redis log): {detail}")
+}
+
 /// The reply to a client that sends one of gearbox's internal commands (only the master link,
 /// loading and gearbox's own command filter may).
 pub fn internal_command(name: &str) -> String {

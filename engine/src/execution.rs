@@ -59,6 +59,11 @@ impl Outcome {
 
 type Waiter = Box<dyn FnOnce(&Outcome) + Send>;
 
+/// The message of a caught panic, when it has one.
+fn panic_text(panic: &Box<dyn std::any::Any + Send>) -> String {
+    panic.downcast_ref::<&str>().map(|s| s.to_string()).or_else(|| panic.downcast_ref::<String>().cloned()).unwrap_or_default()
+}
+
 struct State {
     status: ExecutionStatus,
     job: Option<Box<dyn Job>>,
@@ -186,8 +191,11 @@ impl Execution {
                 st.job.take()
             }
         };
+        // A panic in the job (a bug of gearbox's, never a script's error) must not leave the
+        // execution running and its client blocked forever: it fails the execution instead.
         let outcome = match job {
-            Some(job) => job.run(&self.control),
+            Some(job) => std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job.run(&self.control)))
+                .unwrap_or_else(|panic| Outcome::failed(errors::internal_panic(&panic_text(&panic)))),
             None => Outcome::failed(errors::EXECUTION_ABORTED),
         };
         self.finish(outcome);
@@ -257,6 +265,32 @@ pub(crate) mod tests {
 
     fn ok_outcome() -> Outcome {
         Outcome::new(vec![Value::bulk("1")], vec![])
+    }
+
+    struct PanickingJob;
+    impl Job for PanickingJob {
+        fn steps(&self) -> Vec<StepInfo> {
+            Vec::new()
+        }
+        fn run(self: Box<Self>, _: &RunControl) -> Outcome {
+            panic!("bug in a job")
+        }
+    }
+
+    #[test]
+    fn a_panicking_job_fails_its_execution_and_wakes_its_waiters() {
+        let s = session("s");
+        let e = Execution::new("x-1".into(), s.clone(), Box::new(PanickingJob), false);
+        let woken = Arc::new(AtomicUsize::new(0));
+        let w = woken.clone();
+        e.on_done(move |o| {
+            assert!(o.errors[0].contains("bug in a job"), "{:?}", o.errors);
+            w.fetch_add(1, Ordering::SeqCst);
+        });
+        e.run();
+        assert_eq!(e.status(), ExecutionStatus::Done);
+        assert_eq!(woken.load(Ordering::SeqCst), 1);
+        assert_eq!(Arc::strong_count(&s), 1, "the session is released");
     }
 
     #[test]
