@@ -55,7 +55,7 @@ def loop():
 
     with _loop_lock:
         if _loop is None:
-            new = asyncio.new_event_loop()
+            new = _pipe_loop()
             thread = threading.Thread(target=_serve, args=(new,), name="gears-asyncio")
             # Ending the interpreter joins its threads: stop the loop first.
             threading._register_atexit(lambda: new.call_soon_threadsafe(new.stop))
@@ -80,6 +80,38 @@ def _wasi_loop():
             pass
 
     return WasiLoop()
+
+
+def _pipe_loop():
+    """Native mode: a selector loop whose self-pipe is an os pipe the script's interpreter owns,
+    not a socketpair (scripts may not make sockets unless the operator allows them)."""
+    import asyncio
+    import os
+
+    class PipeEnd:
+        def __init__(self, fd):
+            self._fd = fd
+
+        def fileno(self):
+            return self._fd
+
+        def recv(self, n):
+            return os.read(self._fd, n)
+
+        def send(self, data):
+            return os.write(self._fd, data)
+
+        def close(self):
+            os.close(self._fd)
+
+    class PipeLoop(asyncio.SelectorEventLoop):
+        def _make_self_pipe(self):
+            r, w = _gearbox.fd_pipe(os.O_NONBLOCK)
+            self._ssock, self._csock = PipeEnd(r), PipeEnd(w)
+            self._internal_fds += 1
+            self._add_reader(r, self._read_from_self)
+
+    return PipeLoop()
 
 
 def _serve(lp):

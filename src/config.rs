@@ -50,6 +50,8 @@ const NUMERIC: &[NumericSpec] = &[
     NumericSpec { name: "WasmMemoryLimitMB", default: 256, min: 16, runtime: true },
     // wasm mode: pre-started instances kept ready for the next RG.PYEXECUTE.
     NumericSpec { name: "WasmWarmInstances", default: 2, min: 0, runtime: false },
+    // native mode: whether scripts may use sockets (0: refused by the native-mode guards).
+    NumericSpec { name: "NativeSockets", default: 0, min: 0, runtime: false },
     // gearbox's own flood limits: log()/print lines per session per second (the rest are
     // dropped and counted in one summary line), and how deep registrations may fire each other
     // through their own writes (a registration whose writes fire registrations whose writes…).

@@ -20,6 +20,7 @@ use gearbox_engine::{CommandRequest, Host, LogLevel};
 use pyo3_ffi as ffi;
 
 use super::convert;
+use super::fd_guard;
 use super::host_keys;
 use super::cpython::{self, utf8_of};
 
@@ -28,6 +29,8 @@ pub const MODULE_NAME: &CStr = c"_gearbox";
 /// Per-interpreter state of the module.
 struct ModState {
     host: Option<Arc<dyn Host>>,
+    /// The file descriptors this interpreter's script opened (see `fd_guard`).
+    fds: std::sync::Mutex<fd_guard::Owned>,
 }
 
 struct Def(*mut ffi::PyModuleDef);
@@ -65,6 +68,18 @@ fn definition() -> *mut ffi::PyModuleDef {
                 method(c"time_event", time_event, c"time_event(seconds, handle, key=None): call a callback every period"),
                 method(c"command", command, c"command(op, arg): call_next / get_command / override_reply"),
                 method(c"async_allowed", async_allowed, c"async_allowed(): whether an async record may be waited for here"),
+                method(c"fd_open", fd_guard::fd_open, c"os.open for scripts: the descriptor is the script's"),
+                method(c"fd_pipe", fd_guard::fd_pipe, c"os.pipe for scripts"),
+                method(c"fd_dup", fd_guard::fd_dup, c"os.dup of the script's own descriptor"),
+                method(c"fd_dup2", fd_guard::fd_dup2, c"os.dup2 between the script's own descriptors"),
+                method(c"fd_close", fd_guard::fd_close, c"os.close of the script's own descriptor"),
+                method(c"fd_closerange", fd_guard::fd_closerange, c"os.closerange over the script's own descriptors"),
+                method(c"fd_read", fd_guard::fd_read, c"os.read of the script's own descriptor"),
+                method(c"fd_write", fd_guard::fd_write, c"os.write to the script's own descriptor"),
+                method(c"fd_lseek", fd_guard::fd_lseek, c"os.lseek of the script's own descriptor"),
+                method(c"fd_ftruncate", fd_guard::fd_ftruncate, c"os.ftruncate of the script's own descriptor"),
+                method(c"fd_fsync", fd_guard::fd_fsync, c"os.fsync of the script's own descriptor"),
+                method(c"fd_owned", fd_guard::fd_owned, c"fd_owned(fd): whether the script opened fd itself"),
                 ffi::PyMethodDef::zeroed(),
             ];
             let slots = vec![
@@ -106,7 +121,7 @@ unsafe extern "C" fn module_exec(module: *mut ffi::PyObject) -> c_int {
             if state.is_null() {
                 return -1;
             }
-            ptr::write(state, ModState { host: None });
+            ptr::write(state, ModState { host: None, fds: std::sync::Mutex::new(fd_guard::Owned::default()) });
             let ok = add_exception(module, c"error", c"gears.error", ffi::PyExc_Exception)
                 && add_exception(module, c"forcestopped", c"gears.forcestopped", ffi::PyExc_BaseException)
                 && add_exception(module, c"ScriptTimeout", c"gears.ScriptTimeout", ffi::PyExc_BaseException);
@@ -163,6 +178,16 @@ pub unsafe fn exception_type(module: *mut ffi::PyObject, attr: &CStr) -> *mut ff
         ffi::Py_DecRef(exc);
     }
     exc
+}
+
+/// The owned-descriptor registry of `module`'s interpreter.
+///
+/// # Safety
+/// Attached; `module` is our module, which ran `module_exec`.
+pub(super) unsafe fn fds_of<'a>(module: *mut ffi::PyObject) -> &'a std::sync::Mutex<fd_guard::Owned> {
+    // SAFETY (caller): the state block was written by module_exec and lives with the module.
+    let state = ffi::PyModule_GetState(module) as *mut ModState;
+    &(*state).fds
 }
 
 pub(super) unsafe fn host_of(module: *mut ffi::PyObject) -> Option<Arc<dyn Host>> {

@@ -9,6 +9,7 @@
 mod arenas;
 mod convert;
 mod cpython;
+mod fd_guard;
 mod host_keys;
 mod hostmodule;
 mod job;
@@ -39,6 +40,8 @@ const PIPELINE_PY: &str = include_str!("../../../python/gears_pipeline.py");
 const EVENTS_PY: &str = include_str!("../../../python/gears_events.py");
 /// Run first in every sub-interpreter: works around CPython versions known to crash.
 const BOOT_PY: &str = include_str!("boot.py");
+/// Run last when an interpreter is prepared: the native-mode guards (see guards.py).
+const GUARDS_PY: &str = include_str!("guards.py");
 
 /// A borrowed pointer to an object owned by one interpreter.
 #[derive(Clone, Copy)]
@@ -143,6 +146,7 @@ pub struct Sources {
     pipeline: Vec<u8>,
     events: Vec<u8>,
     gears: Vec<u8>,
+    guards: Vec<u8>,
 }
 
 impl Sources {
@@ -160,6 +164,7 @@ impl Sources {
             pipeline: cpython::compile_marshalled(PIPELINE_PY, c"gears_pipeline.py")?,
             events: cpython::compile_marshalled(EVENTS_PY, c"gears_events.py")?,
             gears: cpython::compile_marshalled(GEARS_PY, c"gears.py")?,
+            guards: cpython::compile_marshalled(GUARDS_PY, c"guards.py")?,
         })
     }
 }
@@ -209,6 +214,7 @@ fn bootstrap(py: &Attached, sources: &Sources) -> Result<(ObjPtr, ObjPtr), Strin
             (c"gears_pipeline", &sources.pipeline, c"gears_pipeline.py"),
             (c"gears_events", &sources.events, c"gears_events.py"),
             (c"gears", &sources.gears, c"gears.py"),
+            (c"_gearbox_guards", &sources.guards, c"guards.py"),
         ] {
             ffi::Py_DecRef(cpython::exec_module(py, name, code, file)?);
         }

@@ -1,0 +1,113 @@
+"""Native-mode guards: run last when a gearbox sub-interpreter is prepared, before any script.
+
+A native script shares redis-server's process, so what would end or hijack the process is taken
+away, each refusal naming its rule (PermissionError / ImportError "… native-mode guard …"):
+  * descriptors: os.open/pipe/dup/dup2/close/closerange/read/write/lseek/ftruncate/fsync act
+    only on descriptors the script opened with them (`_gearbox.fd_*`, fd_guard.rs); wrapping a
+    descriptor number in a file object (open(fd), os.fdopen), an mmap or fcntl call needs the same;
+  * the process: _exit, abort, kill, fork, exec*, spawn*, system, posix_spawn, setrlimit, chdir,
+    umask, putenv, signals (raise_signal, pthread_kill, alarm, setitimer …) are refused;
+  * other interpreters: ctypes and the interpreter-management modules cannot be imported, and
+    sys._current_frames() is refused; hand-made code objects (code.replace, CodeType(...)) too;
+  * sockets, unless the operator loads gearbox with `NativeSockets 1`.
+The audit hook is CPython's (sys.addaudithook: per interpreter, cannot be removed); the
+functions that raise no audit event are replaced. This hardens, it does not sandbox: wasm mode
+is the sandbox (see the README's security model).
+"""
+import sys
+
+import _gearbox
+import os
+import posix
+
+
+def _install():
+    def refused(name, rule):
+        def refuse(*args, **kwargs):
+            raise PermissionError("gearbox: %s is not allowed in a script (native-mode guard: %s)" % (name, rule))
+
+        refuse.__name__ = name.rsplit(".", 1)[-1]
+        return refuse
+
+    fd_functions = {
+        "open": _gearbox.fd_open, "pipe": _gearbox.fd_pipe, "dup": _gearbox.fd_dup, "dup2": _gearbox.fd_dup2,
+        "close": _gearbox.fd_close, "closerange": _gearbox.fd_closerange, "read": _gearbox.fd_read,
+        "write": _gearbox.fd_write, "lseek": _gearbox.fd_lseek, "ftruncate": _gearbox.fd_ftruncate,
+        "fsync": _gearbox.fd_fsync,
+    }
+    process = ("_exit", "abort", "kill", "killpg", "fork", "forkpty", "execv", "execve", "system", "popen",
+               "posix_spawn", "posix_spawnp", "spawnv", "spawnve", "spawnvp", "spawnvpe",
+               "setsid", "setpgid", "setpgrp", "setuid", "setgid", "seteuid", "setegid", "setreuid", "setregid",
+               "setresuid", "setresgid", "setgroups", "chroot", "chdir", "fchdir", "umask", "putenv", "unsetenv",
+               "sched_setaffinity", "setpriority", "nice", "pidfd_open", "tcsetpgrp", "login_tty", "openpty",
+               "pread", "pwrite", "preadv", "pwritev", "readv", "writev", "sendfile", "set_blocking", "set_inheritable",
+               "fchmod", "fchown", "posix_fallocate", "posix_fadvise", "lockf", "fdatasync", "copy_file_range",
+               "splice", "eventfd", "memfd_create")
+    for module in (os, posix):
+        for name, guarded in fd_functions.items():
+            if hasattr(module, name):
+                setattr(module, name, guarded)
+        for name in process:
+            if hasattr(module, name):
+                setattr(module, name, refused("os." + name, "the process is redis-server's"))
+        # threading and random register fork handlers at import; fork itself is refused.
+        module.register_at_fork = lambda **handlers: None
+    import signal
+    import _signal
+    for module in (signal, _signal):
+        for name in ("raise_signal", "pthread_kill", "alarm", "setitimer", "pause", "sigwait", "sigwaitinfo",
+                     "sigtimedwait", "pthread_sigmask", "siginterrupt", "set_wakeup_fd", "signal"):
+            if hasattr(module, name):
+                setattr(module, name, refused("signal." + name, "signals belong to redis-server"))
+    sys._current_frames = refused("sys._current_frames", "other interpreters' frames are not a script's")
+    # subprocess (which asyncio imports) may be imported, never run: its fork_exec is refused,
+    # and re-importing the module to get the original back is refused by the audit hook.
+    import _posixsubprocess
+    _posixsubprocess.fork_exec = refused("_posixsubprocess.fork_exec", "the process is redis-server's")
+
+
+def _audit(event, args, isinstance=isinstance, int=int, owned=_gearbox.fd_owned, config=_gearbox.config_get,
+           getframe=sys._getframe):
+    """Refuse what would reach outside the script's interpreter. Its data lives in constants of
+    its own code and in its defaults; the function itself is unreachable once installed (its
+    name is deleted, gc's object walks are refused), so a script cannot widen it by patching
+    builtins, modules or the function."""
+    if event == "import":
+        name = args[0]
+        if name in {"ctypes", "_ctypes", "_interpreters", "_interpqueues", "_interpchannels", "_xxsubinterpreters",
+                    "_xxinterpchannels", "_xxinterpqueues", "_posixsubprocess", "_testcapi", "_testinternalcapi",
+                    "_testsinglephase", "_testmultiphase", "_testimportmultiple", "posix", "_signal", "_io", "faulthandler",
+                    "_tracemalloc", "readline"} or name.startswith("ctypes."):
+            raise ImportError("gearbox: module %r is not allowed in a script (native-mode guard)" % name)
+        return
+    if event == "open":
+        path = args[0]
+        if isinstance(path, int) and path >= 0 and not owned(path):
+            raise PermissionError("gearbox: open(%d) refused: file descriptor %d was not opened by this script (native-mode guard)" % (path, path))
+        return
+    if event == "code.__new__" or (event == "object.__setattr__" and args[1] == "__code__"):
+        # The standard library's own use: types.coroutine only sets a flag on a function's code.
+        caller = getframe(1).f_code
+        if caller.co_name == "coroutine" and caller.co_filename.endswith("types.py"):
+            return
+    if event in {"os.system", "os.exec", "os.fork", "os.forkpty", "os.posix_spawn", "os.spawn", "os.kill", "os.killpg",
+                 "subprocess.Popen", "resource.setrlimit", "resource.prlimit", "sys._current_frames", "code.__new__",
+                 "pty.spawn", "os.chdir", "os.putenv", "os.unsetenv", "sys.addaudithook"} or event.startswith("ctypes."):
+        raise PermissionError("gearbox: %s is not allowed in a script (native-mode guard)" % event)
+    if event in {"mmap.__new__", "fcntl.fcntl", "fcntl.ioctl", "fcntl.flock", "fcntl.lockf"}:
+        fd = args[0]
+        if isinstance(fd, int) and fd >= 0 and not owned(fd):
+            raise PermissionError("gearbox: %s(%d) refused: file descriptor %d was not opened by this script (native-mode guard)" % (event, fd, fd))
+        return
+    if event in {"gc.get_objects", "gc.get_referrers", "gc.get_referents"}:
+        raise PermissionError("gearbox: %s is not allowed in a script (native-mode guard)" % event)
+    if event == "object.__setattr__" and args[1] == "__code__":
+        raise PermissionError("gearbox: replacing %s is not allowed in a script (native-mode guard)" % args[1])
+    if event.startswith("socket.") and config("NativeSockets") != "1":
+        raise PermissionError("gearbox: sockets are not allowed in a script (native-mode guard; an operator may load gearbox with NativeSockets 1)")
+
+
+_install()
+del _install
+sys.addaudithook(_audit)
+del _audit
