@@ -14,7 +14,9 @@ fn main() {
             "gearbox needs Python 3.13 or newer with its shared library (own-GIL sub-interpreters \
              are not stable before 3.13); pyo3 found {}.{} at {:?}. Point PYO3_PYTHON at a 3.13+ \
              interpreter (the Makefile does this for you).",
-            version.major, version.minor, config.executable()
+            version.major,
+            version.minor,
+            config.executable()
         );
     }
     if config.shared() {

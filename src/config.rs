@@ -158,8 +158,13 @@ impl Config {
             if !at_load && !spec.runtime {
                 return Err(EngineError::NotModifiable(name.to_string()).to_string());
             }
-            self.numeric[i] = parse_number(spec.name, value, spec.min)
-                .map_err(|e| if at_load { e } else { EngineError::FailedSetting(name.to_string()).to_string() })?;
+            self.numeric[i] = parse_number(spec.name, value, spec.min).map_err(|e| {
+                if at_load {
+                    e
+                } else {
+                    EngineError::FailedSetting(name.to_string()).to_string()
+                }
+            })?;
             return Ok(SetOutcome::Set);
         }
         if let Some(i) = string_index(name, false) {

@@ -93,7 +93,11 @@ pub unsafe extern "C" fn RedisModule_OnLoad(ctx: *mut raw::RedisModuleCtx, argv:
 #[no_mangle]
 pub unsafe extern "C" fn RedisModule_OnUnload(ctx: *mut raw::RedisModuleCtx) -> c_int {
     let _ = std::panic::catch_unwind(|| {
-        redis_ffi::log_with(Ctx(ctx), "warning", "gearbox cannot be unloaded (embedded Python cannot restart); restart redis-server instead");
+        redis_ffi::log_with(
+            Ctx(ctx),
+            "warning",
+            "gearbox cannot be unloaded (embedded Python cannot restart); restart redis-server instead",
+        );
     });
     raw::REDISMODULE_ERR as c_int
 }

@@ -57,7 +57,12 @@ pub fn chain(all: &[Arc<Registration>], command: &str) -> Vec<Arc<Registration>>
 
 /// The first hook of `chain` that takes this call, starting after the one with id `after`
 /// (None: from the start).
-pub fn next_hook(chain: &[Arc<Registration>], after: Option<&str>, keys: Option<&KeyPositions>, argv: &[Vec<u8>]) -> Option<Arc<Registration>> {
+pub fn next_hook(
+    chain: &[Arc<Registration>],
+    after: Option<&str>,
+    keys: Option<&KeyPositions>,
+    argv: &[Vec<u8>],
+) -> Option<Arc<Registration>> {
     let start = match after {
         None => 0,
         Some(id) => chain.iter().position(|r| r.id == id)? + 1,

@@ -61,7 +61,13 @@ impl Engine {
     /// Start an execution of registration `reg` for one event, on the pool. It is kept (at most
     /// `per_registration` finished ones per registration), counted in the registration's
     /// statistics, and, for an `inorder` registration, started only after the previous one.
-    pub fn start_event(&self, reg: &Arc<Registration>, job: Box<dyn Job>, max_executions: usize, per_registration: usize) -> Arc<Execution> {
+    pub fn start_event(
+        &self,
+        reg: &Arc<Registration>,
+        job: Box<dyn Job>,
+        max_executions: usize,
+        per_registration: usize,
+    ) -> Arc<Execution> {
         reg.triggered();
         let exec = Execution::for_registration(self.execution_ids.next_id(), reg.session.clone(), job, RunControl::default());
         self.keep_event_execution(reg, &exec, max_executions, per_registration);
@@ -101,7 +107,14 @@ impl Engine {
     /// Run registration `reg`'s job on this thread (a sync registration, inside the command
     /// that caused the event), stopped at `timeout`. Like RedisGears, it is an execution of its
     /// own (an id, listed while the registration keeps it).
-    pub fn run_inline(&self, reg: &Registration, job: Box<dyn Job>, timeout: Duration, max_executions: usize, per_registration: usize) -> Arc<Outcome> {
+    pub fn run_inline(
+        &self,
+        reg: &Registration,
+        job: Box<dyn Job>,
+        timeout: Duration,
+        max_executions: usize,
+        per_registration: usize,
+    ) -> Arc<Outcome> {
         reg.triggered();
         let exec = Execution::for_registration(self.execution_ids.next_id(), reg.session.clone(), job, RunControl::with_timeout(timeout));
         let start = Instant::now();

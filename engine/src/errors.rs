@@ -8,8 +8,7 @@
 
 use thiserror::Error;
 
-pub const BLOCKING_NOT_ALLOWED: &str =
-    "Can not run gears inside a multi exec, lua, or when blocking is not allowed";
+pub const BLOCKING_NOT_ALLOWED: &str = "Can not run gears inside a multi exec, lua, or when blocking is not allowed";
 pub const EXECUTION_PLAN_NOT_EXIST: &str = "execution plan does not exist";
 pub const EXECUTION_NOT_EXIST: &str = "execution does not exist";
 pub const EXECUTION_STILL_RUNNING: &str = "execution is still running";

@@ -161,9 +161,7 @@ impl Execution {
             errors: st.outcome.as_ref().map(|o| o.errors.clone()).unwrap_or_default(),
             total_ms: total.as_millis() as u64,
             steps: self.steps.clone(),
-            step_ms: (0..self.steps.len())
-                .map(|i| st.outcome.as_ref().and_then(|o| o.step_ms.get(i).copied()).unwrap_or(0))
-                .collect(),
+            step_ms: (0..self.steps.len()).map(|i| st.outcome.as_ref().and_then(|o| o.step_ms.get(i).copied()).unwrap_or(0)).collect(),
         }
     }
 

@@ -10,9 +10,41 @@ use crate::registration::RegistrationSpec;
 /// Commands no registration may hook or watch, whoever makes it (lower-case). gearbox's own
 /// `rg.*` commands are refused by prefix.
 const NEVER_HOOKABLE: &[&str] = &[
-    "auth", "hello", "acl", "config", "client", "multi", "exec", "discard", "watch", "unwatch", "eval", "evalsha", "eval_ro",
-    "evalsha_ro", "fcall", "fcall_ro", "function", "script", "module", "shutdown", "debug", "replicaof", "slaveof", "sync",
-    "psync", "monitor", "failover", "reset", "quit", "cluster", "readonly", "readwrite", "save", "bgsave", "bgrewriteaof",
+    "auth",
+    "hello",
+    "acl",
+    "config",
+    "client",
+    "multi",
+    "exec",
+    "discard",
+    "watch",
+    "unwatch",
+    "eval",
+    "evalsha",
+    "eval_ro",
+    "evalsha_ro",
+    "fcall",
+    "fcall_ro",
+    "function",
+    "script",
+    "module",
+    "shutdown",
+    "debug",
+    "replicaof",
+    "slaveof",
+    "sync",
+    "psync",
+    "monitor",
+    "failover",
+    "reset",
+    "quit",
+    "cluster",
+    "readonly",
+    "readwrite",
+    "save",
+    "bgsave",
+    "bgrewriteaof",
 ];
 
 /// Whether `name` (any case) can never be hooked.
@@ -63,7 +95,24 @@ mod tests {
 
     #[test]
     fn security_commands_are_never_hookable_even_by_an_administrator() {
-        for name in ["ACL", "auth", "Config", "client", "multi", "exec", "eval", "fcall", "function", "script", "module", "shutdown", "debug", "hello", "rg.pyexecute", "RG.UNREGISTER"] {
+        for name in [
+            "ACL",
+            "auth",
+            "Config",
+            "client",
+            "multi",
+            "exec",
+            "eval",
+            "fcall",
+            "function",
+            "script",
+            "module",
+            "shutdown",
+            "debug",
+            "hello",
+            "rg.pyexecute",
+            "RG.UNREGISTER",
+        ] {
             let err = may_register(&spec(Some(name), None), || true).unwrap_err();
             assert!(err.contains("never"), "{name}: {err}");
             assert!(may_register(&spec(None, Some(&["get", name])), || true).is_err(), "{name} in commands=");

@@ -50,7 +50,13 @@ mod tests {
 
     #[test]
     fn ordinary_commands_are_left_to_redis() {
-        for args in [&["GET", "k"][..], &["set", "k", "v"], &["XREAD", "COUNT", "1", "STREAMS", "block", "0"], &["RG.PYEXECUTE", "x"], &["bitcount", "k"]] {
+        for args in [
+            &["GET", "k"][..],
+            &["set", "k", "v"],
+            &["XREAD", "COUNT", "1", "STREAMS", "block", "0"],
+            &["RG.PYEXECUTE", "x"],
+            &["bitcount", "k"],
+        ] {
             assert_eq!(refused(args), None, "{args:?}");
         }
     }
@@ -65,7 +71,12 @@ mod tests {
 
     #[test]
     fn blocking_variants_are_refused() {
-        for args in [&["BLPOP", "k", "0"][..], &["bzpopmin", "k", "1"], &["XREAD", "BLOCK", "0", "STREAMS", "s", "$"], &["xreadgroup", "GROUP", "g", "c", "BLOCK", "10", "STREAMS", "s", ">"]] {
+        for args in [
+            &["BLPOP", "k", "0"][..],
+            &["bzpopmin", "k", "1"],
+            &["XREAD", "BLOCK", "0", "STREAMS", "s", "$"],
+            &["xreadgroup", "GROUP", "g", "c", "BLOCK", "10", "STREAMS", "s", ">"],
+        ] {
             let text = refused(args).expect("refused");
             assert!(text.starts_with("ERR blocking command"), "{text}");
         }

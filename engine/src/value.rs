@@ -38,10 +38,7 @@ impl Value {
 
     /// The `[[results], [errors]]` pair that RG.PYEXECUTE and RG.GETRESULTS reply.
     pub fn results_pair(results: &[Value], errors: &[String]) -> Value {
-        Value::Array(vec![
-            Value::Array(results.to_vec()),
-            Value::bulks(errors.iter().map(|e| e.as_bytes().to_vec())),
-        ])
+        Value::Array(vec![Value::Array(results.to_vec()), Value::bulks(errors.iter().map(|e| e.as_bytes().to_vec()))])
     }
 
     /// `%lf` formatting, as RedisGears renders Python floats.
@@ -59,16 +56,16 @@ mod tests {
         let v = Value::results_pair(&[Value::bulk("1")], &["boom".to_string()]);
         assert_eq!(
             v,
-            Value::Array(vec![
-                Value::Array(vec![Value::Bulk(b"1".to_vec())]),
-                Value::Array(vec![Value::Bulk(b"boom".to_vec())]),
-            ])
+            Value::Array(vec![Value::Array(vec![Value::Bulk(b"1".to_vec())]), Value::Array(vec![Value::Bulk(b"boom".to_vec())]),])
         );
     }
 
     #[test]
     fn pairs_flatten_names_and_values() {
-        assert_eq!(Value::pairs([("a", Value::Int(1)), ("b", Value::Nil)]), Value::Array(vec![Value::bulk("a"), Value::Int(1), Value::bulk("b"), Value::Nil]));
+        assert_eq!(
+            Value::pairs([("a", Value::Int(1)), ("b", Value::Nil)]),
+            Value::Array(vec![Value::bulk("a"), Value::Int(1), Value::bulk("b"), Value::Nil])
+        );
     }
 
     #[test]

@@ -180,4 +180,3 @@ pub fn abort(ctx: Ctx, args: &[Vec<u8>]) -> Reply {
 pub fn count() -> usize {
     gearbox::get().engine.executions.len()
 }
-

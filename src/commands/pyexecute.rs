@@ -10,8 +10,8 @@ use gearbox_engine::Value;
 use redis_module::raw;
 
 use super::{text, Reply};
-use crate::events::install::{self, ScriptRequest};
 use crate::events::fire::PlanJob;
+use crate::events::install::{self, ScriptRequest};
 use crate::events::quotas;
 use crate::gearbox;
 use crate::host::redis_ffi::{self, Ctx};

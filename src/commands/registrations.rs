@@ -81,7 +81,9 @@ pub fn registration_value(reg: &Registration, with_pd: bool) -> Value {
 pub fn dump(ctx: Ctx, _: &[Vec<u8>]) -> Reply {
     let viewer = Viewer::of(ctx);
     let regs = gearbox::get().engine.registrations.all();
-    Reply::Value(Value::Array(regs.iter().filter(|r| viewer.sees(r.session.owner.as_deref())).map(|r| registration_value(r, true)).collect()))
+    Reply::Value(Value::Array(
+        regs.iter().filter(|r| viewer.sees(r.session.owner.as_deref())).map(|r| registration_value(r, true)).collect(),
+    ))
 }
 
 /// The registration `id` if `viewer` may see it (another owner's is as good as unknown).

@@ -15,7 +15,13 @@ fn session_value(s: &SessionSummary, verbose: bool) -> Value {
     let registrations = if s.dead {
         Vec::new()
     } else if verbose {
-        gb.engine.registrations.all().iter().filter(|r| r.session.is(s.owner.as_deref(), &s.id)).map(|r| registrations::registration_value(r, false)).collect()
+        gb.engine
+            .registrations
+            .all()
+            .iter()
+            .filter(|r| r.session.is(s.owner.as_deref(), &s.id))
+            .map(|r| registrations::registration_value(r, false))
+            .collect()
     } else {
         gb.engine.registrations.ids_of_session(s.owner.as_deref(), &s.id).into_iter().map(Value::bulk).collect()
     };

@@ -14,8 +14,8 @@ use super::command_ctx::{self, CommandCtx};
 use crate::commands::pyexecute::blocking_forbidden;
 use crate::commands::Reply;
 use crate::gearbox;
-use crate::host::redis_ffi::{self, Ctx};
 use crate::host::lock::{self, RedisLock};
+use crate::host::redis_ffi::{self, Ctx};
 use crate::host::{acl_users, redis_hooks};
 
 pub enum Fired {
@@ -47,7 +47,13 @@ pub fn fire_as(reg: &Arc<Registration>, record: Value, command: Option<Arc<Comma
         (c.script_timeout(), c.max_executions(), c.max_executions_per_registration())
     };
     let inline = reg.spec.mode == Mode::Sync;
-    let job = Box::new(FiredJob { job: reg.session.interpreter().event_job(reg.spec.handle, record, inline), command, reg: reg.clone(), depth, acting_as });
+    let job = Box::new(FiredJob {
+        job: reg.session.interpreter().event_job(reg.spec.handle, record, inline),
+        command,
+        reg: reg.clone(),
+        depth,
+        acting_as,
+    });
     if inline {
         Fired::Inline(gb.engine.run_inline(reg, job, timeout, max_executions, per_registration))
     } else {
@@ -82,7 +88,10 @@ fn within_depth(reg: &Registration) -> Result<(), String> {
     }
     static LOGGED: Mutex<Option<HashSet<String>>> = Mutex::new(None);
     if LOGGED.lock().unwrap_or_else(|e| e.into_inner()).get_or_insert_with(HashSet::new).insert(reg.id.clone()) {
-        redis_ffi::log("warning", &format!("gearbox: registration {} not fired: registrations fired each other {max} deep (MaxTriggerDepth)", reg.id));
+        redis_ffi::log(
+            "warning",
+            &format!("gearbox: registration {} not fired: registrations fired each other {max} deep (MaxTriggerDepth)", reg.id),
+        );
     }
     Err(format!("gearbox: registration {} not fired: chain of registrations deeper than MaxTriggerDepth ({max})", reg.id))
 }

@@ -134,7 +134,14 @@ pub fn replicate(ctx: Ctx, session: &Arc<Session>, replacing: &[String]) {
         id: session.id.clone(),
         description: session.description.clone(),
         recipe: session.recipe().unwrap_or_default(),
-        registrations: gb.engine.registrations.all().iter().filter(|r| Arc::ptr_eq(&r.session, session)).map(|r| (r.spec.handle, r.id.clone())).collect(),
+        registrations: gb
+            .engine
+            .registrations
+            .all()
+            .iter()
+            .filter(|r| Arc::ptr_eq(&r.session, session))
+            .map(|r| (r.spec.handle, r.id.clone()))
+            .collect(),
     };
     let blob = codec::to_bytes(&Value::Array(vec![
         Value::Bulk(persist::encode(&[saved])),

@@ -38,17 +38,23 @@ fn act(reg: Arc<Registration>, key: Vec<u8>, next: Next, drain: bool) {
         Next::Run => run_batch(reg, key, drain),
         Next::Wait => {
             let ms = reg.spec.duration_ms;
-            redis_hooks::after(ms, Box::new(move || {
-                let next = state(&reg).timer(&key);
-                act(reg, key, next, false);
-            }));
+            redis_hooks::after(
+                ms,
+                Box::new(move || {
+                    let next = state(&reg).timer(&key);
+                    act(reg, key, next, false);
+                }),
+            );
         }
         Next::Retry => {
             let ms = reg.spec.retry_interval.max(1) * 1000;
-            redis_hooks::after(ms, Box::new(move || {
-                let next = state(&reg).retry(&key);
-                act(reg, key, next, true);
-            }));
+            redis_hooks::after(
+                ms,
+                Box::new(move || {
+                    let next = state(&reg).retry(&key);
+                    act(reg, key, next, true);
+                }),
+            );
         }
     }
 }

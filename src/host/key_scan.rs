@@ -129,10 +129,14 @@ unsafe extern "C" fn on_key(
             }
             let kind = if key.is_null() { raw::REDISMODULE_KEYTYPE_EMPTY } else { raw::RedisModule_KeyType.expect("API")(key) as isize };
             let seen = match kind {
-                raw::REDISMODULE_KEYTYPE_EMPTY => Seen::Record(KeyRecord { key: key_name.to_vec(), key_type: "empty", value: KeyValue::None }),
-                raw::REDISMODULE_KEYTYPE_STRING => {
-                    Seen::Record(KeyRecord { key: key_name.to_vec(), key_type: "string", value: KeyValue::String(open_key::string_value(key)) })
+                raw::REDISMODULE_KEYTYPE_EMPTY => {
+                    Seen::Record(KeyRecord { key: key_name.to_vec(), key_type: "empty", value: KeyValue::None })
                 }
+                raw::REDISMODULE_KEYTYPE_STRING => Seen::Record(KeyRecord {
+                    key: key_name.to_vec(),
+                    key_type: "string",
+                    value: KeyValue::String(open_key::string_value(key)),
+                }),
                 _ => Seen::Other(key_name.to_vec()),
             };
             batch.seen.push(seen);

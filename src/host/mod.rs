@@ -172,7 +172,10 @@ impl Host for RedisHost {
         let decision = self.log_limit.lock().unwrap_or_else(|e| e.into_inner()).line(std::time::Instant::now(), per_second);
         if decision.dropped_before > 0 {
             let session = self.session_id.get().map(String::as_str).unwrap_or_default();
-            let text = format!("gearbox: session {session} logged too fast: {} lines dropped (LogLinesPerSecond {per_second})", decision.dropped_before);
+            let text = format!(
+                "gearbox: session {session} logged too fast: {} lines dropped (LogLinesPerSecond {per_second})",
+                decision.dropped_before
+            );
             redis_ffi::log("warning", &text);
         }
         if decision.write {
@@ -228,7 +231,13 @@ impl Host for RedisHost {
 impl RedisHost {
     /// One batch of a key walk (`scan` 0 starts one); the walk is kept for the next batch
     /// unless it ended (next id 0). The caller holds the Redis lock.
-    fn walk_keys(&self, scan: u64, pattern: &[u8], read_value: bool, count_only: bool) -> Result<(u64, (Vec<key_scan::Seen>, u64)), String> {
+    fn walk_keys(
+        &self,
+        scan: u64,
+        pattern: &[u8],
+        read_value: bool,
+        count_only: bool,
+    ) -> Result<(u64, (Vec<key_scan::Seen>, u64)), String> {
         let ctx = redis_ffi::detached();
         let user = self.acting_user()?;
         let mut walk = if scan == 0 {

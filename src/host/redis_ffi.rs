@@ -162,8 +162,7 @@ pub fn call<A: AsRef<[u8]>>(ctx: Ctx, user: Option<&User>, args: &[A]) -> Value 
             *slot = create(ctx.0, a.as_ptr() as *const c_char, a.len());
         }
         let fmt = if user.is_some() { c"!vCESM" } else { c"!vE" };
-        let reply =
-            raw::RedisModule_Call.expect("API")(ctx.0, cmd.as_ptr() as *const c_char, fmt.as_ptr(), argv.as_mut_ptr(), argv.len());
+        let reply = raw::RedisModule_Call.expect("API")(ctx.0, cmd.as_ptr() as *const c_char, fmt.as_ptr(), argv.as_mut_ptr(), argv.len());
         let errno = *libc::__errno_location();
         let free = raw::RedisModule_FreeString.expect("API");
         for &s in argv.iter() {
@@ -188,7 +187,9 @@ fn call_failure_text(cmd: &str, errno: c_int) -> String {
         libc::EACCES => no_permission_text(cmd),
         libc::ENOSPC => "OOM command not allowed when used memory > 'maxmemory'".to_string(),
         libc::EROFS => "READONLY You can't write against a read only replica.".to_string(),
-        libc::ESPIPE => format!("ERR This Redis command is not allowed from script: '{cmd}' (or the server cannot take a script's writes now)"),
+        libc::ESPIPE => {
+            format!("ERR This Redis command is not allowed from script: '{cmd}' (or the server cannot take a script's writes now)")
+        }
         _ => format!("ERR could not run '{cmd}' (errno {errno})"),
     }
 }
@@ -284,7 +285,6 @@ impl User {
     pub fn raw(&self) -> *mut raw::RedisModuleUser {
         self.0
     }
-
 }
 
 impl Drop for User {
@@ -409,7 +409,10 @@ pub fn create_command(ctx: Ctx, name: &str, handler: raw::RedisModuleCmdFunc, fl
         return false;
     };
     // SAFETY: at load, with the load context; Redis copies the name and flags.
-    unsafe { raw::RedisModule_CreateCommand.expect("API")(ctx.0, name.as_ptr(), handler, flags.as_ptr(), first, last, step) == raw::REDISMODULE_OK as c_int }
+    unsafe {
+        raw::RedisModule_CreateCommand.expect("API")(ctx.0, name.as_ptr(), handler, flags.as_ptr(), first, last, step)
+            == raw::REDISMODULE_OK as c_int
+    }
 }
 
 /// Put a registered command in ACL categories by name (space-separated), where the server has

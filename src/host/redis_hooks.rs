@@ -33,7 +33,12 @@ fn hooks() -> Option<&'static Hooks> {
     HOOKS.get()
 }
 
-unsafe extern "C" fn on_keyspace(ctx: *mut raw::RedisModuleCtx, _type: c_int, event: *const c_char, key: *mut raw::RedisModuleString) -> c_int {
+unsafe extern "C" fn on_keyspace(
+    ctx: *mut raw::RedisModuleCtx,
+    _type: c_int,
+    event: *const c_char,
+    key: *mut raw::RedisModuleString,
+) -> c_int {
     let _ = std::panic::catch_unwind(|| {
         // SAFETY: Redis passes a NUL-terminated event name and a live key string for the call.
         let event = unsafe { std::ffi::CStr::from_ptr(event) }.to_string_lossy();
@@ -50,7 +55,9 @@ unsafe extern "C" fn on_loading(_ctx: *mut raw::RedisModuleCtx, _eid: raw::Redis
     let _ = std::panic::catch_unwind(|| {
         let started = matches!(
             subevent,
-            raw::REDISMODULE_SUBEVENT_LOADING_RDB_START | raw::REDISMODULE_SUBEVENT_LOADING_AOF_START | raw::REDISMODULE_SUBEVENT_LOADING_REPL_START
+            raw::REDISMODULE_SUBEVENT_LOADING_RDB_START
+                | raw::REDISMODULE_SUBEVENT_LOADING_AOF_START
+                | raw::REDISMODULE_SUBEVENT_LOADING_REPL_START
         );
         if let Some(h) = hooks() {
             (h.loading)(started);

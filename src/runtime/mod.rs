@@ -18,10 +18,7 @@ pub fn start(config: &Config) -> Result<Box<dyn Runtime>, String> {
         Mode::Wasm => Err("mode wasm is not available in this build (built without the 'wasm' feature)".to_string()),
         #[cfg(feature = "wasm")]
         Mode::Wasm => {
-            let settings = wasm::Settings {
-                python_path: config.wasm_python_path(),
-                warm_instances: config.wasm_warm_instances(),
-            };
+            let settings = wasm::Settings { python_path: config.wasm_python_path(), warm_instances: config.wasm_warm_instances() };
             wasm::WasmRuntime::start(settings).map(|r| Box::new(r) as Box<dyn Runtime>)
         }
     }

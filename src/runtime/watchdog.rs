@@ -115,9 +115,12 @@ mod tests {
         let dog = Watchdog::start("wd-test", Duration::from_millis(20)).unwrap();
         let hits = Arc::new(AtomicUsize::new(0));
         let h = hits.clone();
-        let armed = dog.arm(Duration::from_millis(30), Arc::new(move || {
-            h.fetch_add(1, Ordering::SeqCst);
-        }));
+        let armed = dog.arm(
+            Duration::from_millis(30),
+            Arc::new(move || {
+                h.fetch_add(1, Ordering::SeqCst);
+            }),
+        );
         std::thread::sleep(Duration::from_millis(10));
         assert_eq!(hits.load(Ordering::SeqCst), 0, "not before the deadline");
         let start = Instant::now();
@@ -137,9 +140,12 @@ mod tests {
         let dog = Watchdog::start("wd-test2", Duration::from_millis(20)).unwrap();
         let hits = Arc::new(AtomicUsize::new(0));
         let h = hits.clone();
-        drop(dog.arm(Duration::from_millis(20), Arc::new(move || {
-            h.fetch_add(1, Ordering::SeqCst);
-        })));
+        drop(dog.arm(
+            Duration::from_millis(20),
+            Arc::new(move || {
+                h.fetch_add(1, Ordering::SeqCst);
+            }),
+        ));
         std::thread::sleep(Duration::from_millis(60));
         assert_eq!(hits.load(Ordering::SeqCst), 0);
     }

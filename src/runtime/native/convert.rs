@@ -269,8 +269,8 @@ impl RecordNames {
             type_names: Vec::new(),
         };
         let fields = if read_value { &[names.key, names.event, names.key_type, names.value][..] } else { &[names.key, names.event][..] };
-        let made = !names.template.is_null()
-            && fields.iter().all(|f| !f.is_null() && put(names.template, *f, ffi::Py_NewRef(ffi::Py_None())));
+        let made =
+            !names.template.is_null() && fields.iter().all(|f| !f.is_null() && put(names.template, *f, ffi::Py_NewRef(ffi::Py_None())));
         if !made {
             return None;
         }

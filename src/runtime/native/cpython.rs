@@ -325,7 +325,12 @@ pub fn interrupt(interp: InterpPtr, thread: c_ulong, exception: *mut ffi::PyObje
     drop(attached);
 }
 
-unsafe extern "C" fn raise_at_every_line(exception: *mut ffi::PyObject, _frame: *mut ffi::PyFrameObject, what: c_int, _arg: *mut ffi::PyObject) -> c_int {
+unsafe extern "C" fn raise_at_every_line(
+    exception: *mut ffi::PyObject,
+    _frame: *mut ffi::PyFrameObject,
+    what: c_int,
+    _arg: *mut ffi::PyObject,
+) -> c_int {
     if what == ffi::PyTrace_LINE || what == ffi::PyTrace_CALL {
         // SAFETY: called by CPython with the GIL held; `exception` is the type object passed
         // to PyEval_SetTraceAllThreads, alive with the interpreter.

@@ -90,7 +90,11 @@ fn type_error(usage: &str) -> *mut ffi::PyObject {
 
 macro_rules! fd_function {
     ($name:ident, |$module:ident, $args:ident| $body:block) => {
-        pub unsafe extern "C" fn $name($module: *mut ffi::PyObject, args: *mut *mut ffi::PyObject, nargs: ffi::Py_ssize_t) -> *mut ffi::PyObject {
+        pub unsafe extern "C" fn $name(
+            $module: *mut ffi::PyObject,
+            args: *mut *mut ffi::PyObject,
+            nargs: ffi::Py_ssize_t,
+        ) -> *mut ffi::PyObject {
             entry(|| {
                 // SAFETY: called by CPython with the GIL of the module's interpreter.
                 unsafe {

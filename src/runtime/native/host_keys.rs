@@ -11,7 +11,11 @@ use pyo3_ffi as ffi;
 use super::convert;
 use super::hostmodule::{args_slice, entry, host_of, maybe_without_gil, raise, raise_gears_error};
 
-pub(super) unsafe extern "C" fn read_keys(module: *mut ffi::PyObject, args: *mut *mut ffi::PyObject, nargs: ffi::Py_ssize_t) -> *mut ffi::PyObject {
+pub(super) unsafe extern "C" fn read_keys(
+    module: *mut ffi::PyObject,
+    args: *mut *mut ffi::PyObject,
+    nargs: ffi::Py_ssize_t,
+) -> *mut ffi::PyObject {
     entry(|| {
         // SAFETY: called by CPython with the GIL of the module's interpreter.
         unsafe {
@@ -37,7 +41,11 @@ pub(super) unsafe extern "C" fn read_keys(module: *mut ffi::PyObject, args: *mut
     })
 }
 
-pub(super) unsafe extern "C" fn scan_keys(module: *mut ffi::PyObject, args: *mut *mut ffi::PyObject, nargs: ffi::Py_ssize_t) -> *mut ffi::PyObject {
+pub(super) unsafe extern "C" fn scan_keys(
+    module: *mut ffi::PyObject,
+    args: *mut *mut ffi::PyObject,
+    nargs: ffi::Py_ssize_t,
+) -> *mut ffi::PyObject {
     entry(|| {
         // SAFETY: called by CPython with the GIL of the module's interpreter.
         unsafe {
@@ -57,7 +65,11 @@ pub(super) unsafe extern "C" fn scan_keys(module: *mut ffi::PyObject, args: *mut
     })
 }
 
-pub(super) unsafe extern "C" fn count_keys(module: *mut ffi::PyObject, args: *mut *mut ffi::PyObject, nargs: ffi::Py_ssize_t) -> *mut ffi::PyObject {
+pub(super) unsafe extern "C" fn count_keys(
+    module: *mut ffi::PyObject,
+    args: *mut *mut ffi::PyObject,
+    nargs: ffi::Py_ssize_t,
+) -> *mut ffi::PyObject {
     entry(|| {
         // SAFETY: called by CPython with the GIL of the module's interpreter.
         unsafe {
@@ -107,7 +119,11 @@ unsafe fn next_and(next: u64, obj: *mut ffi::PyObject) -> *mut ffi::PyObject {
     pair
 }
 
-pub(super) unsafe extern "C" fn scan_close(module: *mut ffi::PyObject, args: *mut *mut ffi::PyObject, nargs: ffi::Py_ssize_t) -> *mut ffi::PyObject {
+pub(super) unsafe extern "C" fn scan_close(
+    module: *mut ffi::PyObject,
+    args: *mut *mut ffi::PyObject,
+    nargs: ffi::Py_ssize_t,
+) -> *mut ffi::PyObject {
     entry(|| {
         // SAFETY: called by CPython with the GIL of the module's interpreter.
         unsafe {

@@ -20,9 +20,9 @@ use gearbox_engine::{CommandRequest, Host, LogLevel};
 use pyo3_ffi as ffi;
 
 use super::convert;
+use super::cpython::{self, utf8_of};
 use super::fd_guard;
 use super::host_keys;
-use super::cpython::{self, utf8_of};
 
 pub const MODULE_NAME: &CStr = c"_gearbox";
 
@@ -58,7 +58,11 @@ fn definition() -> *mut ffi::PyModuleDef {
                 method(c"call", call, c"call(*args): run a Redis command; errors raise gears.error"),
                 method(c"read_keys", host_keys::read_keys, c"read_keys(keys, read_value): KeysReader records"),
                 method(c"scan_keys", host_keys::scan_keys, c"scan_keys(scan, pattern, read_value): (next scan or 0, KeysReader records)"),
-                method(c"count_keys", host_keys::count_keys, c"count_keys(scan, pattern, read_value): (next scan or 0, how many records scan_keys would give)"),
+                method(
+                    c"count_keys",
+                    host_keys::count_keys,
+                    c"count_keys(scan, pattern, read_value): (next scan or 0, how many records scan_keys would give)",
+                ),
                 method(c"scan_close", host_keys::scan_close, c"scan_close(scan): forget an unfinished key scan"),
                 method(c"log", log, c"log(level, message): write to the Redis log"),
                 method(c"config_get", config_get, c"config_get(name): a config value as str, or None"),
@@ -84,10 +88,7 @@ fn definition() -> *mut ffi::PyModuleDef {
             ];
             let slots = vec![
                 ffi::PyModuleDef_Slot { slot: ffi::Py_mod_exec, value: module_exec as *mut c_void },
-                ffi::PyModuleDef_Slot {
-                    slot: ffi::Py_mod_multiple_interpreters,
-                    value: ffi::Py_MOD_PER_INTERPRETER_GIL_SUPPORTED,
-                },
+                ffi::PyModuleDef_Slot { slot: ffi::Py_mod_multiple_interpreters, value: ffi::Py_MOD_PER_INTERPRETER_GIL_SUPPORTED },
                 ffi::PyModuleDef_Slot::default(),
             ];
             let def = Box::new(ffi::PyModuleDef {
@@ -308,7 +309,11 @@ unsafe extern "C" fn config_get(module: *mut ffi::PyObject, args: *mut *mut ffi:
     })
 }
 
-unsafe extern "C" fn atomic_begin(module: *mut ffi::PyObject, _args: *mut *mut ffi::PyObject, _nargs: ffi::Py_ssize_t) -> *mut ffi::PyObject {
+unsafe extern "C" fn atomic_begin(
+    module: *mut ffi::PyObject,
+    _args: *mut *mut ffi::PyObject,
+    _nargs: ffi::Py_ssize_t,
+) -> *mut ffi::PyObject {
     entry(|| {
         // SAFETY: called by CPython with the GIL of the module's interpreter.
         unsafe {
@@ -408,7 +413,11 @@ unsafe extern "C" fn command(module: *mut ffi::PyObject, args: *mut *mut ffi::Py
     })
 }
 
-unsafe extern "C" fn async_allowed(module: *mut ffi::PyObject, _args: *mut *mut ffi::PyObject, _nargs: ffi::Py_ssize_t) -> *mut ffi::PyObject {
+unsafe extern "C" fn async_allowed(
+    module: *mut ffi::PyObject,
+    _args: *mut *mut ffi::PyObject,
+    _nargs: ffi::Py_ssize_t,
+) -> *mut ffi::PyObject {
     entry(|| {
         // SAFETY: called by CPython with the GIL of the module's interpreter.
         unsafe {

@@ -153,9 +153,8 @@ impl Sources {
     fn compile() -> Result<Sources, String> {
         // The main interpreter runs without `site`; give every sub-interpreter the same
         // site-packages directories `site` would have added.
-        let site_paths = cpython::eval_in_main(
-            "repr([p for p in __import__('site').getsitepackages() if __import__('os').path.isdir(p)])",
-        )?;
+        let site_paths =
+            cpython::eval_in_main("repr([p for p in __import__('site').getsitepackages() if __import__('os').path.isdir(p)])")?;
         let boot = format!("{BOOT_PY}\nsys.path.extend(p for p in {site_paths} if p not in sys.path)\n");
         freeze_start_up_modules();
         Ok(Sources {
@@ -284,8 +283,7 @@ impl Interpreter for NativeInterpreter {
         let py = cpython::attach(self.core.interp);
         let active = Arc::new(Mutex::new(true));
         let fired = Arc::new(AtomicUsize::new(0));
-        let interrupter =
-            self.core.interrupter(py.thread_ident(), self.core.timeout_exception, active.clone(), true, fired.clone());
+        let interrupter = self.core.interrupter(py.thread_ident(), self.core.timeout_exception, active.clone(), true, fired.clone());
         let armed = self.watchdog.arm(timeout, interrupter);
         let outcome = job::run_script(&py, source, compiled.as_deref());
         deactivate(&active);

@@ -7,8 +7,8 @@
 //! happens on the `gearbox-reaper` thread for the same reason.
 
 use std::collections::VecDeque;
-use std::sync::mpsc::{channel, Sender};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::{channel, Sender};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
@@ -47,9 +47,7 @@ impl InterpreterPool {
         let shared = Arc::new(Shared::default());
         if target > 0 {
             let worker = shared.clone();
-            std::thread::Builder::new()
-                .name("gearbox-interp-pool".into())
-                .spawn(move || refill(worker, target, sources))?;
+            std::thread::Builder::new().name("gearbox-interp-pool".into()).spawn(move || refill(worker, target, sources))?;
         }
         Ok(InterpreterPool { shared })
     }

@@ -26,8 +26,8 @@ use gearbox_engine::{Host, Value};
 use wasmtime::{Engine, InstancePre, ResourceLimiter, Store, UpdateDeadline};
 
 use super::hostcalls;
-use super::routes::{Out, Routes};
 use super::marshal;
+use super::routes::{Out, Routes};
 use super::wire::{self, kind};
 
 /// Why a guest was stopped from outside.
@@ -320,7 +320,14 @@ impl Instance {
     /// Send one command and serve the guest's host calls with `host` (on this thread) until its
     /// answer comes; `deadline` bounds the guest's running time. `inline`: the caller holds the
     /// Redis lock, so if the instance is busy the command is nested rather than queued.
-    pub fn command(&self, k: u8, value: &Value, host: Option<&Arc<dyn Host>>, deadline: Option<Instant>, inline: bool) -> Result<Value, Failure> {
+    pub fn command(
+        &self,
+        k: u8,
+        value: &Value,
+        host: Option<&Arc<dyn Host>>,
+        deadline: Option<Instant>,
+        inline: bool,
+    ) -> Result<Value, Failure> {
         let turn = self.turns.take(inline);
         let result = self.command_in_turn(turn, inline, k, value, host, deadline);
         self.turns.give(turn);
@@ -343,8 +350,9 @@ impl Instance {
         self.interrupt.arm(tag, deadline);
         // A panic while serving (in a host call, say) must not leave the guest half-way through a
         // command for the next caller to misread: the instance is then discarded.
-        let ended = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.exchange(tag, wire::frame(k, tag, value), &rx, host, deadline)))
-            .unwrap_or_else(|_| Ended::Dead("gearbox: internal error (panic) while serving the wasm guest".to_string()));
+        let ended =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.exchange(tag, wire::frame(k, tag, value), &rx, host, deadline)))
+                .unwrap_or_else(|_| Ended::Dead("gearbox: internal error (panic) while serving the wasm guest".to_string()));
         self.routes.close(tag);
         self.interrupt.arm(tag, None);
         if turn == Turn::Owner {
@@ -445,9 +453,7 @@ fn run_guest(engine: &Engine, pre: &InstancePre<Guest>, guest: Guest) -> String 
         Ok(()) => Ok(UpdateDeadline::Continue(1)),
         Err(e) => Err(wasmtime::Error::msg(e)),
     });
-    let start = pre
-        .instantiate(&mut store)
-        .and_then(|instance| instance.get_typed_func::<(), ()>(&mut store, "_start"));
+    let start = pre.instantiate(&mut store).and_then(|instance| instance.get_typed_func::<(), ()>(&mut store, "_start"));
     let result = match start {
         Ok(start) => start.call(&mut store, ()),
         Err(e) => return format!("could not instantiate the wasm guest: {e:#}"),

@@ -277,14 +277,14 @@ mod tests {
     #[test]
     fn decode_refuses_what_is_outside_the_subset() {
         for bad in [
-            &b"["[..],                            // truncated
-            b"[\xff\xff\xff\x7f",              // count over the payload
-            b"s\xff\xff\xff\xff",              // negative length
-            b"{0",                                 // dict
-            b"r\x00\x00\x00\x00",              // reference
-            b"(\x02\x00\x00\x00NN",            // a tuple that is not an error
+            &b"["[..],                                    // truncated
+            b"[\xff\xff\xff\x7f",                         // count over the payload
+            b"s\xff\xff\xff\xff",                         // negative length
+            b"{0",                                        // dict
+            b"r\x00\x00\x00\x00",                         // reference
+            b"(\x02\x00\x00\x00NN",                       // a tuple that is not an error
             b"l\x06\x00\x00\x00\0\0\0\0\0\0\0\0\0\0\0\0", // over 64 bits
-            b"NN",                                 // trailing bytes
+            b"NN",                                        // trailing bytes
         ] {
             assert!(decode(bad).is_err(), "{bad:?}");
         }

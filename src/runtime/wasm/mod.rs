@@ -136,7 +136,8 @@ impl WasmRuntime {
         let argv = |program: &str| -> Vec<Vec<u8>> {
             ["python", "-I", "-S", "-c", program, &wasi::CHANNEL_FD.to_string()].iter().map(|s| s.as_bytes().to_vec()).collect()
         };
-        let shared = Arc::new(Shared { engine: engine.clone(), pre, args: argv(GUEST_PY), loader_args: argv(LOADER_PY), compiled: OnceLock::new() });
+        let shared =
+            Arc::new(Shared { engine: engine.clone(), pre, args: argv(GUEST_PY), loader_args: argv(LOADER_PY), compiled: OnceLock::new() });
         std::thread::Builder::new()
             .name("gearbox-wasm-epoch".into())
             .spawn(move || loop {
@@ -151,7 +152,6 @@ impl WasmRuntime {
         let pool = Pool::start(settings.warm_instances, Some(first), move || maker.new_instance())?;
         Ok(WasmRuntime { shared, pool, live: Arc::new(AtomicUsize::new(0)), load_note })
     }
-
 }
 
 impl Runtime for WasmRuntime {
@@ -223,7 +223,12 @@ impl Interpreter for WasmInterpreter {
                         _ => None,
                     })
                     .collect();
-                Ok(ScriptOutcome::Run(Box::new(WasmJob { session: self.session.clone(), work: Some(Work::Plan(*id)), steps, inline: false })))
+                Ok(ScriptOutcome::Run(Box::new(WasmJob {
+                    session: self.session.clone(),
+                    work: Some(Work::Plan(*id)),
+                    steps,
+                    inline: false,
+                })))
             }
             [Value::Status(s), text] if s == "error" => Err(wire::text_of(text)),
             _ => Err("gearbox: the wasm guest answered run_script with an unexpected value".into()),

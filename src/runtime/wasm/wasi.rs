@@ -43,10 +43,7 @@ fn entry(f: impl FnOnce() -> R) -> R {
 }
 
 fn memory<'a>(caller: &'a mut Caller<'_, Guest>) -> wasmtime::Result<(&'a mut [u8], &'a mut Guest)> {
-    let mem = caller
-        .get_export("memory")
-        .and_then(|e| e.into_memory())
-        .ok_or_else(|| wasmtime::Error::msg("guest exports no memory"))?;
+    let mem = caller.get_export("memory").and_then(|e| e.into_memory()).ok_or_else(|| wasmtime::Error::msg("guest exports no memory"))?;
     Ok(mem.data_and_store_mut(caller))
 }
 
@@ -125,9 +122,26 @@ fn now_ns(clock: i32, started: Instant) -> u64 {
 
 /// The imports implemented by hand below.
 const HANDLED: &[&str] = &[
-    "args_get", "args_sizes_get", "environ_get", "environ_sizes_get", "clock_res_get", "clock_time_get", "random_get",
-    "sched_yield", "proc_exit", "fd_write", "fd_read", "fd_close", "fd_fdstat_get", "fd_filestat_get",
-    "fd_fdstat_set_flags", "fd_seek", "fd_tell", "poll_oneoff", "fd_prestat_get", "fd_prestat_dir_name",
+    "args_get",
+    "args_sizes_get",
+    "environ_get",
+    "environ_sizes_get",
+    "clock_res_get",
+    "clock_time_get",
+    "random_get",
+    "sched_yield",
+    "proc_exit",
+    "fd_write",
+    "fd_read",
+    "fd_close",
+    "fd_fdstat_get",
+    "fd_filestat_get",
+    "fd_fdstat_set_flags",
+    "fd_seek",
+    "fd_tell",
+    "poll_oneoff",
+    "fd_prestat_get",
+    "fd_prestat_dir_name",
 ];
 
 /// Add the guest's WASI imports to `linker`: the ones above by hand, every other import the
@@ -155,7 +169,11 @@ pub fn add_to_linker(linker: &mut Linker<Guest>, module: &Module) -> wasmtime::R
                 if !(0..=3).contains(&id) {
                     return EINVAL;
                 }
-                if put(mem, out, &now_ns(id, g.started).to_le_bytes()) { SUCCESS } else { EFAULT }
+                if put(mem, out, &now_ns(id, g.started).to_le_bytes()) {
+                    SUCCESS
+                } else {
+                    EFAULT
+                }
             })
         })
     })?;
@@ -165,7 +183,11 @@ pub fn add_to_linker(linker: &mut Linker<Guest>, module: &Module) -> wasmtime::R
                 Some(dst) => {
                     // SAFETY: `dst` is a valid, writable slice of `dst.len()` bytes.
                     let n = unsafe { libc::getrandom(dst.as_mut_ptr().cast(), dst.len(), 0) };
-                    if n == dst.len() as isize { SUCCESS } else { EINVAL }
+                    if n == dst.len() as isize {
+                        SUCCESS
+                    } else {
+                        EINVAL
+                    }
                 }
                 None => EFAULT,
             })
@@ -338,7 +360,8 @@ fn poll_oneoff(c: &mut Caller<'_, Guest>, input: i32, output: i32, n: i32, neven
         ev[0..8].copy_from_slice(&userdata.to_le_bytes());
         ev[10] = tag;
         if tag == 0 {
-            let (Some(id), Some(timeout), Some(flags)) = (get_u32(mem, at as i32 + 16), get_u64(mem, at + 24), get_u64(mem, at + 40)) else {
+            let (Some(id), Some(timeout), Some(flags)) = (get_u32(mem, at as i32 + 16), get_u64(mem, at + 24), get_u64(mem, at + 40))
+            else {
                 return Ok(EFAULT);
             };
             let wait = if flags & 1 == 1 { timeout.saturating_sub(now_ns(id as i32, started)) } else { timeout };
