@@ -1,6 +1,7 @@
 # gearbox — build, run and test.
 #   make run    install what is missing, build the module, start redis-server with it (127.0.0.1)
-#   make test   unit tests (engine + module) and end-to-end tests against real redis-servers
+#   make test   lint (rustfmt, clippy -D warnings), unit tests (engine + module) and end-to-end
+#               tests against real redis-servers
 #   make bench  (see benches/) performance figures next to Lua references
 # Variables: PORT (6379), MODE (native), MODULE_ARGS (extra load-time name/value pairs),
 #            PYO3_PYTHON (a Python 3.13+ with shared libpython; found automatically),
@@ -15,7 +16,7 @@ TARGET_DIR := $(or $(CARGO_TARGET_DIR),$(CURDIR)/target)
 MODULE := $(TARGET_DIR)/release/libgearbox.so
 VENV := $(CURDIR)/.venv
 
-.PHONY: all deps wasm-python build run test unit-test e2e-test venv bench clean
+.PHONY: all deps wasm-python build run test lint unit-test e2e-test venv bench clean
 
 all: build
 
@@ -51,6 +52,11 @@ $(VENV)/.installed: tests/requirements.txt
 
 venv: $(VENV)/.installed
 
+lint: deps wasm-python
+	cargo fmt --all --check
+	@py="$(python-path)"; [ -n "$$py" ] || { scripts/find-python.sh; exit 1; }; \
+	PYO3_PYTHON="$$py" cargo clippy --release --locked --workspace --all-targets -- -D warnings
+
 unit-test: deps wasm-python
 	@py="$(python-path)"; [ -n "$$py" ] || { scripts/find-python.sh; exit 1; }; \
 	PYO3_PYTHON="$$py" cargo test --release --locked --workspace
@@ -58,7 +64,7 @@ unit-test: deps wasm-python
 e2e-test: build venv
 	GEARBOX_MODULE=$(MODULE) PATH="$(VENV)/bin:$$PATH" $(VENV)/bin/python -m pytest tests/e2e $(PYTEST_ARGS)
 
-test: unit-test e2e-test
+test: lint unit-test e2e-test
 
 bench: build venv
 	GEARBOX_MODULE=$(MODULE) $(VENV)/bin/python benches/bench.py $(BENCH_ARGS)

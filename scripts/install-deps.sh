@@ -5,6 +5,14 @@
 # something is missing. Python 3.13+ itself is checked by find-python.sh.
 set -eu
 
+# rustfmt and clippy (make lint) come with rustup's default profile; add them if this toolchain lacks them.
+for component in rustfmt clippy; do
+  cmd=$([ "$component" = rustfmt ] && echo fmt || echo clippy)
+  if ! cargo "$cmd" --version >/dev/null 2>&1 && command -v rustup >/dev/null 2>&1; then
+    rustup component add "$component"
+  fi
+done
+
 missing=()
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 ls /usr/lib/llvm-*/lib/libclang.so* /usr/lib/x86_64-linux-gnu/libclang*.so* >/dev/null 2>&1 || missing+=(libclang-dev)

@@ -128,7 +128,7 @@ fn parse_number(name: &str, value: &str, min: i64) -> Result<i64, String> {
 impl Config {
     /// Parse `MODULE LOAD` arguments: name/value pairs. Any error is a sentence for the log.
     pub fn from_load_args(args: &[String]) -> Result<Config, String> {
-        if args.len() % 2 != 0 {
+        if !args.len().is_multiple_of(2) {
             return Err(format!(
                 "module arguments must be name/value pairs; '{}' has no value",
                 args.last().map(String::as_str).unwrap_or("")

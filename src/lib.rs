@@ -25,7 +25,8 @@ const MODULE_NAME: &std::ffi::CStr = c"rg";
 const MODULE_VERSION: c_int = 1;
 
 fn load(ctx: Ctx, argv: *mut *mut raw::RedisModuleString, argc: c_int) -> Result<(), String> {
-    let args: Vec<String> = redis_ffi::args_of(argv, argc)
+    // SAFETY: OnLoad's arguments, as Redis passed them.
+    let args: Vec<String> = unsafe { redis_ffi::args_of(argv, argc) }
         .into_iter()
         .map(|a| String::from_utf8(a).map_err(|_| "module arguments must be UTF-8".to_string()))
         .collect::<Result<_, _>>()?;
@@ -68,7 +69,8 @@ fn load(ctx: Ctx, argv: *mut *mut raw::RedisModuleString, argc: c_int) -> Result
 #[no_mangle]
 pub unsafe extern "C" fn RedisModule_OnLoad(ctx: *mut raw::RedisModuleCtx, argv: *mut *mut raw::RedisModuleString, argc: c_int) -> c_int {
     let err = raw::REDISMODULE_ERR as c_int;
-    if !redis_ffi::init_api(ctx, MODULE_NAME, MODULE_VERSION) {
+    // SAFETY: the first call of OnLoad, with Redis' context.
+    if !unsafe { redis_ffi::init_api(ctx, MODULE_NAME, MODULE_VERSION) } {
         return err;
     }
     let ctx = Ctx(ctx);

@@ -158,10 +158,13 @@ pub struct RunControl {
 /// code runs, nothing otherwise), for a watcher that outlives the borrow of its `RunControl`
 /// (the host stops an `atomic()` block held past ScriptTimeoutMS with it).
 #[derive(Clone, Default)]
-pub struct InterruptHandle(Arc<Mutex<Option<Arc<dyn Fn() + Send + Sync>>>>);
+pub struct InterruptHandle(Arc<Mutex<Option<Interrupter>>>);
+
+/// What interrupts a run's code (set by the runtime while that code runs).
+pub type Interrupter = Arc<dyn Fn() + Send + Sync>;
 
 impl InterruptHandle {
-    fn current(&self) -> Option<Arc<dyn Fn() + Send + Sync>> {
+    fn current(&self) -> Option<Interrupter> {
         self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
@@ -192,13 +195,13 @@ impl RunControl {
     }
 
     /// Mark aborted and return the interrupter to call (outside any lock), if code is running.
-    pub fn abort(&self) -> Option<Arc<dyn Fn() + Send + Sync>> {
+    pub fn abort(&self) -> Option<Interrupter> {
         self.aborted.store(true, Ordering::SeqCst);
         self.interrupter.current()
     }
 
     /// Set by the runtime while it runs user code; cleared when it stops.
-    pub fn set_interrupter(&self, f: Option<Arc<dyn Fn() + Send + Sync>>) {
+    pub fn set_interrupter(&self, f: Option<Interrupter>) {
         *self.interrupter.0.lock().unwrap_or_else(|e| e.into_inner()) = f;
     }
 

@@ -25,7 +25,7 @@ pub fn config_get(_: Ctx, args: &[Vec<u8>]) -> Reply {
 }
 
 pub fn config_set(_: Ctx, args: &[Vec<u8>]) -> Reply {
-    if args.len() < 3 || args.len() % 2 == 0 {
+    if args.len() < 3 || args.len().is_multiple_of(2) {
         return Reply::WrongArity;
     }
     let mut config = gearbox::get().config_mut();

@@ -1,7 +1,9 @@
 //! `INFO rg`: counts of executions, registrations, sessions and live interpreters, the mode, one
-//! line per registration (`rg_regisrations`), and the memory figures RedisGears tests read
+//! line per registration (`rg_regisrations`), one line per owner (`rg_owners`: sessions,
+//! registrations, executions of each ACL user), and the memory figures RedisGears tests read
 //! (`rg_TotalAllocated`, …).
 
+use std::collections::BTreeMap;
 use std::ffi::c_int;
 
 use redis_module::raw;
@@ -15,6 +17,35 @@ fn one_value(text: &str) -> String {
     text.replace(',', "|").replace(['\r', '\n'], " ")
 }
 
+/// Per owner (ACL user): live sessions, registrations and listed executions, so an operator sees
+/// which tenant uses what (`rg_owners` section, one dict field per user).
+fn write_owners(ctx: InfoCtx) {
+    let gb = gearbox::get();
+    let mut owners: BTreeMap<String, [i64; 3]> = BTreeMap::new();
+    let name = |o: Option<&str>| o.unwrap_or("(none)").to_string();
+    for s in gb.engine.sessions.summaries().iter().filter(|s| !s.dead) {
+        owners.entry(name(s.owner.as_deref())).or_default()[0] += 1;
+    }
+    for r in gb.engine.registrations.all() {
+        owners.entry(name(r.session.owner.as_deref())).or_default()[1] += 1;
+    }
+    for e in gb.engine.executions.all() {
+        owners.entry(name(e.owner.as_deref())).or_default()[2] += 1;
+    }
+    ctx.section("owners");
+    for (owner, [sessions, registrations, executions]) in owners {
+        ctx.begin_dict(&one_value(&owner));
+        ctx.field_int("sessions", sessions);
+        ctx.field_int("registrations", registrations);
+        ctx.field_int("executions", executions);
+        ctx.end_dict();
+    }
+}
+
+/// The INFO callback.
+///
+/// # Safety
+/// Called by Redis with a live INFO context.
 pub unsafe extern "C" fn info(ctx: *mut raw::RedisModuleInfoCtx, _for_crash_report: c_int) {
     let _ = std::panic::catch_unwind(|| write(InfoCtx(ctx)));
 }
@@ -45,6 +76,7 @@ fn write(ctx: InfoCtx) {
         ctx.field_str("PD", &one_value(&super::registrations::session_pd(&reg)));
         ctx.end_dict();
     }
+    write_owners(ctx);
     let m = memory::process_memory();
     ctx.section("python_stats");
     ctx.field_int("TotalAllocated", m.peak_rss as i64);

@@ -61,10 +61,14 @@ fn admin_guard(ctx: Ctx, name: &str) -> Result<(), Reply> {
 }
 
 /// The body of every command's C entry point.
-pub fn dispatch(ctx: *mut raw::RedisModuleCtx, argv: *mut *mut raw::RedisModuleString, argc: c_int, handler: Handler) -> c_int {
+///
+/// # Safety
+/// Called from a command's entry point with the context and `argc` arguments Redis gave it.
+pub unsafe fn dispatch(ctx: *mut raw::RedisModuleCtx, argv: *mut *mut raw::RedisModuleString, argc: c_int, handler: Handler) -> c_int {
     let ctx = Ctx(ctx);
     let outcome = std::panic::catch_unwind(|| {
-        let args = redis_ffi::args_of(argv, argc);
+        // SAFETY: the command's arguments, as Redis passed them to this entry point.
+        let args = unsafe { redis_ffi::args_of(argv, argc) };
         let name = args.first().map(|n| text(n).to_ascii_lowercase()).unwrap_or_default();
         if COMMANDS.iter().any(|(n, _, flags, _)| *n == name && flags.contains("admin")) {
             if let Err(refused) = admin_guard(ctx, &name.to_ascii_uppercase()) {
@@ -90,7 +94,8 @@ macro_rules! entry_point {
             argv: *mut *mut redis_module::raw::RedisModuleString,
             argc: std::ffi::c_int,
         ) -> std::ffi::c_int {
-            $crate::commands::dispatch(ctx, argv, argc, $handler)
+            // SAFETY: Redis calls the entry point with a live context and `argc` arguments.
+            unsafe { $crate::commands::dispatch(ctx, argv, argc, $handler) }
         }
     };
 }

@@ -95,7 +95,7 @@ fn is_watched(argv: &[Vec<u8>]) -> bool {
 
 /// The command filter's decision (main thread, every command).
 pub fn filter(command: &FilteredCommand) {
-    if !any_concerned() || command.len() == 0 || !is_concerned_name(&command.arg(0)) {
+    if !any_concerned() || command.is_empty() || !is_concerned_name(&command.arg(0)) {
         return;
     }
     let argv = command.args();

@@ -29,8 +29,11 @@ pub struct ScriptRequest {
     /// Session ids whose registrations this script replaces (UPGRADE / REPLACE_WITH).
     pub replacing: Vec<String>,
     /// Rebuilding a saved session: its journal and registration ids.
-    pub restore: Option<(Vec<Value>, Vec<(i64, String)>)>,
+    pub restore: Option<Restore>,
 }
+
+/// A saved session's top-level journal and its registrations' (handle, id) pairs.
+pub type Restore = (Vec<Value>, Vec<(i64, String)>);
 
 /// A script that ran: its session, what its top level asked to run, what it installed.
 pub struct Installed {

@@ -74,7 +74,7 @@ pub fn on_event(ctx: Ctx, event: &str, key: &[u8]) {
         if !reg.session.owner.as_deref().is_some_and(|owner| acl_users::may_access_key(owner, key)) {
             continue;
         }
-        if reg.spec.key_types.is_some() && !reg.spec.wants_type(*known_type.get_or_insert_with(|| key_type(key))) {
+        if reg.spec.key_types.is_some() && !reg.spec.wants_type(known_type.get_or_insert_with(|| key_type(key))) {
             continue;
         }
         let sync = reg.spec.mode == Mode::Sync;

@@ -21,6 +21,10 @@ use super::redis_ffi::{self, Ctx};
 pub struct FilteredCommand(*mut raw::RedisModuleCommandFilterCtx);
 
 impl FilteredCommand {
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     pub fn len(&self) -> usize {
         // SAFETY: the filter context is valid for the duration of the filter callback.
         unsafe { raw::RedisModule_CommandFilterArgsCount.expect("API")(self.0).max(0) as usize }
@@ -37,7 +41,7 @@ impl FilteredCommand {
 
     /// The command's name, borrowed for `f` (empty for an empty command).
     fn with_name<R>(&self, f: impl FnOnce(&[u8]) -> R) -> R {
-        if self.len() == 0 {
+        if self.is_empty() {
             return f(&[]);
         }
         // SAFETY: the filter context and its argument strings are valid for the callback; the

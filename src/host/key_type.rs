@@ -102,7 +102,7 @@ pub fn set_if_absent(key: &[u8], value: Arc<dyn KeyValue>) -> bool {
     // released before returning; on success Redis owns the boxed value.
     unsafe {
         let name = raw::RedisModule_CreateString.expect("API")(ctx.0, key.as_ptr() as *const c_char, key.len());
-        let k = raw::RedisModule_OpenKey.expect("API")(ctx.0, name, raw::REDISMODULE_WRITE as c_int) as *mut raw::RedisModuleKey;
+        let k = raw::RedisModule_OpenKey.expect("API")(ctx.0, name, raw::REDISMODULE_WRITE as c_int);
         let empty = raw::RedisModule_KeyType.expect("API")(k) == raw::REDISMODULE_KEYTYPE_EMPTY as c_int;
         if empty {
             let boxed = Box::into_raw(Box::new(value) as Boxed) as *mut c_void;

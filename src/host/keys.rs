@@ -85,7 +85,7 @@ mod tests {
         fn call_locked(&self, args: &[&[u8]]) -> Value {
             let mut k = args[0].to_vec();
             k.push(b' ');
-            k.extend_from_slice(&args[1]);
+            k.extend_from_slice(args[1]);
             self.0.get(&k).cloned().unwrap_or(Value::Nil)
         }
     }

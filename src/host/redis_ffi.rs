@@ -24,8 +24,11 @@ static DETACHED: OnceLock<Ctx> = OnceLock::new();
 static MAIN_THREAD: OnceLock<ThreadId> = OnceLock::new();
 
 /// `RedisModule_Init`: fill the API table. First call of `RedisModule_OnLoad`.
-pub fn init_api(ctx: *mut raw::RedisModuleCtx, name: &std::ffi::CStr, version: c_int) -> bool {
-    // SAFETY: called once by OnLoad with the context Redis gave it.
+///
+/// # Safety
+/// Called once, by `RedisModule_OnLoad`, with the context Redis gave it.
+pub unsafe fn init_api(ctx: *mut raw::RedisModuleCtx, name: &std::ffi::CStr, version: c_int) -> bool {
+    // SAFETY: guaranteed by the caller (see # Safety): the load context; the name outlives the call.
     unsafe { raw::Export_RedisModule_Init(ctx, name.as_ptr(), version, raw::REDISMODULE_APIVER_1 as c_int) == raw::REDISMODULE_OK as c_int }
 }
 
@@ -79,8 +82,11 @@ pub fn unlock() {
 }
 
 /// The bytes of a RedisModuleString.
-pub fn string_bytes(s: *const raw::RedisModuleString) -> Vec<u8> {
-    // SAFETY: the slice is copied before `s` can go away.
+///
+/// # Safety
+/// `s` is a live string for the duration of the call.
+pub unsafe fn string_bytes(s: *const raw::RedisModuleString) -> Vec<u8> {
+    // SAFETY: guaranteed by the caller (see # Safety): `s` is live; the slice is copied before returning.
     unsafe { string_slice(s) }.to_vec()
 }
 
@@ -99,13 +105,17 @@ pub unsafe fn string_slice<'a>(s: *const raw::RedisModuleString) -> &'a [u8] {
 }
 
 /// A command's arguments (argv[0] is the command name).
-pub fn args_of(argv: *mut *mut raw::RedisModuleString, argc: c_int) -> Vec<Vec<u8>> {
+///
+/// # Safety
+/// `argv` holds `argc` live strings (as Redis passes them to a command or to `OnLoad`).
+pub unsafe fn args_of(argv: *mut *mut raw::RedisModuleString, argc: c_int) -> Vec<Vec<u8>> {
     if argv.is_null() || argc <= 0 {
         return Vec::new();
     }
-    // SAFETY: Redis passes `argc` valid strings.
+    // SAFETY: guaranteed by the caller (see # Safety): `argc` valid strings.
     let slice = unsafe { std::slice::from_raw_parts(argv, argc as usize) };
-    slice.iter().map(|s| string_bytes(*s)).collect()
+    // SAFETY: guaranteed by the caller (see # Safety): each string is live for the call.
+    slice.iter().map(|s| unsafe { string_bytes(*s) }).collect()
 }
 
 pub fn context_flags(ctx: Ctx) -> u32 {

@@ -208,7 +208,7 @@ type TimerTask = Box<dyn FnOnce() + Send>;
 unsafe extern "C" fn on_timer(_ctx: *mut raw::RedisModuleCtx, data: *mut c_void) {
     // SAFETY: `data` is the box `after` leaked for exactly this one call.
     let task = unsafe { Box::from_raw(data as *mut TimerTask) };
-    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || task()));
+    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(task));
 }
 
 /// Run `task` on the main thread after `ms` milliseconds. The caller holds the Redis lock.

@@ -163,3 +163,12 @@ def test_key_events_are_private(server, r, t):
     t["alice"].set("a:k", "1")
     assert t["alice"].get("a:heard") == "1"
     assert_healthy(server, r)
+
+
+def test_info_shows_what_each_owner_uses(server, r, t):
+    pyexec(t["alice"], trigger("ta"))
+    pyexec(t["alice"], trigger("tb"))
+    pyexec(t["bob"], trigger("tc"))
+    info = r.execute_command("INFO", "rg")
+    assert "rg_alice:sessions=2,registrations=2,executions=0" in info, info
+    assert "rg_bob:sessions=1,registrations=1,executions=0" in info, info

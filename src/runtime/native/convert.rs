@@ -145,7 +145,7 @@ pub unsafe fn result_to_value(obj: *mut ffi::PyObject) -> Value {
     if ffi::PyLong_Check(obj) != 0 {
         let mut overflow = 0;
         let n = ffi::PyLong_AsLongLongAndOverflow(obj, &mut overflow);
-        if overflow == 0 && !(n == -1 && !ffi::PyErr_Occurred().is_null()) {
+        if overflow == 0 && (n != -1 || ffi::PyErr_Occurred().is_null()) {
             return Value::Int(n);
         }
         ffi::PyErr_Clear();

@@ -334,7 +334,7 @@ mod tests {
     #[test]
     fn records_are_dicts_and_flag_binary() {
         let text = KeyRecord { key: b"k".to_vec(), key_type: "string", value: KeyValue::String(b"v".to_vec()) };
-        let out = key_records(7, &[text.clone()], true);
+        let out = key_records(7, std::slice::from_ref(&text), true);
         assert_eq!(&out[..11], b"[\x03\0\0\0i\x07\0\0\0F");
         assert_eq!(out.last(), Some(&b'0'), "a dict ends with TYPE_NULL");
         let binary = KeyRecord { key: b"k".to_vec(), key_type: "string", value: KeyValue::String(vec![0xff]) };
