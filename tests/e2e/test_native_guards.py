@@ -114,3 +114,45 @@ def test_an_operator_may_allow_sockets(server, r, mode):
         port = listener.getsockname()[1]
         code = f"import socket\ns = socket.create_connection(('127.0.0.1', {port}))\ns.close()"
         assert pyexec(r, code) == "OK"
+
+
+DEEP = {
+    "chained-steps": "import sys\nsys.setrecursionlimit(10**6)\ng = GB('ShardsIDReader')\nfor i in range(20000):\n    g = g.map(lambda x: x)\ng.run()",
+    "python-recursion": "import sys\nsys.setrecursionlimit(10**6)\ndef f(n):\n    return 0 if n == 0 else 1 + f(n - 1)\nGB('ShardsIDReader').map(lambda x: f(200000)).run()",
+    "c-recursion": "import sys\nsys.setrecursionlimit(10**6)\nl = []\nfor i in range(200000):\n    l = [l]\nGB('ShardsIDReader').map(lambda x: repr(l)[:5]).run()",
+    "top-level-c-recursion": "import sys\nsys.setrecursionlimit(10**6)\nl = []\nfor i in range(200000):\n    l = [l]\nrepr(l)",
+}
+
+
+@pytest.mark.parametrize("name", sorted(DEEP))
+def test_deep_chains_and_recursion_never_overflow_the_c_stack(server, r, name):
+    """Each either works or raises RecursionError: never a C stack overflow of an execution
+    thread or of Redis' main thread."""
+    make_tenants(server, r)
+    outcome = _outcome(r, DEEP[name])
+    assert outcome == [["1"], []] or outcome == [["200000"], []] or "RecursionError" in str(outcome), str(outcome)[:300]
+    assert_healthy(server, r)
+
+
+def test_time_sleep_is_stopped_by_script_timeout(server, r):
+    import time
+    make_tenants(server, r)
+    r.execute_command("RG.CONFIGSET", "ScriptTimeoutMS", "500")
+    start = time.monotonic()
+    err = _outcome(r, "import time\ntime.sleep(100)")
+    assert time.monotonic() - start < 5, "the sleep ran on past ScriptTimeoutMS"
+    assert "ScriptTimeoutMS" in str(err), err
+    assert_healthy(server, r)
+
+
+def test_time_sleep_is_stopped_by_abort(server, r):
+    import time
+    make_tenants(server, r)
+    eid = pyexec(r, "import time\nGB('ShardsIDReader').foreach(lambda x: time.sleep(100)).run()", "UNBLOCKING")
+    time.sleep(0.3)
+    assert r.execute_command("RG.ABORTEXECUTION", eid) == "OK"
+    deadline = time.monotonic() + 5
+    while r.execute_command("RG.GETEXECUTION", eid)[0][3][1] not in ("done", "aborted") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert time.monotonic() < deadline, "the sleeping execution was not stopped"
+    assert_healthy(server, r)

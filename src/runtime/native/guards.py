@@ -9,7 +9,8 @@ away, each refusal naming its rule (PermissionError / ImportError "… native-mo
     umask, putenv, signals (raise_signal, pthread_kill, alarm, setitimer …) are refused;
   * other interpreters: ctypes and the interpreter-management modules cannot be imported, and
     sys._current_frames() is refused; hand-made code objects (code.replace, CodeType(...)) too;
-  * sockets, unless the operator loads gearbox with `NativeSockets 1`.
+  * sockets, unless the operator loads gearbox with `NativeSockets 1`;
+  * time.sleep sleeps in short slices, so ScriptTimeoutMS and RG.ABORTEXECUTION stop it.
 The audit hook is CPython's (sys.addaudithook: per interpreter, cannot be removed); the
 functions that raise no audit event are replaced. This hardens, it does not sandbox: wasm mode
 is the sandbox (see the README's security model).
@@ -59,6 +60,20 @@ def _install():
                      "sigtimedwait", "pthread_sigmask", "siginterrupt", "set_wakeup_fd", "signal"):
             if hasattr(module, name):
                 setattr(module, name, refused("signal." + name, "signals belong to redis-server"))
+    # time.sleep in short slices, so ScriptTimeoutMS and RG.ABORTEXECUTION (asynchronous
+    # exceptions, delivered between bytecodes) stop a sleeping script as they do a busy one.
+    import time
+
+    def sleep(secs, _sleep=time.sleep, _monotonic=time.monotonic):
+        if secs < 0:
+            raise ValueError("sleep length must be non-negative")
+        end = _monotonic() + secs
+        left = secs
+        while left > 0:
+            _sleep(min(left, 0.02))
+            left = end - _monotonic()
+
+    time.sleep = sleep
     sys._current_frames = refused("sys._current_frames", "other interpreters' frames are not a script's")
     # subprocess (which asyncio imports) may be imported, never run: its fork_exec is refused,
     # and re-importing the module to get the original back is refused by the audit hook.
