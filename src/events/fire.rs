@@ -8,7 +8,7 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 
 use gearbox_engine::errors::EngineError;
-use gearbox_engine::{Execution, Job, Mode, Outcome, Registration, RunControl, StepInfo, Value};
+use gearbox_engine::{Execution, Job, Mode, Outcome, Registration, RunControl, Session, StepInfo, Value};
 
 use super::command_ctx::{self, CommandCtx};
 use crate::commands::pyexecute::blocking_forbidden;
@@ -64,11 +64,7 @@ pub fn fire_as(reg: &Arc<Registration>, record: Value, command: Option<Arc<Comma
 /// A registration whose owner was deleted or disabled stops firing: the event gets the error
 /// (a waiting client sees it) and the log says so once per registration and ACL change.
 fn owner_may_act(reg: &Registration) -> Result<(), String> {
-    let _lock = RedisLock::acquire();
-    let Some(owner) = reg.session.owner.as_deref() else {
-        return Err("NOPERM gearbox: this registration has no ACL user to act as".into());
-    };
-    acl_users::resolve(owner).map(drop).map_err(|why| {
+    owner_usable(&reg.session).map_err(|why| {
         static LOGGED: Mutex<Option<HashSet<(String, u64)>>> = Mutex::new(None);
         let mut logged = LOGGED.lock().unwrap_or_else(|e| e.into_inner());
         if logged.get_or_insert_with(HashSet::new).insert((reg.id.clone(), acl_users::generation())) {
@@ -94,6 +90,15 @@ fn within_depth(reg: &Registration) -> Result<(), String> {
         );
     }
     Err(format!("gearbox: registration {} not fired: chain of registrations deeper than MaxTriggerDepth ({max})", reg.id))
+}
+
+/// Whether `session`'s owner exists and is enabled (the error text when not).
+pub fn owner_usable(session: &Session) -> Result<(), String> {
+    let _lock = RedisLock::acquire();
+    let Some(owner) = session.owner.as_deref() else {
+        return Err("NOPERM gearbox: this session has no ACL user to act as".into());
+    };
+    acl_users::resolve(owner).map(drop)
 }
 
 /// Fire `reg` for the command of client `ctx` (RG.TRIGGER, a hooked command) and answer the
@@ -136,7 +141,7 @@ pub fn atomic_given_back(mut outcome: Outcome) -> Outcome {
 
 /// Run `job` with what interrupts it known to the host (an `atomic()` block held too long is
 /// stopped through it), then close any `atomic()` block it left open.
-fn run_job(job: Box<dyn Job>, control: &RunControl) -> Outcome {
+pub fn run_job(job: Box<dyn Job>, control: &RunControl) -> Outcome {
     atomic_given_back(lock::while_running(control.interrupt_handle(), || job.run(control)))
 }
 

@@ -1,6 +1,6 @@
-//! Per-user quotas: how many live sessions, registrations and UNBLOCKING executions not yet done
-//! one ACL user may have (MaxSessionsPerUser, MaxRegistrationsPerUser,
-//! MaxUnblockingExecutionsPerUser; generous defaults). Administrators (`acl_users::is_admin`)
+//! Per-user quotas: how many live sessions, registrations, time events and UNBLOCKING executions
+//! not yet done one ACL user may have (MaxSessionsPerUser, MaxRegistrationsPerUser,
+//! MaxTimeEventsPerUser, MaxUnblockingExecutionsPerUser; generous defaults). Administrators (`acl_users::is_admin`)
 //! are exempt. Checked before anything is made, so a refused request leaves nothing behind.
 //! Called on Redis' main thread (commands), which holds the Redis lock.
 
@@ -33,6 +33,12 @@ pub fn new_registrations(owner: Option<&str>, adding: usize, replacing: &[String
         .filter(|r| r.session.owner.as_deref() == Some(owner) && !replacing.contains(&r.session.id))
         .count();
     check(owner, "MaxRegistrationsPerUser", "registrations", used, adding)
+}
+
+/// Before a new time event (`registerTE`) of `owner`.
+pub fn new_time_event(owner: Option<&str>) -> Result<(), String> {
+    let Some(owner) = owner else { return Ok(()) };
+    check(owner, "MaxTimeEventsPerUser", "time events", super::timers::running_of(owner), 1)
 }
 
 /// Before an UNBLOCKING execution of `owner`.

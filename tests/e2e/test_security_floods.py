@@ -126,3 +126,48 @@ def test_unblocking_executions_per_user(server, r, t):
 def test_quota_configs_need_admin(t):
     err = error_of(t["dave"], "RG.CONFIGSET", "MaxSessionsPerUser", "100000")
     assert "may not run" in err, err
+
+
+def test_time_events_per_user(server, r, t):
+    r.execute_command("RG.CONFIGSET", "MaxTimeEventsPerUser", "2")
+    te = "registerTE(60, lambda: None)\nGB('CommandReader').register(trigger='{}')"
+    pyexec(t["alice"], te.format("te1"))
+    pyexec(t["alice"], te.format("te2"))
+    err = pyexec_error(t["alice"], te.format("te3"))
+    assert "MaxTimeEventsPerUser" in err, err
+    pyexec(t["bob"], te.format("te4"))
+    pyexec(r, te.format("te5"))
+    assert_healthy(server, r)
+
+
+def test_a_time_event_sleeping_inside_atomic_cannot_freeze_the_server(server, r, t):
+    r.execute_command("RG.CONFIGSET", "ScriptTimeoutMS", "500")
+    code = ("import time\ndef tick():\n    with atomic():\n        time.sleep(20)\n"
+            "registerTE(1, tick)\nGB('CommandReader').register(trigger='sleeper')")
+    pyexec(t["alice"], code)
+    time.sleep(1.2)  # the time event is now inside atomic()
+    probe_start = time.monotonic()
+    assert_healthy_within(server, 3.0)
+    assert time.monotonic() - probe_start < 3.0
+    assert_healthy(server, r)
+
+
+def assert_healthy_within(server, seconds):
+    import redis as _redis
+    probe = _redis.Redis(host="127.0.0.1", port=server.port, socket_timeout=seconds)
+    try:
+        assert probe.ping()
+    finally:
+        probe.close()
+
+
+def test_a_deleted_owners_time_event_stops(server, r, t):
+    pyexec(t["alice"], "registerTE(1, lambda: execute('INCR', 'a:ticks'))\nGB('CommandReader').register(trigger='ticker')")
+    assert _wait_for(lambda: r.get("a:ticks") is not None, timeout=5)
+    t["alice"].close()
+    r.execute_command("ACL", "DELUSER", "alice")
+    assert _wait_for(lambda: "time event of session" in server.log_text() and "stopped" in server.log_text(), timeout=5)
+    ticks = r.get("a:ticks")
+    time.sleep(1.5)
+    assert r.get("a:ticks") == ticks
+    assert_healthy(server, r)
