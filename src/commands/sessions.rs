@@ -10,7 +10,7 @@ use crate::gearbox;
 use crate::host::redis_ffi::Ctx;
 use crate::memory;
 
-fn session_value(s: &SessionSummary, verbose: bool) -> Value {
+fn session_value(s: &SessionSummary, verbose: bool, with_owner: bool) -> Value {
     let gb = gearbox::get();
     let registrations = if s.dead {
         Vec::new()
@@ -25,7 +25,7 @@ fn session_value(s: &SessionSummary, verbose: bool) -> Value {
     } else {
         gb.engine.registrations.ids_of_session(s.owner.as_deref(), &s.id).into_iter().map(Value::bulk).collect()
     };
-    Value::pairs([
+    let mut items = vec![
         ("ID", Value::bulk(s.id.clone())),
         ("sessionDescription", s.description.clone().map(Value::bulk).unwrap_or(Value::Nil)),
         ("refCount", Value::Int(s.ref_count as i64)),
@@ -34,21 +34,28 @@ fn session_value(s: &SessionSummary, verbose: bool) -> Value {
         ("requirementInstallationNeeded", Value::Int(0)),
         ("requirements", Value::Array(Vec::new())),
         ("registrations", Value::Array(registrations)),
-    ])
+    ];
+    if with_owner {
+        items.push(("owner", s.owner.clone().map(Value::bulk).unwrap_or(Value::Nil)));
+    }
+    Value::pairs(items)
 }
 
-/// RG.PYDUMPSESSIONS [VERBOSE] [DEAD] [SESSIONS s1 s2 ...]
+/// RG.PYDUMPSESSIONS [VERBOSE] [DEAD] [OWNER] [SESSIONS s1 s2 ...]; OWNER (gearbox's own) adds
+/// each session's owner (its ACL user) to the entry.
 pub fn dump_sessions(ctx: Ctx, args: &[Vec<u8>]) -> Reply {
     let viewer = Viewer::of(ctx);
     let mut wanted: Option<Vec<String>> = None;
     let mut dead_only = false;
     let mut verbose = false;
+    let mut with_owner = false;
     let mut i = 1;
     while i < args.len() {
         let word = text(&args[i]);
         match word.to_ascii_uppercase().as_str() {
             "VERBOSE" => verbose = true,
             "DEAD" => dead_only = true,
+            "OWNER" => with_owner = true,
             "SESSIONS" => {
                 wanted = Some(args[i + 1..].iter().map(|a| text(a)).collect());
                 break;
@@ -61,11 +68,11 @@ pub fn dump_sessions(ctx: Ctx, args: &[Vec<u8>]) -> Reply {
     let live: Vec<SessionSummary> =
         gearbox::get().engine.sessions.summaries().into_iter().filter(|s| s.dead == dead_only && viewer.sees(s.owner.as_deref())).collect();
     let items = match wanted {
-        None => live.iter().map(|s| session_value(s, verbose)).collect(),
+        None => live.iter().map(|s| session_value(s, verbose, with_owner)).collect(),
         Some(names) => names
             .iter()
             .map(|name| match live.iter().find(|s| &s.id == name) {
-                Some(s) => session_value(s, verbose),
+                Some(s) => session_value(s, verbose, with_owner),
                 None => Value::bulk(EngineError::SessionNotExists(name.clone()).to_string()),
             })
             .collect(),

@@ -292,3 +292,26 @@ def test_await_inside_atomic_cannot_hold_the_server(server, r, t, mode):
     expected = "await is not allow inside atomic block" if mode == "native" else "ScriptTimeoutMS"
     assert any(expected in e for e in errors), errors
     assert_healthy(server, r)
+
+
+# --- writes are refused where a Lua script's would be ------------------------------------------
+
+def test_writes_under_oom_are_refused_like_a_scripts(server, r, t):
+    r.execute_command("CONFIG", "SET", "maxmemory", "1")
+    try:
+        err = pyexec_error(t["alice"], "execute('SET', 'a:big', 'x' * 1000)")
+        assert "OOM" in err, err
+        assert pyexec(t["alice"], "GB('ShardsIDReader').map(lambda x: execute('GET', 'a:none')).run()") == [["None"], []]
+    finally:
+        r.execute_command("CONFIG", "SET", "maxmemory", "0")
+    assert_healthy(server, r)
+
+
+def test_writes_on_a_read_only_replica_are_refused(gears, server, r):
+    from events_helpers import start_replica
+
+    replica, rc = start_replica(gears, server)
+    err = pyexec_error(rc, "execute('SET', 'k', 'v')")
+    assert "READONLY" in err or "read only" in err.lower(), err
+    assert rc.get("k") is None
+    assert replica.alive() and rc.ping()

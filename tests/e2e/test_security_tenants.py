@@ -169,6 +169,15 @@ def test_info_shows_what_each_owner_uses(server, r, t):
     pyexec(t["alice"], trigger("ta"))
     pyexec(t["alice"], trigger("tb"))
     pyexec(t["bob"], trigger("tc"))
-    info = r.execute_command("INFO", "rg")
-    assert "rg_alice:sessions=2,registrations=2,executions=0" in info, info
-    assert "rg_bob:sessions=1,registrations=1,executions=0" in info, info
+    info = r.info("rg")
+    assert info["rg_alice"] == {"sessions": 2, "registrations": 2, "executions": 0}, info
+    assert info["rg_bob"] == {"sessions": 1, "registrations": 1, "executions": 0}, info
+
+
+def test_pydumpsessions_owner_option_names_each_sessions_user(r, t):
+    pyexec(t["alice"], trigger("ta"), "ID", "sa")
+    pyexec(t["bob"], trigger("tb"), "ID", "sb")
+    owners = {e[1]: e[-1] for e in r.execute_command("RG.PYDUMPSESSIONS", "OWNER")}
+    assert owners == {"sa": "alice", "sb": "bob"}, owners
+    assert [e[-1] for e in t["alice"].execute_command("RG.PYDUMPSESSIONS", "OWNER")] == ["alice"]
+    assert len(r.execute_command("RG.PYDUMPSESSIONS")[0]) == 16, "the RedisGears shape without OWNER"
