@@ -4,7 +4,7 @@ This file is loaded once into every session's interpreter (a CPython sub-interpr
 mode; later a wasm instance) after `_gearbox` (the host functions) and `gears_pipeline` (readers
 and steps). The host runs a script with `_run_script(source)`; the names in `_EXPORTS` are the
 script's globals, as in RedisGears' GearsBuilder.py. Semantics follow
-`shared/spec/redisgears-1x.md`; quirks users depend on (flatmap order, sort() ascending,
+RedisGears 1.2's documented API; quirks users depend on (flatmap order, sort() ascending,
 aggregate's `a if a else zero`) are kept on purpose.
 """
 import builtins

@@ -10,7 +10,7 @@ which has no threads), a `gearsFuture` is continued from anywhere by `continueRu
 registration's inline run (nor inside MULTI or Lua), where RedisGears would move the execution
 to the background and gearbox refuses with an error instead.
 
-Errors and their texts follow RedisGears 1.2 (`shared/spec/redisgears-1x.md` §2.5).
+Errors and their texts follow RedisGears 1.2 (RedisGears 1.2's async records).
 """
 import sys
 import types

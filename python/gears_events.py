@@ -5,7 +5,7 @@ A registration's callbacks stay in this interpreter under a *handle*; the host k
 handle and a flat spec (`_flat_spec`), and fires an event with `fire(handle, record)`: a
 KeysReader key, a StreamReader batch read through the consumer group, a CommandReader trigger's
 arguments, or a time event. Argument checks and their texts follow RedisGears 1.2
-(`shared/spec/redisgears-1x.md` §2.3).
+(RedisGears 1.2's register() checks).
 """
 import types
 

@@ -1,7 +1,7 @@
 //! The one catalogue of user-visible error texts.
 //!
 //! Clients and user code match on these strings, so they are copied exactly from RedisGears 1.2
-//! (see `shared/spec/redisgears-1x.md`). Most lack an `ERR ` prefix because RedisGears replied them
+//! (RedisGears 1.2's replies, as its clients and tests match them). Most lack an `ERR ` prefix because RedisGears replied them
 //! with `RedisModule_ReplyWithError(ctx, "<text>")`, which sends the text as the whole error line;
 //! redis-py and gears-cli then show the text verbatim. The few that carry `ERR ` (RG.TRIGGER's)
 //! had it upstream too. Texts with a `{}` are formatted by [`EngineError`]'s `Display`.
