@@ -53,6 +53,7 @@ $(VENV)/.installed: tests/requirements.txt
 venv: $(VENV)/.installed
 
 lint: deps wasm-python
+	scripts/check-layers.sh
 	cargo fmt --all --check
 	@py="$(python-path)"; [ -n "$$py" ] || { scripts/find-python.sh; exit 1; }; \
 	PYO3_PYTHON="$$py" cargo clippy --release --locked --workspace --all-targets -- -D warnings

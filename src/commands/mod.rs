@@ -19,23 +19,7 @@ use redis_module::raw;
 
 use crate::host::redis_ffi::{self, Ctx};
 
-/// What a command handler answers.
-pub enum Reply {
-    Value(Value),
-    /// The client was blocked; someone replies later.
-    Blocked,
-    WrongArity,
-}
-
-impl Reply {
-    pub fn ok() -> Reply {
-        Reply::Value(Value::Status("OK".into()))
-    }
-
-    pub fn error(text: impl Into<String>) -> Reply {
-        Reply::Value(Value::Error(text.into()))
-    }
-}
+pub use crate::host::reply::Reply;
 
 pub type Handler = fn(Ctx, &[Vec<u8>]) -> Reply;
 

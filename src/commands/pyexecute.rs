@@ -7,7 +7,6 @@ use gearbox_engine::errors::{self, EngineError};
 use gearbox_engine::ids::{is_valid_session_id, random_session_id};
 use gearbox_engine::port::ScriptOutcome;
 use gearbox_engine::Value;
-use redis_module::raw;
 
 use super::{text, Reply};
 use crate::events::fire::PlanJob;
@@ -66,12 +65,7 @@ pub fn parse_options(args: &[Vec<u8>]) -> Result<Options, String> {
     Ok(opts)
 }
 
-/// Inside MULTI, Lua, or a context that may not block (e.g. `execute()` from a script).
-pub fn blocking_forbidden(ctx: Ctx) -> bool {
-    let flags = redis_ffi::context_flags(ctx);
-    let forbidden = raw::REDISMODULE_CTX_FLAGS_MULTI | raw::REDISMODULE_CTX_FLAGS_LUA | raw::REDISMODULE_CTX_FLAGS_DENY_BLOCKING;
-    flags & forbidden != 0
-}
+pub use crate::host::redis_ffi::blocking_forbidden;
 
 pub fn pyexecute(ctx: Ctx, args: &[Vec<u8>]) -> Reply {
     if args.len() < 2 {

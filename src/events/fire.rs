@@ -11,11 +11,11 @@ use gearbox_engine::errors::EngineError;
 use gearbox_engine::{Execution, Job, Mode, Outcome, Registration, RunControl, Session, StepInfo, Value};
 
 use super::command_ctx::{self, CommandCtx};
-use crate::commands::pyexecute::blocking_forbidden;
-use crate::commands::Reply;
 use crate::gearbox;
 use crate::host::lock::{self, RedisLock};
+use crate::host::redis_ffi::blocking_forbidden;
 use crate::host::redis_ffi::{self, Ctx};
+use crate::host::reply::Reply;
 use crate::host::{acl_users, redis_hooks};
 
 pub enum Fired {

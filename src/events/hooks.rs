@@ -18,11 +18,11 @@ use redis_module::raw;
 use super::command_ctx::{self, command_name, CommandCtx};
 use super::command_info;
 use super::fire::{fire, fire_for_client, Fired};
-use crate::commands::pyexecute::blocking_forbidden;
-use crate::commands::Reply;
 use crate::gearbox;
 use crate::host::command_filter::{self, FilteredCommand};
+use crate::host::redis_ffi::blocking_forbidden;
 use crate::host::redis_ffi::{self, Ctx};
+use crate::host::reply::Reply;
 
 pub const INNER_HOOK: &str = "RG.INNERHOOK";
 

@@ -14,23 +14,13 @@ use gearbox_engine::{Mode, Value};
 
 use super::fire::fire;
 use crate::gearbox;
+use crate::host::quiet::{self, quietly};
 use crate::host::redis_ffi::{self, Ctx};
 use crate::host::{acl_users, redis_hooks};
 
 thread_local! {
     /// Sync registrations running inline on this thread.
     static RUNNING: RefCell<Vec<String>> = const { RefCell::new(Vec::new()) };
-    /// gearbox itself is reading keys on this thread (a record's value, a key's type): the
-    /// `keymiss` such a read may raise is not an event of the user's.
-    static QUIET: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
-}
-
-/// Run `f` (gearbox's own key reads) without delivering the keyspace events it raises.
-pub fn quietly<T>(f: impl FnOnce() -> T) -> T {
-    let outer = QUIET.with(|q| q.replace(true));
-    let out = f();
-    QUIET.with(|q| q.set(outer));
-    out
 }
 
 /// The key's type as `keyTypes` names it.
@@ -54,7 +44,7 @@ fn key_type(key: &[u8]) -> &'static str {
 
 pub fn on_event(ctx: Ctx, event: &str, key: &[u8]) {
     let gb = gearbox::get();
-    if gb.engine.registrations.is_empty() || QUIET.with(|q| q.get()) || redis_hooks::events_muted(ctx) {
+    if gb.engine.registrations.is_empty() || quiet::is_quiet() || redis_hooks::events_muted(ctx) {
         return;
     }
     if event == "xadd" {

@@ -12,8 +12,10 @@ pub mod lock;
 mod log_limit;
 mod open_key;
 mod private_names;
+pub mod quiet;
 pub mod redis_ffi;
 pub mod redis_hooks;
+pub mod reply;
 pub mod top_level;
 
 use std::collections::HashMap;
@@ -140,13 +142,13 @@ impl Host for RedisHost {
 
     fn read_keys(&self, keys: &[Vec<u8>], read_value: bool) -> Vec<KeyRecord> {
         let _lock = (read_value && !keys.is_empty()).then(RedisLock::acquire);
-        crate::events::keyspace::quietly(|| keys.iter().filter_map(|k| keys::read_key(self, k, read_value)).collect())
+        quiet::quietly(|| keys.iter().filter_map(|k| keys::read_key(self, k, read_value)).collect())
     }
 
     fn scan_keys(&self, scan: u64, pattern: &[u8], read_value: bool) -> Result<(u64, Vec<KeyRecord>), String> {
         let _lock = RedisLock::acquire();
         let (next, (seen, _)) = self.walk_keys(scan, pattern, read_value, false)?;
-        let records = crate::events::keyspace::quietly(|| {
+        let records = quiet::quietly(|| {
             seen.into_iter()
                 .filter_map(|s| match s {
                     key_scan::Seen::Record(r) => Some(r),

@@ -123,6 +123,13 @@ pub fn context_flags(ctx: Ctx) -> u32 {
     unsafe { raw::RedisModule_GetContextFlags.expect("API")(ctx.0) as u32 }
 }
 
+/// Inside MULTI, Lua, or a context that may not block (e.g. `execute()` from a script).
+pub fn blocking_forbidden(ctx: Ctx) -> bool {
+    let flags = context_flags(ctx);
+    let forbidden = raw::REDISMODULE_CTX_FLAGS_MULTI | raw::REDISMODULE_CTX_FLAGS_LUA | raw::REDISMODULE_CTX_FLAGS_DENY_BLOCKING;
+    flags & forbidden != 0
+}
+
 /// Text safe to pass as a C string to Redis (NUL and CR/LF would cut or break the protocol).
 fn c_text(s: &str) -> CString {
     let cleaned: String = s.chars().map(|c| if c == '\0' || c == '\r' || c == '\n' { ' ' } else { c }).collect();
