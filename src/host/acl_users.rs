@@ -112,9 +112,9 @@ pub fn acting_as<R>(name: Option<String>, f: impl FnOnce() -> R) -> R {
     f()
 }
 
-/// Who a call made on this thread acts as: the override, else `owner`.
-pub fn acting_name(owner: Option<&str>) -> Option<String> {
-    ACTING_AS.with(|a| a.borrow().clone()).or_else(|| owner.map(str::to_string))
+/// The user a job on this thread acts as instead of its owner, if any (see [`acting_as`]).
+pub fn override_name() -> Option<String> {
+    ACTING_AS.with(|a| a.borrow().clone())
 }
 
 /// The handle of the user called `name`, or the error text when it is gone or disabled. The

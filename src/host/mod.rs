@@ -42,6 +42,8 @@ pub struct RedisHost {
     next_scan: AtomicU64,
     log_limit: Mutex<log_limit::LogLimit>,
     session_id: OnceLock<String>,
+    /// The owner's user handle and the ACL generation it was looked up in (see `acting_user`).
+    owner_handle: Mutex<Option<(u64, Arc<User>)>>,
 }
 
 impl RedisHost {
@@ -56,6 +58,7 @@ impl RedisHost {
             next_scan: AtomicU64::new(1),
             log_limit: Mutex::new(log_limit::LogLimit::new()),
             session_id: OnceLock::new(),
+            owner_handle: Mutex::new(None),
         }
     }
 
@@ -87,8 +90,22 @@ impl RedisHost {
     /// The handle of the user this session acts as; the caller holds the Redis lock and drops
     /// the handle before letting go of it.
     fn acting_user(&self) -> Result<Arc<User>, String> {
-        let name = acl_users::acting_name(self.user_name.as_deref()).ok_or("NOPERM gearbox: this session has no ACL user to act as")?;
-        acl_users::resolve(&name)
+        if let Some(caller) = acl_users::override_name() {
+            return acl_users::resolve(&caller);
+        }
+        let name = self.user_name.as_deref().ok_or("NOPERM gearbox: this session has no ACL user to act as")?;
+        // Every execute() asks: the owner's handle is kept per ACL generation, so the common
+        // case is one atomic load and an Arc clone (no name hashing, no allocation).
+        let generation = acl_users::generation();
+        let mut cached = self.owner_handle.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((at, user)) = cached.as_ref() {
+            if *at == generation {
+                return Ok(user.clone());
+            }
+        }
+        let user = acl_users::resolve(name)?;
+        *cached = Some((generation, user.clone()));
+        Ok(user)
     }
 }
 
