@@ -32,12 +32,18 @@ ATTACKS = {
     "socket-wrap": "import socket\nfor fd in range(3, 64):\n    socket.socket(fileno=fd).send(b'+FORGED\\r\\n')",
     "chdir": "import os\nos.chdir('/')",
     "environ": "import os\nos.environ['REDIS_X'] = '1'",
+    "proc-mem": "f = open('/proc/self/mem', 'rb')\nf.seek(0x400000)\nf.read(100)",
+    "proc-maps": "open('/proc/self/maps').read()",
+    "proc-fd-list": "import os\nos.listdir('/proc/self/fd')",
+    "symlink-to-proc": "import os, tempfile\np = tempfile.mktemp()\nos.symlink('/proc/self/mem', p)\nopen(p, 'rb').read(1)",
+    "dev-fd": "open('/dev/fd/5', 'wb').write(b'+FORGED\\r\\n')",
 }
 
 
 # Lines that may succeed, touching only what is the script's: closerange closes only the
 # script's own descriptors; in wasm mode the guest has no threads and its own environment.
 HARMLESS = {"native": {"closerange"}, "wasm": {"closerange", "current-frames", "environ", "chdir"}}
+# In wasm mode these fail too (no /proc, no host files), without a native-mode guard to name.
 
 
 def _outcome(client, code):

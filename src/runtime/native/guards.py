@@ -10,6 +10,7 @@ away, each refusal naming its rule (PermissionError / ImportError "… native-mo
   * other interpreters: ctypes and the interpreter-management modules cannot be imported, and
     sys._current_frames() is refused; hand-made code objects (code.replace, CodeType(...)) too;
   * sockets, unless the operator loads gearbox with `NativeSockets 1`;
+  * the process' own files (/proc, /sys, /dev by real path) and os.symlink;
   * time.sleep sleeps in short slices, so ScriptTimeoutMS and RG.ABORTEXECUTION stop it.
 The audit hook is CPython's (sys.addaudithook: per interpreter, cannot be removed); the
 functions that raise no audit event are replaced. This hardens, it does not sandbox: wasm mode
@@ -82,7 +83,7 @@ def _install():
 
 
 def _audit(event, args, isinstance=isinstance, int=int, owned=_gearbox.fd_owned, config=_gearbox.config_get,
-           getframe=sys._getframe):
+           getframe=sys._getframe, realpath=os.path.realpath, fspath=os.fspath, fsdecode=os.fsdecode):
     """Refuse what would reach outside the script's interpreter. Its data lives in constants of
     its own code and in its defaults; the function itself is unreachable once installed (its
     name is deleted, gc's object walks are refused), so a script cannot widen it by patching
@@ -97,9 +98,25 @@ def _audit(event, args, isinstance=isinstance, int=int, owned=_gearbox.fd_owned,
         return
     if event == "open":
         path = args[0]
-        if isinstance(path, int) and path >= 0 and not owned(path):
-            raise PermissionError("gearbox: open(%d) refused: file descriptor %d was not opened by this script (native-mode guard)" % (path, path))
+        if isinstance(path, int):
+            if path >= 0 and not owned(path):
+                raise PermissionError("gearbox: open(%d) refused: file descriptor %d was not opened by this script (native-mode guard)" % (path, path))
+            return
+        event, args = "os.listdir", (path,)
+    if event in {"os.listdir", "os.scandir", "os.truncate", "os.chmod", "os.chown", "os.link", "os.rename", "os.remove", "os.rmdir", "os.mkdir"}:
+        # The process' own files: its memory, descriptors and devices (/proc, /sys, /dev) are
+        # Redis' and every other script's. The real path is checked, so a symlink does not help.
+        try:
+            real = realpath(fsdecode(fspath(args[0])))
+        except Exception:
+            return
+        if real in {"/dev/null", "/dev/zero", "/dev/random", "/dev/urandom"}:
+            return
+        if real in {"/proc", "/sys", "/dev"} or real.startswith(("/proc/", "/sys/", "/dev/")):
+            raise PermissionError("gearbox: %s is not allowed in a script (native-mode guard: the process' own files)" % real)
         return
+    if event in {"os.symlink"}:
+        raise PermissionError("gearbox: os.symlink is not allowed in a script (native-mode guard)")
     if event == "code.__new__" or (event == "object.__setattr__" and args[1] == "__code__"):
         # The standard library's own use: types.coroutine only sets a flag on a function's code.
         caller = getframe(1).f_code
