@@ -4,6 +4,7 @@
 //! permissions, in script mode, after gearbox's own refusals (`script_calls`).
 
 pub mod acl_users;
+pub mod blocked_client;
 pub mod command_filter;
 mod key_scan;
 pub mod key_type;
