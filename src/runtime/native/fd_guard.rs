@@ -88,6 +88,8 @@ fn type_error(usage: &str) -> *mut ffi::PyObject {
     unsafe { raise(ffi::PyExc_TypeError, usage) }
 }
 
+/// A `_gearbox.fd_*` function: its body returns the result object, or (as `Err`) the NULL of a
+/// raised exception, so refusals propagate with `?`.
 macro_rules! fd_function {
     ($name:ident, |$module:ident, $args:ident| $body:block) => {
         pub unsafe extern "C" fn $name(
@@ -99,7 +101,8 @@ macro_rules! fd_function {
                 // SAFETY: called by CPython with the GIL of the module's interpreter.
                 unsafe {
                     let $args = args_slice(args, nargs);
-                    $body
+                    let result: Result<*mut ffi::PyObject, *mut ffi::PyObject> = (|| $body)();
+                    result.unwrap_or_else(|raised| raised)
                 }
             })
         }
@@ -127,30 +130,30 @@ unsafe fn owned_fd(module: *mut ffi::PyObject, args: &[*mut ffi::PyObject], i: u
 }
 
 fd_function!(fd_open, |module, args| {
-    let Some(&path) = args.first() else { return type_error("os.open(path, flags, mode=0o777)") };
-    let Some(flags) = int_arg(args, 1) else { return type_error("os.open(path, flags, mode=0o777)") };
+    let Some(&path) = args.first() else { return Err(type_error("os.open(path, flags, mode=0o777)")) };
+    let Some(flags) = int_arg(args, 1) else { return Err(type_error("os.open(path, flags, mode=0o777)")) };
     let mode = if args.len() > 2 { int_arg(args, 2) } else { Some(0o777) };
-    let Some(mode) = mode else { return ptr::null_mut() };
+    let Some(mode) = mode else { return Err(ptr::null_mut()) };
     let mut encoded: *mut ffi::PyObject = ptr::null_mut();
     if ffi::PyUnicode_FSConverter(path, &mut encoded as *mut *mut ffi::PyObject as *mut std::ffi::c_void) == 0 {
-        return ptr::null_mut();
+        return Err(ptr::null_mut());
     }
     let fd = libc::open(ffi::PyBytes_AsString(encoded), flags as c_int | libc::O_CLOEXEC, mode as libc::c_uint);
     ffi::Py_DecRef(encoded);
     if fd < 0 {
-        return os_error();
+        return Err(os_error());
     }
     with_owned(module, |o| o.record(fd));
-    ffi::PyLong_FromLong(fd as c_long)
+    Ok(ffi::PyLong_FromLong(fd as c_long))
 });
 
 fd_function!(fd_pipe, |module, args| {
     // An optional argument adds pipe2 flags (O_NONBLOCK: gears_async's self-pipe).
     let extra = if args.is_empty() { Some(0) } else { int_arg(args, 0) };
-    let Some(extra) = extra else { return ptr::null_mut() };
+    let Some(extra) = extra else { return Err(ptr::null_mut()) };
     let mut fds = [0 as c_int; 2];
     if libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC | (extra as c_int & libc::O_NONBLOCK)) != 0 {
-        return os_error();
+        return Err(os_error());
     }
     with_owned(module, |o| {
         o.record(fds[0]);
@@ -160,136 +163,109 @@ fd_function!(fd_pipe, |module, args| {
     let pair = ffi::PyTuple_Pack(2, r, w);
     ffi::Py_DecRef(r);
     ffi::Py_DecRef(w);
-    pair
+    Ok(pair)
 });
 
 fd_function!(fd_dup, |module, args| {
-    let fd = match owned_fd(module, args, 0, "dup") {
-        Ok(fd) => fd,
-        Err(e) => return e,
-    };
+    let fd = owned_fd(module, args, 0, "dup")?;
     let new = libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 0);
     if new < 0 {
-        return os_error();
+        return Err(os_error());
     }
     with_owned(module, |o| o.record(new));
-    ffi::PyLong_FromLong(new as c_long)
+    Ok(ffi::PyLong_FromLong(new as c_long))
 });
 
 fd_function!(fd_dup2, |module, args| {
-    let fd = match owned_fd(module, args, 0, "dup2") {
-        Ok(fd) => fd,
-        Err(e) => return e,
-    };
-    let fd2 = match owned_fd(module, args, 1, "dup2") {
-        Ok(fd) => fd,
-        Err(e) => return e,
-    };
+    let fd = owned_fd(module, args, 0, "dup2")?;
+    let fd2 = owned_fd(module, args, 1, "dup2")?;
     if libc::dup2(fd, fd2) < 0 {
-        return os_error();
+        return Err(os_error());
     }
     with_owned(module, |o| o.record(fd2));
-    ffi::PyLong_FromLong(fd2 as c_long)
+    Ok(ffi::PyLong_FromLong(fd2 as c_long))
 });
 
 fd_function!(fd_close, |module, args| {
-    let fd = match owned_fd(module, args, 0, "close") {
-        Ok(fd) => fd,
-        Err(e) => return e,
-    };
+    let fd = owned_fd(module, args, 0, "close")?;
     with_owned(module, |o| o.forget(fd));
     if libc::close(fd) != 0 {
-        return os_error();
+        return Err(os_error());
     }
-    ffi::Py_NewRef(ffi::Py_None())
+    Ok(ffi::Py_NewRef(ffi::Py_None()))
 });
 
 fd_function!(fd_closerange, |module, args| {
-    let (Some(lo), Some(hi)) = (int_arg(args, 0), int_arg(args, 1)) else { return type_error("os.closerange(fd_low, fd_high)") };
+    let (Some(lo), Some(hi)) = (int_arg(args, 0), int_arg(args, 1)) else { return Err(type_error("os.closerange(fd_low, fd_high)")) };
     for fd in with_owned(module, |o| o.in_range(lo as c_int, hi as c_int)) {
         if with_owned(module, |o| o.owns(fd)) {
             with_owned(module, |o| o.forget(fd));
             libc::close(fd);
         }
     }
-    ffi::Py_NewRef(ffi::Py_None())
+    Ok(ffi::Py_NewRef(ffi::Py_None()))
 });
 
 fd_function!(fd_read, |module, args| {
-    let fd = match owned_fd(module, args, 0, "read") {
-        Ok(fd) => fd,
-        Err(e) => return e,
-    };
-    let Some(n) = int_arg(args, 1).filter(|n| *n >= 0) else { return type_error("os.read(fd, n): n must be a non-negative int") };
+    let fd = owned_fd(module, args, 0, "read")?;
+    let Some(n) = int_arg(args, 1).filter(|n| *n >= 0) else { return Err(type_error("os.read(fd, n): n must be a non-negative int")) };
     let mut buf = vec![0u8; n as usize];
     let save = ffi::PyEval_SaveThread();
     let got = libc::read(fd, buf.as_mut_ptr() as *mut libc::c_void, buf.len());
     ffi::PyEval_RestoreThread(save);
     if got < 0 {
-        return os_error();
+        return Err(os_error());
     }
-    ffi::PyBytes_FromStringAndSize(buf.as_ptr() as *const std::ffi::c_char, got as ffi::Py_ssize_t)
+    Ok(ffi::PyBytes_FromStringAndSize(buf.as_ptr() as *const std::ffi::c_char, got as ffi::Py_ssize_t))
 });
 
 fd_function!(fd_write, |module, args| {
-    let fd = match owned_fd(module, args, 0, "write") {
-        Ok(fd) => fd,
-        Err(e) => return e,
-    };
-    let Some(&data) = args.get(1) else { return type_error("os.write(fd, data)") };
+    let fd = owned_fd(module, args, 0, "write")?;
+    let Some(&data) = args.get(1) else { return Err(type_error("os.write(fd, data)")) };
     let mut view: ffi::Py_buffer = std::mem::zeroed();
     if ffi::PyObject_GetBuffer(data, &mut view, ffi::PyBUF_SIMPLE) != 0 {
-        return ptr::null_mut();
+        return Err(ptr::null_mut());
     }
     let save = ffi::PyEval_SaveThread();
     let wrote = libc::write(fd, view.buf as *const libc::c_void, view.len as usize);
     ffi::PyEval_RestoreThread(save);
     ffi::PyBuffer_Release(&mut view);
     if wrote < 0 {
-        return os_error();
+        return Err(os_error());
     }
-    ffi::PyLong_FromSsize_t(wrote as ffi::Py_ssize_t)
+    Ok(ffi::PyLong_FromSsize_t(wrote as ffi::Py_ssize_t))
 });
 
 fd_function!(fd_lseek, |module, args| {
-    let fd = match owned_fd(module, args, 0, "lseek") {
-        Ok(fd) => fd,
-        Err(e) => return e,
-    };
-    let (Some(pos), Some(how)) = (int_arg(args, 1), int_arg(args, 2)) else { return type_error("os.lseek(fd, pos, how)") };
+    let fd = owned_fd(module, args, 0, "lseek")?;
+    let (Some(pos), Some(how)) = (int_arg(args, 1), int_arg(args, 2)) else { return Err(type_error("os.lseek(fd, pos, how)")) };
     let at = libc::lseek(fd, pos as libc::off_t, how as c_int);
     if at < 0 {
-        return os_error();
+        return Err(os_error());
     }
-    ffi::PyLong_FromLongLong(at as i64)
+    Ok(ffi::PyLong_FromLongLong(at as i64))
 });
 
 fd_function!(fd_ftruncate, |module, args| {
-    let fd = match owned_fd(module, args, 0, "ftruncate") {
-        Ok(fd) => fd,
-        Err(e) => return e,
-    };
-    let Some(length) = int_arg(args, 1) else { return type_error("os.ftruncate(fd, length)") };
+    let fd = owned_fd(module, args, 0, "ftruncate")?;
+    let Some(length) = int_arg(args, 1) else { return Err(type_error("os.ftruncate(fd, length)")) };
     if libc::ftruncate(fd, length as libc::off_t) != 0 {
-        return os_error();
+        return Err(os_error());
     }
-    ffi::Py_NewRef(ffi::Py_None())
+    Ok(ffi::Py_NewRef(ffi::Py_None()))
 });
 
 fd_function!(fd_fsync, |module, args| {
-    let fd = match owned_fd(module, args, 0, "fsync") {
-        Ok(fd) => fd,
-        Err(e) => return e,
-    };
+    let fd = owned_fd(module, args, 0, "fsync")?;
     if libc::fsync(fd) != 0 {
-        return os_error();
+        return Err(os_error());
     }
-    ffi::Py_NewRef(ffi::Py_None())
+    Ok(ffi::Py_NewRef(ffi::Py_None()))
 });
 
 fd_function!(fd_owned, |module, args| {
-    let Some(fd) = int_arg(args, 0) else { return type_error("owned(fd)") };
-    ffi::PyBool_FromLong(with_owned(module, |o| o.owns(fd as c_int)) as c_long)
+    let Some(fd) = int_arg(args, 0) else { return Err(type_error("owned(fd)")) };
+    Ok(ffi::PyBool_FromLong(with_owned(module, |o| o.owns(fd as c_int)) as c_long))
 });
 
 #[cfg(test)]
