@@ -17,19 +17,22 @@ pub fn refusal(argv: &[&[u8]]) -> Option<String> {
     if !matches!(name.first().map(u8::to_ascii_lowercase), Some(b'b' | b'r' | b'x')) {
         return None;
     }
-    let lower = String::from_utf8_lossy(name).to_ascii_lowercase();
-    if is_internal(&lower) {
-        return Some(format!("ERR '{lower}' is internal to gearbox and cannot be called from a script"));
+    // Compared in place: this runs on every execute() (xadd, rpush… start with these letters).
+    let is = |word: &str| name.eq_ignore_ascii_case(word.as_bytes());
+    let lower = || String::from_utf8_lossy(name).to_ascii_lowercase();
+    if is_internal(name) {
+        return Some(format!("ERR '{}' is internal to gearbox and cannot be called from a script", lower()));
     }
-    if BLOCKING.contains(&lower.as_str()) || (matches!(lower.as_str(), "xread" | "xreadgroup") && has_block_option(argv)) {
-        return Some(format!("ERR blocking command '{lower}' is not allowed from a script"));
+    if BLOCKING.iter().any(|b| is(b)) || ((is("xread") || is("xreadgroup")) && has_block_option(argv)) {
+        return Some(format!("ERR blocking command '{}' is not allowed from a script", lower()));
     }
     None
 }
 
 /// gearbox's own commands that only replication, loading or the command filter may send.
-pub fn is_internal(lower_name: &str) -> bool {
-    lower_name.starts_with("rg.inner") || lower_name == "rg.pyfreeinterpreter"
+pub fn is_internal(name: &[u8]) -> bool {
+    let prefix = b"rg.inner";
+    (name.len() >= prefix.len() && name[..prefix.len()].eq_ignore_ascii_case(prefix)) || name.eq_ignore_ascii_case(b"rg.pyfreeinterpreter")
 }
 
 const BLOCKING: &[&str] = &["blpop", "brpop", "brpoplpush", "blmove", "blmpop", "bzpopmin", "bzpopmax", "bzmpop"];

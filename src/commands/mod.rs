@@ -53,9 +53,9 @@ pub unsafe fn dispatch(ctx: *mut raw::RedisModuleCtx, argv: *mut *mut raw::Redis
     let outcome = std::panic::catch_unwind(|| {
         // SAFETY: the command's arguments, as Redis passed them to this entry point.
         let args = unsafe { redis_ffi::args_of(argv, argc) };
-        let name = args.first().map(|n| text(n).to_ascii_lowercase()).unwrap_or_default();
-        if COMMANDS.iter().any(|(n, _, flags, _)| *n == name && flags.contains("admin")) {
-            if let Err(refused) = admin_guard(ctx, &name.to_ascii_uppercase()) {
+        let name = args.first().map(Vec::as_slice).unwrap_or_default();
+        if COMMANDS.iter().any(|(n, _, flags, _)| n.as_bytes().eq_ignore_ascii_case(name) && flags.contains("admin")) {
+            if let Err(refused) = admin_guard(ctx, &text(name).to_ascii_uppercase()) {
                 return refused;
             }
         }
