@@ -37,12 +37,16 @@ ATTACKS = {
     "proc-fd-list": "import os\nos.listdir('/proc/self/fd')",
     "symlink-to-proc": "import os, tempfile\np = tempfile.mktemp()\nos.symlink('/proc/self/mem', p)\nopen(p, 'rb').read(1)",
     "dev-fd": "open('/dev/fd/5', 'wb').write(b'+FORGED\\r\\n')",
+    "mmap-fd": "import mmap\nfor fd in range(3, 64):\n    mmap.mmap(fd, 4096)",
+    "fcntl-fd": "import fcntl, os\nfor fd in range(3, 64):\n    fcntl.fcntl(fd, fcntl.F_SETFL, 0)",
+    "gc-walk": "import gc\ngc.get_objects()",
+    "replace-code": "f = lambda: 0\nf.__code__ = (lambda: 1).__code__",
 }
 
 
 # Lines that may succeed, touching only what is the script's: closerange closes only the
 # script's own descriptors; in wasm mode the guest has no threads and its own environment.
-HARMLESS = {"native": {"closerange"}, "wasm": {"closerange", "current-frames", "environ", "chdir"}}
+HARMLESS = {"native": {"closerange"}, "wasm": {"closerange", "current-frames", "environ", "chdir", "gc-walk", "replace-code"}}
 # In wasm mode these fail too (no /proc, no host files), without a native-mode guard to name.
 
 

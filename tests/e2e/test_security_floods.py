@@ -4,7 +4,7 @@ import time
 
 import pytest
 
-from gb_helpers import pyexec, pyexec_error
+from gb_helpers import pyexec, pyexec_error, wait_until
 from security_helpers import assert_healthy, error_of, make_tenants
 
 
@@ -13,19 +13,10 @@ def t(server, r):
     return make_tenants(server, r)
 
 
-def _wait_for(predicate, timeout=10.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return predicate()
-
-
 def test_a_log_flood_is_cut_to_the_budget_and_counted(server, r, t):
     pyexec(t["alice"], "for i in range(20000):\n    log('flood-line %d' % i)")
     pyexec(t["alice"], "for i in range(20000):\n    print('print-line %d' % i)")
-    assert _wait_for(lambda: server.log_text().count("lines dropped") >= 2), server.log_tail()
+    wait_until(lambda: server.log_text().count("lines dropped") >= 2, what="two dropped-lines summaries")
     text = server.log_text()
     assert text.count("flood-line") <= 300, text.count("flood-line")
     assert text.count("print-line") <= 300, text.count("print-line")
@@ -36,7 +27,7 @@ def test_a_log_flood_is_cut_to_the_budget_and_counted(server, r, t):
 def test_the_log_budget_is_a_config(server, r, t):
     assert r.execute_command("RG.CONFIGSET", "LogLinesPerSecond", "5") == ["OK"]
     pyexec(t["alice"], "for i in range(50):\n    log('few-line %d' % i)")
-    assert _wait_for(lambda: "lines dropped" in server.log_text())
+    wait_until(lambda: "lines dropped" in server.log_text(), what="the dropped-lines summary")
     assert server.log_text().count("few-line") == 5
     assert_healthy(server, r)
 
@@ -47,7 +38,7 @@ def test_a_registration_firing_itself_stops_at_max_trigger_depth(server, r, t, r
     pyexec(alice, f"GB().foreach(lambda x: execute('INCR', 'a:n')).register(prefix='a:n', mode={reg_mode!r})")
     alice.set("a:n", "0")
     if reg_mode != "sync":  # a sync registration is never fired from inside itself
-        assert _wait_for(lambda: "MaxTriggerDepth" in server.log_text())
+        wait_until(lambda: "MaxTriggerDepth" in server.log_text(), what="the MaxTriggerDepth log line")
     time.sleep(0.5)
     first = int(alice.get("a:n"))
     time.sleep(0.5)
@@ -60,7 +51,7 @@ def test_max_trigger_depth_is_a_config(server, r, t):
     assert r.execute_command("RG.CONFIGSET", "MaxTriggerDepth", "3") == ["OK"]
     pyexec(t["alice"], "GB().foreach(lambda x: execute('INCR', 'a:m')).register(prefix='a:m', mode='async_local')")
     t["alice"].set("a:m", "0")
-    assert _wait_for(lambda: "MaxTriggerDepth" in server.log_text())
+    wait_until(lambda: "MaxTriggerDepth" in server.log_text(), what="the MaxTriggerDepth log line")
     time.sleep(0.3)
     assert t["alice"].get("a:m") == "3"
 
@@ -118,7 +109,7 @@ def test_unblocking_executions_per_user(server, r, t):
     err = pyexec_error(t["alice"], slow, "UNBLOCKING")
     assert "MaxUnblockingExecutionsPerUser" in err, err
     assert pyexec(t["bob"], slow, "UNBLOCKING")
-    assert _wait_for(lambda: r.execute_command("RG.GETEXECUTION", eid)[0][3][1] == "done")
+    wait_until(lambda: r.execute_command("RG.GETEXECUTION", eid)[0][3][1] == "done", what="the first execution to finish")
     assert pyexec(t["alice"], slow, "UNBLOCKING")
     assert_healthy(server, r)
 
@@ -163,10 +154,10 @@ def assert_healthy_within(server, seconds):
 
 def test_a_deleted_owners_time_event_stops(server, r, t):
     pyexec(t["alice"], "registerTE(1, lambda: execute('INCR', 'a:ticks'))\nGB('CommandReader').register(trigger='ticker')")
-    assert _wait_for(lambda: r.get("a:ticks") is not None, timeout=5)
+    wait_until(lambda: r.get("a:ticks") is not None, timeout=5, what="the time event to tick")
     t["alice"].close()
     r.execute_command("ACL", "DELUSER", "alice")
-    assert _wait_for(lambda: "time event of session" in server.log_text() and "stopped" in server.log_text(), timeout=5)
+    wait_until(lambda: "time event of session" in server.log_text() and "stopped" in server.log_text(), timeout=5, what="the stop log line")
     ticks = r.get("a:ticks")
     time.sleep(1.5)
     assert r.get("a:ticks") == ticks
