@@ -6,21 +6,9 @@
 
 use gearbox_engine::errors::EngineError;
 
-/// Which runtime gives each script its interpreter.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Mode {
-    Native,
-    Wasm,
-}
-
-impl Mode {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Mode::Native => "native",
-            Mode::Wasm => "wasm",
-        }
-    }
-}
+/// `mode native|wasm`: which runtime gives scripts their interpreters (the engine's kinds).
+pub use gearbox_engine::RuntimeKind as Mode;
+use gearbox_engine::RuntimePolicy;
 
 struct NumericSpec {
     name: &'static str,
@@ -48,6 +36,8 @@ const NUMERIC: &[NumericSpec] = &[
     NumericSpec { name: "InterpreterPoolSize", default: 2, min: 0, runtime: false },
     // wasm mode: linear-memory cap of each script's instance (read when a session starts).
     NumericSpec { name: "WasmMemoryLimitMB", default: 256, min: 16, runtime: true },
+    // native mode: memory cap of each script's interpreter (read when a session starts; 0: none).
+    NumericSpec { name: "NativeMemoryLimitMB", default: 1024, min: 0, runtime: true },
     // wasm mode: pre-started instances kept ready for the next RG.PYEXECUTE.
     NumericSpec { name: "WasmWarmInstances", default: 2, min: 0, runtime: false },
     // native mode: whether scripts may use sockets (0: refused by the native-mode guards).
@@ -71,6 +61,9 @@ const STRINGS: &[(&str, &str)] = &[
     ("PythonInstallationDir", ""),
     // wasm mode: the CPython-WASI guest file; empty = the path baked in at build time.
     ("WasmPythonPath", ""),
+    // The runtime policy: ACL users (comma-separated) whose sessions may run natively; when set,
+    // both runtimes run and everyone else's sessions run in wasm (`engine/src/runtime_policy.rs`).
+    ("NativeUsers", ""),
 ];
 
 /// What RG.CONFIGGET answers for one name.
@@ -138,17 +131,14 @@ impl Config {
         for pair in args.chunks(2) {
             let (name, value) = (&pair[0], &pair[1]);
             if name.eq_ignore_ascii_case("mode") {
-                config.mode = match value.to_ascii_lowercase().as_str() {
-                    "native" => Mode::Native,
-                    "wasm" => Mode::Wasm,
-                    _ => return Err(format!("mode must be 'native' or 'wasm', got '{value}'")),
-                };
+                config.mode = Mode::parse(value).ok_or_else(|| format!("mode must be 'native' or 'wasm', got '{value}'"))?;
             } else if name.eq_ignore_ascii_case("Plugin") {
                 config.plugins.push(value.clone());
             } else {
                 config.set_one(name, value, true)?;
             }
         }
+        config.runtime_policy()?;
         Ok(config)
     }
 
@@ -245,6 +235,12 @@ impl Config {
 
     pub fn wasm_python_path(&self) -> Option<String> {
         string_index("WasmPythonPath", true).map(|i| self.strings[i].clone()).filter(|p| !p.is_empty())
+    }
+
+    /// `mode` and `NativeUsers` as the runtime policy (checked at load, so it parses).
+    pub fn runtime_policy(&self) -> Result<RuntimePolicy, String> {
+        let users = string_index("NativeUsers", true).map(|i| self.strings[i].as_str()).unwrap_or("");
+        RuntimePolicy::new(self.mode, users)
     }
 
     pub fn interpreter_pool_size(&self) -> usize {

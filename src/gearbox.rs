@@ -3,22 +3,23 @@
 
 use std::sync::{OnceLock, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
-use gearbox_engine::{Engine, Runtime};
+use gearbox_engine::Engine;
 
 use crate::config::Config;
+use crate::runtime::Runtimes;
 
 pub struct Gearbox {
     config: RwLock<Config>,
     pub engine: Engine,
-    pub runtime: Box<dyn Runtime>,
+    pub runtimes: Runtimes,
 }
 
 static GEARBOX: OnceLock<Gearbox> = OnceLock::new();
 
 /// Install the global state (once, at load).
-pub fn install(config: Config, engine: Engine, runtime: Box<dyn Runtime>) -> Result<(), String> {
+pub fn install(config: Config, engine: Engine, runtimes: Runtimes) -> Result<(), String> {
     GEARBOX
-        .set(Gearbox { config: RwLock::new(config), engine, runtime })
+        .set(Gearbox { config: RwLock::new(config), engine, runtimes })
         .map_err(|_| "gearbox is already loaded in this process".to_string())
 }
 

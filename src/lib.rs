@@ -32,10 +32,10 @@ fn load(ctx: Ctx, argv: *mut *mut raw::RedisModuleString, argc: c_int) -> Result
         .collect::<Result<_, _>>()?;
     let config = config::Config::from_load_args(&args)?;
     redis_ffi::init_globals(ctx);
-    let runtime = runtime::start(&config)?;
+    let runtimes = runtime::Runtimes::start(&config)?;
     let engine = Engine::new(config.execution_threads()).map_err(|e| format!("could not start the execution threads: {e}"))?;
-    let mode = config.mode;
-    gearbox::install(config, engine, runtime)?;
+    let loaded = loaded_line(&runtimes.policy);
+    gearbox::install(config, engine, runtimes)?;
     commands::register_all(ctx)?;
     host::redis_hooks::install(
         ctx,
@@ -49,17 +49,23 @@ fn load(ctx: Ctx, argv: *mut *mut raw::RedisModuleString, argc: c_int) -> Result
     events::hooks::install(ctx)?;
     events::keyed_timers::install_type(ctx)?;
     redis_ffi::register_info(ctx, Some(commands::info::info));
-    redis_ffi::log_with(
-        ctx,
-        "notice",
-        &format!(
-            "gearbox loaded: mode {}, Python {}, {} execution threads",
-            mode.as_str(),
-            runtime::python_version(mode),
-            gearbox::get().engine.execution_threads()
-        ),
-    );
+    redis_ffi::log_with(ctx, "notice", &format!("{loaded}, {} execution threads", gearbox::get().engine.execution_threads()));
     Ok(())
+}
+
+/// The load log line's start: the mode, the policy if any, the Python version of each runtime.
+fn loaded_line(policy: &gearbox_engine::RuntimePolicy) -> String {
+    let mode = policy.default;
+    match &policy.native_users {
+        None => format!("gearbox loaded: mode {}, Python {}", mode.as_str(), runtime::python_version(mode)),
+        Some(users) => format!(
+            "gearbox loaded: native and wasm sessions (native allowed to {}, default {}; everyone else wasm), Python {} and {}",
+            users.join(","),
+            mode.as_str(),
+            runtime::python_version(gearbox_engine::RuntimeKind::Native),
+            runtime::python_version(gearbox_engine::RuntimeKind::Wasm)
+        ),
+    }
 }
 
 /// Called by Redis on `--loadmodule` / `MODULE LOAD`.

@@ -84,6 +84,15 @@ pub enum EngineError {
     TriggerTakenInSession,
     #[error("Can not replace an existing session {0} with {1}")]
     ReplaceExisting(String, String),
+    /// gearbox's own: `RUNTIME x` on a server that does not run x.
+    #[error("gearbox: this server does not run {0} sessions (load it with NativeUsers to run both runtimes)")]
+    RuntimeNotLoaded(&'static str),
+    /// gearbox's own: `RUNTIME native` from a user the NativeUsers policy does not name.
+    #[error("NOPERM gearbox: the ACL user '{0}' may not run {1} sessions on this server (NativeUsers)")]
+    RuntimeNotAllowed(String, &'static str),
+    /// gearbox's own: a RUNTIME value that is not a runtime.
+    #[error("RUNTIME must be 'native' or 'wasm', got '{0}'")]
+    BadRuntime(String),
     /// Text produced by a script or a runtime, passed through unchanged.
     #[error("{0}")]
     Script(String),

@@ -8,6 +8,7 @@
 
 use crate::codec::{self, text_of};
 use crate::registrations::RegistrationRegistry;
+use crate::runtime_policy::RuntimeKind;
 use crate::session::Recipe;
 use crate::value::Value;
 
@@ -32,19 +33,29 @@ impl SavedSession {
             Value::Array(self.recipe.journal.clone()),
             self.recipe.user.clone().map(Value::bulk).unwrap_or(Value::Nil),
             Value::Array(self.registrations.iter().map(|(h, id)| Value::Array(vec![Value::Int(*h), Value::bulk(id.clone())])).collect()),
+            self.recipe.runtime.map(|k| Value::bulk(k.as_str())).unwrap_or(Value::Nil),
         ])
     }
 
     fn from_value(v: &Value) -> Result<SavedSession, String> {
         let Value::Array(parts) = v else { return Err("a saved session is not an array".into()) };
-        let [id, desc, source, Value::Array(journal), user, Value::Array(regs)] = parts.as_slice() else {
-            return Err("a saved session has the wrong shape".into());
+        // The runtime (7th) came later: sessions saved before it have six parts.
+        let (id, desc, source, journal, user, regs, runtime) = match parts.as_slice() {
+            [id, desc, source, Value::Array(journal), user, Value::Array(regs)] => (id, desc, source, journal, user, regs, &Value::Nil),
+            [id, desc, source, Value::Array(journal), user, Value::Array(regs), runtime] => {
+                (id, desc, source, journal, user, regs, runtime)
+            }
+            _ => return Err("a saved session has the wrong shape".into()),
+        };
+        let runtime = match runtime {
+            Value::Nil => None,
+            other => Some(RuntimeKind::parse(&text_of(other)).ok_or("a saved session names an unknown runtime")?),
         };
         let opt = |v: &Value| if *v == Value::Nil { None } else { Some(text_of(v)) };
         Ok(SavedSession {
             id: text_of(id),
             description: opt(desc),
-            recipe: Recipe { source: text_of(source), journal: journal.clone(), user: opt(user) },
+            recipe: Recipe { source: text_of(source), journal: journal.clone(), user: opt(user), runtime },
             registrations: regs
                 .iter()
                 .map(|r| match r {
@@ -99,7 +110,12 @@ mod tests {
         SavedSession {
             id: id.into(),
             description: Some("d".into()),
-            recipe: Recipe { source: "GB().register()".into(), journal: vec![Value::Int(1), Value::Nil], user: Some("default".into()) },
+            recipe: Recipe {
+                source: "GB().register()".into(),
+                journal: vec![Value::Int(1), Value::Nil],
+                user: Some("default".into()),
+                runtime: Some(RuntimeKind::Wasm),
+            },
             registrations: vec![(1, "x-1".into()), (3, "x-3".into())],
         }
     }
@@ -108,6 +124,18 @@ mod tests {
     fn sessions_round_trip() {
         let all = vec![saved("a"), SavedSession { description: None, ..saved("b") }];
         assert_eq!(decode(&encode(&all)).unwrap(), all);
+    }
+
+    #[test]
+    fn sessions_saved_before_the_runtime_was_recorded_still_load() {
+        let mut old = saved("a").to_value();
+        if let Value::Array(parts) = &mut old {
+            parts.pop();
+        }
+        let bytes = codec::to_bytes(&Value::Array(vec![Value::Int(FORMAT_VERSION), Value::Array(vec![old])]));
+        let loaded = decode(&bytes).unwrap();
+        assert_eq!(loaded[0].recipe.runtime, None);
+        assert_eq!(loaded[0].recipe.user.as_deref(), Some("default"));
     }
 
     #[test]

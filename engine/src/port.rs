@@ -237,6 +237,12 @@ pub trait Interpreter: Send + Sync {
     /// Run registration `handle`'s `onRegistered` callback on this thread (which holds the
     /// Redis lock); `Err` is the formatted exception.
     fn on_registered(&self, handle: i64, timeout: Duration) -> Result<(), String>;
+    /// Which runtime made it.
+    fn runtime(&self) -> crate::RuntimeKind;
+    /// Bytes this interpreter holds now (native: counted allocations; wasm: linear memory).
+    fn memory_bytes(&self) -> u64 {
+        0
+    }
 }
 
 /// A way of making interpreters (one per mode).

@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex, Weak};
 
 use crate::errors::EngineError;
 use crate::port::Interpreter;
+use crate::runtime_policy::RuntimeKind;
 use crate::value::Value;
 
 /// What it takes to rebuild a session after a reload or on a replica: its source, the replies
@@ -21,6 +22,8 @@ pub struct Recipe {
     pub source: String,
     pub journal: Vec<Value>,
     pub user: Option<String>,
+    /// The runtime the session ran in (None: recorded by a gearbox that did not say).
+    pub runtime: Option<RuntimeKind>,
 }
 
 pub struct Session {
@@ -89,6 +92,9 @@ pub struct SessionSummary {
     /// Holders other than the registry's own look-up.
     pub ref_count: usize,
     pub dead: bool,
+    /// Bytes its interpreter holds (see `Interpreter::memory_bytes`).
+    pub memory_bytes: u64,
+    pub runtime: RuntimeKind,
 }
 
 #[derive(Default)]
@@ -139,6 +145,8 @@ impl SessionRegistry {
                 owner: s.owner.clone(),
                 ref_count: Arc::strong_count(&s) - 1,
                 dead: s.is_dead(),
+                memory_bytes: s.interpreter.memory_bytes(),
+                runtime: s.interpreter.runtime(),
             })
             .collect()
     }
@@ -152,6 +160,9 @@ pub(crate) mod tests {
 
     pub struct NullInterpreter;
     impl Interpreter for NullInterpreter {
+        fn runtime(&self) -> RuntimeKind {
+            RuntimeKind::Native
+        }
         fn run_script(&self, _: &str, _: Duration) -> Result<ScriptOutcome, String> {
             Ok(ScriptOutcome::Done)
         }
@@ -173,7 +184,18 @@ pub(crate) mod tests {
         let a = session("a");
         reg.add(&a).unwrap();
         let extra = a.clone();
-        assert_eq!(reg.summaries(), vec![SessionSummary { id: "a".into(), description: None, owner: None, ref_count: 2, dead: false }]);
+        assert_eq!(
+            reg.summaries(),
+            vec![SessionSummary {
+                id: "a".into(),
+                description: None,
+                owner: None,
+                ref_count: 2,
+                dead: false,
+                memory_bytes: 0,
+                runtime: RuntimeKind::Native
+            }]
+        );
         drop(extra);
         assert_eq!(reg.summaries()[0].ref_count, 1);
         drop(a);

@@ -1,6 +1,6 @@
 //! `INFO rg`: counts of executions, registrations, sessions and live interpreters, the mode, one
 //! line per registration (`rg_regisrations`), one line per owner (`rg_owners`: sessions,
-//! registrations, executions of each ACL user), and the memory figures RedisGears tests read
+//! registrations, executions and interpreter memory of each ACL user), and the memory figures RedisGears tests read
 //! (`rg_TotalAllocated`, …).
 
 use std::collections::BTreeMap;
@@ -17,14 +17,17 @@ fn one_value(text: &str) -> String {
     text.replace(',', "|").replace(['\r', '\n'], " ")
 }
 
-/// Per owner (ACL user): live sessions, registrations and listed executions, so an operator sees
+/// Per owner (ACL user): live sessions, registrations, listed executions and the bytes their
+/// sessions' interpreters hold (replaced sessions still alive included), so an operator sees
 /// which tenant uses what (`rg_owners` section, one dict field per user).
 fn write_owners(ctx: InfoCtx) {
     let gb = gearbox::get();
-    let mut owners: BTreeMap<String, [i64; 3]> = BTreeMap::new();
+    let mut owners: BTreeMap<String, [i64; 4]> = BTreeMap::new();
     let name = |o: Option<&str>| o.unwrap_or("(none)").to_string();
-    for s in gb.engine.sessions.summaries().iter().filter(|s| !s.dead) {
-        owners.entry(name(s.owner.as_deref())).or_default()[0] += 1;
+    for s in gb.engine.sessions.summaries() {
+        let row = owners.entry(name(s.owner.as_deref())).or_default();
+        row[0] += i64::from(!s.dead);
+        row[3] += s.memory_bytes as i64;
     }
     for r in gb.engine.registrations.all() {
         owners.entry(name(r.session.owner.as_deref())).or_default()[1] += 1;
@@ -33,11 +36,12 @@ fn write_owners(ctx: InfoCtx) {
         owners.entry(name(e.owner.as_deref())).or_default()[2] += 1;
     }
     ctx.section("owners");
-    for (owner, [sessions, registrations, executions]) in owners {
+    for (owner, [sessions, registrations, executions, memory]) in owners {
         ctx.begin_dict(&one_value(&owner));
         ctx.field_int("sessions", sessions);
         ctx.field_int("registrations", registrations);
         ctx.field_int("executions", executions);
+        ctx.field_int("memory", memory);
         ctx.end_dict();
     }
 }
@@ -56,9 +60,12 @@ fn write(ctx: InfoCtx) {
     ctx.field_int("nexecutions", super::executions::count() as i64);
     ctx.field_int("nregistrations", gb.engine.registrations.len() as i64);
     ctx.field_int("nsessions", gb.engine.sessions.summaries().len() as i64);
-    ctx.field_int("live_interpreters", gb.runtime.live_interpreters() as i64);
-    ctx.field_int("ready_interpreters", gb.runtime.ready_interpreters() as i64);
-    ctx.field_str("mode", gb.runtime.mode_name());
+    ctx.field_int("live_interpreters", gb.runtimes.live_interpreters() as i64);
+    ctx.field_int("ready_interpreters", gb.runtimes.ready_interpreters() as i64);
+    ctx.field_str("mode", gb.runtimes.policy.default.as_str());
+    if let Some(users) = &gb.runtimes.policy.native_users {
+        ctx.field_str("native_users", &one_value(&users.join(" ")));
+    }
     ctx.field_int("execution_threads", gb.engine.execution_threads() as i64);
     // One dict field per registration, as RedisGears 1.2 (its section name keeps the typo).
     ctx.section("regisrations");

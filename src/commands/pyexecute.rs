@@ -6,7 +6,7 @@
 use gearbox_engine::errors::{self, EngineError};
 use gearbox_engine::ids::{is_valid_session_id, random_session_id};
 use gearbox_engine::port::ScriptOutcome;
-use gearbox_engine::Value;
+use gearbox_engine::{RuntimeKind, Value};
 
 use super::{text, Reply};
 use crate::events::fire::PlanJob;
@@ -25,6 +25,8 @@ pub struct Options {
     pub replace_with: Option<String>,
     pub force_reinstall: bool,
     pub requirements: Vec<String>,
+    /// gearbox's own `RUNTIME native|wasm` (within the caller's runtime policy).
+    pub runtime: Option<RuntimeKind>,
 }
 
 /// Parse the arguments after the script (case-insensitive, any order, REQUIREMENTS last).
@@ -48,6 +50,11 @@ pub fn parse_options(args: &[Vec<u8>]) -> Result<Options, String> {
             }
             "DESCRIPTION" => {
                 opts.description = Some(value.ok_or(errors::DESCRIPTION_MISSING)?);
+                i += 1;
+            }
+            "RUNTIME" => {
+                let word = value.unwrap_or_default();
+                opts.runtime = Some(RuntimeKind::parse(&word).ok_or_else(|| EngineError::BadRuntime(word.clone()).to_string())?);
                 i += 1;
             }
             "REPLACE_WITH" => {
@@ -97,6 +104,10 @@ pub fn pyexecute(ctx: Ctx, args: &[Vec<u8>]) -> Reply {
             return Reply::error(EngineError::ReplaceMissing(old.clone()).to_string());
         }
     }
+    let runtime = match gb.runtimes.policy.choose(owner, opts.runtime) {
+        Ok(kind) => kind,
+        Err(e) => return Reply::error(e.to_string()),
+    };
     let id = opts.id.clone().unwrap_or_else(random_session_id);
     let exists = gb.engine.sessions.contains(owner, &id);
     if exists && !opts.upgrade {
@@ -123,6 +134,7 @@ pub fn pyexecute(ctx: Ctx, args: &[Vec<u8>]) -> Reply {
         user_name,
         replacing: replacing.clone(),
         restore: None,
+        runtime,
     };
     let installed = match install::run_and_install(request, false) {
         Ok(i) => i,

@@ -75,6 +75,11 @@ pub fn registration_value(reg: &Registration, with_pd: bool) -> Value {
         items.push(("PD", Value::bulk(session_pd(reg))));
     }
     items.push(("ExecutionThreadPool", Value::bulk("DefaultPool")));
+    // A server running both runtimes says which one each registration's session runs in (a
+    // single-runtime server keeps RedisGears' shape).
+    if gearbox::get().runtimes.policy.is_mixed() {
+        items.push(("runtime", Value::bulk(reg.session.interpreter().runtime().as_str())));
+    }
     Value::pairs(items)
 }
 

@@ -37,12 +37,15 @@ fn session_value(s: &SessionSummary, verbose: bool, with_owner: bool) -> Value {
     ];
     if with_owner {
         items.push(("owner", s.owner.clone().map(Value::bulk).unwrap_or(Value::Nil)));
+        items.push(("memoryBytes", Value::Int(s.memory_bytes as i64)));
+        items.push(("runtime", Value::bulk(s.runtime.as_str())));
     }
     Value::pairs(items)
 }
 
 /// RG.PYDUMPSESSIONS [VERBOSE] [DEAD] [OWNER] [SESSIONS s1 s2 ...]; OWNER (gearbox's own) adds
-/// each session's owner (its ACL user) to the entry.
+/// each session's owner (its ACL user) and the bytes its interpreter holds (`memoryBytes`) to
+/// the entry.
 pub fn dump_sessions(ctx: Ctx, args: &[Vec<u8>]) -> Reply {
     let viewer = Viewer::of(ctx);
     let mut wanted: Option<Vec<String>> = None;

@@ -12,7 +12,7 @@ use gearbox_engine::codec;
 use gearbox_engine::persist::{self, SavedSession};
 use gearbox_engine::port::ScriptOutcome;
 use gearbox_engine::session::Recipe;
-use gearbox_engine::{ReaderKind, Registration, Replacing, Session, Value};
+use gearbox_engine::{ReaderKind, Registration, Replacing, RuntimeKind, Session, Value};
 
 use crate::gearbox;
 use crate::host::redis_ffi::{self, Ctx};
@@ -30,6 +30,8 @@ pub struct ScriptRequest {
     pub replacing: Vec<String>,
     /// Rebuilding a saved session: its journal and registration ids.
     pub restore: Option<Restore>,
+    /// The runtime the policy chose for it.
+    pub runtime: RuntimeKind,
 }
 
 /// A saved session's top-level journal and its registrations' (handle, id) pairs.
@@ -63,7 +65,11 @@ pub fn run_and_install(req: ScriptRequest, loading: bool) -> Result<Installed, S
     let owner = req.user_name.clone();
     let replacing = Replacing { owner: owner.as_deref(), ids: &req.replacing };
     let old: Vec<Arc<Session>> = req.replacing.iter().flat_map(|id| gb.engine.sessions.live(replacing.owner, id)).collect();
-    let interpreter = gb.runtime.create_interpreter(host.clone()).map_err(|e| format!("could not create the script's interpreter: {e}"))?;
+    let interpreter = gb
+        .runtimes
+        .get(req.runtime)?
+        .create_interpreter(host.clone())
+        .map_err(|e| format!("could not create the script's interpreter: {e}"))?;
     let session = Session::new(req.id, req.description, req.user_name.clone(), interpreter);
     host.set_session(Arc::downgrade(&session));
     gb.engine.sessions.track(&session);
@@ -81,7 +87,7 @@ pub fn run_and_install(req: ScriptRequest, loading: bool) -> Result<Installed, S
     }
     if !registrations.is_empty() || !finished.keyed_time_events.is_empty() {
         let journal = if replaying { journal } else { finished.journal };
-        session.set_recipe(Recipe { source: req.source, journal, user: req.user_name });
+        session.set_recipe(Recipe { source: req.source, journal, user: req.user_name, runtime: Some(req.runtime) });
     }
     for r in &registrations {
         gb.engine.registrations.reserve(&r.id);
@@ -161,6 +167,18 @@ fn replay_request(saved: SavedSession, replacing: Vec<String>, ids: Vec<(i64, St
         return Err("its recipe names no ACL user to run as".into());
     };
     crate::host::acl_users::resolve(name).map_err(|why| format!("it cannot run: {why}"))?;
+    let (runtime, changed) = gearbox::get().runtimes.policy.restore(Some(name), saved.recipe.runtime);
+    if changed {
+        redis_ffi::log(
+            "warning",
+            &format!(
+                "gearbox: session {} of '{name}' was made in {} mode, which this server does not give that user; it runs in {} mode",
+                saved.id,
+                saved.recipe.runtime.map(RuntimeKind::as_str).unwrap_or("?"),
+                runtime.as_str()
+            ),
+        );
+    }
     Ok(ScriptRequest {
         source: saved.recipe.source,
         id: saved.id,
@@ -168,6 +186,7 @@ fn replay_request(saved: SavedSession, replacing: Vec<String>, ids: Vec<(i64, St
         user_name: saved.recipe.user,
         replacing,
         restore: Some((saved.recipe.journal, ids)),
+        runtime,
     })
 }
 

@@ -23,6 +23,8 @@ use std::sync::{Mutex, OnceLock};
 
 use pyo3_ffi as ffi;
 
+use super::memory_ledger;
+
 /// Arena address → (size, owning interpreter id).
 static ARENAS: Mutex<BTreeMap<usize, (usize, i64)>> = Mutex::new(BTreeMap::new());
 
@@ -81,18 +83,24 @@ extern "C" fn alloc(_ctx: *mut c_void, size: usize) -> *mut c_void {
     let Some(f) = default.0.alloc else {
         return std::ptr::null_mut();
     };
+    let owner = current_interpreter_id();
+    // An interpreter at its NativeMemoryLimitMB gets no more arenas (Python raises MemoryError).
+    if !memory_ledger::charge_to(owner, size) {
+        return std::ptr::null_mut();
+    }
     let ptr = take_spare(size).unwrap_or_else(|| f(default.0.ctx, size));
-    if !ptr.is_null() {
-        let owner = current_interpreter_id();
-        if owner > 0 {
-            ARENAS.lock().unwrap_or_else(|e| e.into_inner()).insert(ptr as usize, (size, owner));
-        }
+    if ptr.is_null() {
+        memory_ledger::credit_to(owner, size);
+    } else if owner > 0 {
+        ARENAS.lock().unwrap_or_else(|e| e.into_inner()).insert(ptr as usize, (size, owner));
     }
     ptr
 }
 
 extern "C" fn free(_ctx: *mut c_void, ptr: *mut c_void, size: usize) {
-    ARENAS.lock().unwrap_or_else(|e| e.into_inner()).remove(&(ptr as usize));
+    if let Some((_, owner)) = ARENAS.lock().unwrap_or_else(|e| e.into_inner()).remove(&(ptr as usize)) {
+        memory_ledger::credit_to(owner, size);
+    }
     keep_or_free(ptr as usize, size);
 }
 

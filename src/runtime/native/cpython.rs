@@ -77,6 +77,7 @@ pub fn initialize(home: &str, builtin_name: &CStr, init_builtin: unsafe extern "
     }
     reopen_libpython_global();
     super::arenas::install();
+    super::memory_ledger::install();
     // SAFETY: before Py_Initialize, as AppendInittab requires; the name is a static C string.
     if unsafe { ffi::PyImport_AppendInittab(builtin_name.as_ptr(), Some(init_builtin)) } != 0 {
         return Err("could not register the gearbox builtin module".into());
@@ -118,6 +119,14 @@ fn reopen_libpython_global() {
         if libc::dladdr(symbol, &mut info) != 0 && !info.dli_fname.is_null() {
             libc::dlopen(info.dli_fname, libc::RTLD_NOW | libc::RTLD_NOLOAD | libc::RTLD_GLOBAL);
         }
+    }
+}
+
+impl InterpPtr {
+    /// The interpreter state itself, for CPython calls that name an interpreter without being
+    /// attached to it (scheduling a pending call).
+    pub fn state(self) -> *mut ffi::PyInterpreterState {
+        self.interp
     }
 }
 

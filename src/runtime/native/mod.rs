@@ -13,6 +13,7 @@ mod fd_guard;
 mod host_keys;
 mod hostmodule;
 mod job;
+mod memory_ledger;
 mod pool;
 mod thread_states;
 
@@ -256,6 +257,11 @@ impl Runtime for NativeRuntime {
             host: Some(host.clone()),
             reaper: self.reaper.clone(),
         });
+        if !memory_ledger::is_counted(core.id) {
+            return Err("gearbox: too many live interpreters to count their memory; end some sessions first".into());
+        }
+        let limit_mb = host.config_get("NativeMemoryLimitMB").and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+        memory_ledger::set_limit(core.id, core.interp.state(), limit_mb << 20);
         adopt(core.interp, host)?;
         Ok(Box::new(NativeInterpreter { core, watchdog: self.watchdog.clone() }))
     }
@@ -320,5 +326,13 @@ impl Interpreter for NativeInterpreter {
             Err(_) if fired.load(Ordering::SeqCst) > 0 => Err(errors::script_timeout(timeout.as_millis())),
             other => other,
         }
+    }
+
+    fn runtime(&self) -> gearbox_engine::RuntimeKind {
+        gearbox_engine::RuntimeKind::Native
+    }
+
+    fn memory_bytes(&self) -> u64 {
+        memory_ledger::bytes_of(self.core.id)
     }
 }

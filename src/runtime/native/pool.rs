@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use gearbox_engine::Host;
 
 use super::cpython::{self, InterpPtr};
-use super::{arenas, bootstrap, ObjPtr, Sources};
+use super::{arenas, bootstrap, memory_ledger, ObjPtr, Sources};
 
 /// A bootstrapped interpreter that no session owns yet.
 pub struct Prepared {
@@ -159,8 +159,11 @@ impl Reaper {
 
 fn end(corpse: Corpse) {
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        // Teardown runs without a cap: CPython's own clean-up must not meet a failed allocation.
+        memory_ledger::set_limit(corpse.id, std::ptr::null_mut(), 0);
         cpython::end_interpreter(corpse.interp);
         arenas::release_dead_interpreter(corpse.id);
+        memory_ledger::release(corpse.id);
     }));
     if result.is_err() {
         eprintln!("gearbox: ending an interpreter panicked");

@@ -90,11 +90,17 @@ impl Interrupt {
 /// WasmMemoryLimitMB, read at every memory growth.
 pub struct Limiter {
     max_bytes: Arc<AtomicUsize>,
+    /// The linear memory's size now (what RG.PYDUMPSESSIONS and INFO show per session).
+    used_bytes: Arc<AtomicUsize>,
 }
 
 impl ResourceLimiter for Limiter {
     fn memory_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
-        Ok(desired <= self.max_bytes.load(Ordering::SeqCst))
+        let allowed = desired <= self.max_bytes.load(Ordering::SeqCst);
+        if allowed {
+            self.used_bytes.store(desired, Ordering::Relaxed);
+        }
+        Ok(allowed)
     }
 
     fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
@@ -189,7 +195,7 @@ pub fn test_guest() -> Guest {
         routes: Arc::new(Routes::default()),
         out_buf: Vec::new(),
         interrupt: Arc::new(Interrupt::default()),
-        limiter: Limiter { max_bytes: Arc::new(AtomicUsize::new(1 << 30)) },
+        limiter: Limiter { max_bytes: Arc::new(AtomicUsize::new(1 << 30)), used_bytes: Arc::default() },
     }
 }
 
@@ -201,6 +207,7 @@ pub struct Instance {
     next_tag: AtomicU32,
     pub interrupt: Arc<Interrupt>,
     pub max_memory: Arc<AtomicUsize>,
+    used_memory: Arc<AtomicUsize>,
 }
 
 /// Why a command did not produce an answer.
@@ -281,6 +288,7 @@ impl Instance {
         let routes = Arc::new(Routes::default());
         let interrupt = Arc::new(Interrupt::default());
         let max_bytes = Arc::new(AtomicUsize::new(max_memory));
+        let used_bytes = Arc::new(AtomicUsize::new(0));
         let guest = Guest {
             args: args.to_vec(),
             env: vec![b"PYTHONDONTWRITEBYTECODE=1".to_vec()],
@@ -293,7 +301,7 @@ impl Instance {
             routes: routes.clone(),
             out_buf: Vec::new(),
             interrupt: interrupt.clone(),
-            limiter: Limiter { max_bytes: max_bytes.clone() },
+            limiter: Limiter { max_bytes: max_bytes.clone(), used_bytes: used_bytes.clone() },
         };
         let (engine, pre, on_exit) = (engine.clone(), pre.clone(), routes.clone());
         std::thread::Builder::new()
@@ -314,7 +322,13 @@ impl Instance {
             next_tag: AtomicU32::new(0),
             interrupt,
             max_memory: max_bytes,
+            used_memory: used_bytes,
         }))
+    }
+
+    /// The instance's linear memory now, in bytes.
+    pub fn memory_bytes(&self) -> u64 {
+        self.used_memory.load(Ordering::Relaxed) as u64
     }
 
     /// Send one command and serve the guest's host calls with `host` (on this thread) until its

@@ -248,6 +248,14 @@ impl Interpreter for WasmInterpreter {
             Err(Failure::Dead(reason)) => Err(dead_text(&reason)),
         }
     }
+
+    fn runtime(&self) -> gearbox_engine::RuntimeKind {
+        gearbox_engine::RuntimeKind::Wasm
+    }
+
+    fn memory_bytes(&self) -> u64 {
+        self.session.instance.memory_bytes()
+    }
 }
 
 /// What a job runs in the guest: a plan kept there under an integer id, or a registration's
