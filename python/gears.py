@@ -408,6 +408,17 @@ def _globals():
     return g
 
 
+def _end_session():
+    """Run by the host when the session has ended, before its interpreter does (the host stops
+    it after a bound): the script's atexit callbacks run now, and none are left for the end."""
+    import atexit
+
+    try:
+        atexit._run_exitfuncs()
+    finally:
+        atexit._clear()
+
+
 def _run_script(source):
     """Run a script's top level (source text, or a code object the host compiled already).
     None: nothing to run; ("run", plan, steps); ("error", text)."""

@@ -252,7 +252,7 @@ impl Drop for Attached {
 
 /// Delete idle thread states (made by any thread); the caller holds their interpreter's GIL
 /// and none of them is current anywhere.
-unsafe fn delete_idle(states: Vec<usize>) {
+pub(super) unsafe fn delete_idle(states: Vec<usize>) {
     for t in states {
         // SAFETY (caller): see above.
         ffi::PyThreadState_Clear(t as *mut ffi::PyThreadState);
@@ -299,54 +299,25 @@ pub fn end_interpreter(interp: InterpPtr) {
     }
 }
 
+/// Run `f` attached to `interp` through its anchor (the thread state it was created with), for
+/// the reaper's steps before `end_interpreter`.
+pub fn with_anchor<T>(interp: InterpPtr, f: impl FnOnce() -> T) -> T {
+    // SAFETY: only the reaper uses the anchor, before ending the interpreter (nothing else can
+    // attach to a dead session's interpreter but the threads it started, which use their own).
+    unsafe {
+        let previous = detach_current();
+        ffi::PyEval_RestoreThread(interp.anchor);
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+        ffi::PyEval_SaveThread();
+        reattach(previous);
+        result.unwrap_or_else(|p| std::panic::resume_unwind(p))
+    }
+}
+
 /// Whether the calling thread has a Python thread state attached (it holds some GIL).
 pub fn holds_a_gil() -> bool {
     // SAFETY: a query of this thread's current state; never fails.
     unsafe { !ffi::PyThreadState_GetUnchecked().is_null() }
-}
-
-/// How hard `interrupt` pushes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Push {
-    /// An asynchronous exception, seen at the next bytecode boundary.
-    Raise,
-    /// Also a trace function on every thread of the interpreter that raises at every line, so
-    /// code that catches the first exception (`except BaseException: pass`) cannot go on.
-    RaiseAtEveryLine,
-}
-
-/// Raise `exception` (a type object of `interp`) in the thread `thread` the next time it runs
-/// Python code in `interp`, if `still_wanted()` (checked while holding that interpreter's GIL).
-pub fn interrupt(interp: InterpPtr, thread: c_ulong, exception: *mut ffi::PyObject, push: Push, still_wanted: impl FnOnce() -> bool) {
-    let attached = attach(interp);
-    if still_wanted() {
-        // `exception` is owned by `interp`'s builtin module, alive as long as the interpreter
-        // (kept alive by the caller); a trace set here dies with each thread state's attachment.
-        // SAFETY: we hold `interp`'s GIL, which both calls require.
-        unsafe {
-            ffi::PyThreadState_SetAsyncExc(thread as std::ffi::c_long, exception);
-            if push == Push::RaiseAtEveryLine {
-                ffi::PyEval_SetTraceAllThreads(Some(raise_at_every_line), exception);
-            }
-            delete_idle(thread_states::idle().taint(interp.interp as usize));
-        }
-    }
-    drop(attached);
-}
-
-unsafe extern "C" fn raise_at_every_line(
-    exception: *mut ffi::PyObject,
-    _frame: *mut ffi::PyFrameObject,
-    what: c_int,
-    _arg: *mut ffi::PyObject,
-) -> c_int {
-    if what == ffi::PyTrace_LINE || what == ffi::PyTrace_CALL {
-        // SAFETY: called by CPython with the GIL held; `exception` is the type object passed
-        // to PyEval_SetTraceAllThreads, alive with the interpreter.
-        unsafe { ffi::PyErr_SetNone(exception) };
-        return -1;
-    }
-    0
 }
 
 /// Run `f` attached to the main interpreter (taking its GIL) on the calling thread.

@@ -170,6 +170,18 @@ pub unsafe fn install_host(module: *mut ffi::PyObject, host: Arc<dyn Host>) {
     }
 }
 
+/// What a host function raises without a host: before the session began, or after it ended.
+const NO_HOST: &str = "gearbox: this interpreter's session has ended (or not begun): it cannot call Redis";
+
+/// Take the host away (the session ended): from now on every host function raises.
+pub unsafe fn retire_host(module: *mut ffi::PyObject) {
+    // SAFETY (caller): attached to the interpreter that owns `module`, which ran module_exec.
+    let state = ffi::PyModule_GetState(module) as *mut ModState;
+    if !state.is_null() {
+        (*state).host = None;
+    }
+}
+
 /// A borrowed pointer to one of the module's exception types.
 pub unsafe fn exception_type(module: *mut ffi::PyObject, attr: &CStr) -> *mut ffi::PyObject {
     // SAFETY (caller): attached. The module keeps its own reference, so dropping ours leaves a
@@ -255,7 +267,7 @@ unsafe extern "C" fn call(module: *mut ffi::PyObject, args: *mut *mut ffi::PyObj
                 return raise_gears_error(module, "the given command must be a string");
             }
             let Some(host) = host_of(module) else {
-                return raise_gears_error(module, "gearbox: this interpreter has no host");
+                return raise_gears_error(module, NO_HOST);
             };
             // Keep the GIL when the Redis lock is free: releasing and taking it back around
             // every call is avoidable work; only waiting for the lock requires letting go.
@@ -318,7 +330,7 @@ unsafe extern "C" fn atomic_begin(
         // SAFETY: called by CPython with the GIL of the module's interpreter.
         unsafe {
             let Some(host) = host_of(module) else {
-                return raise_gears_error(module, "gearbox: this interpreter has no host");
+                return raise_gears_error(module, NO_HOST);
             };
             match maybe_without_gil(&host, || host.atomic_begin()) {
                 Ok(()) => ffi::Py_NewRef(ffi::Py_None()),
@@ -350,7 +362,7 @@ unsafe extern "C" fn register(module: *mut ffi::PyObject, args: *mut *mut ffi::P
             }
             let spec = convert::result_to_value(args[0]);
             let Some(host) = host_of(module) else {
-                return raise_gears_error(module, "gearbox: this interpreter has no host");
+                return raise_gears_error(module, NO_HOST);
             };
             match host.register(&spec) {
                 Ok(id) => convert::text_or_bytearray(id.as_bytes()),
@@ -380,7 +392,7 @@ unsafe extern "C" fn time_event(module: *mut ffi::PyObject, args: *mut *mut ffi:
                 _ => None,
             };
             let Some(host) = host_of(module) else {
-                return raise_gears_error(module, "gearbox: this interpreter has no host");
+                return raise_gears_error(module, NO_HOST);
             };
             match maybe_without_gil(&host, || host.time_event(seconds.max(0) as u64, handle, key)) {
                 Ok(created) => ffi::PyBool_FromLong(created as std::ffi::c_long),
@@ -403,7 +415,7 @@ unsafe extern "C" fn command(module: *mut ffi::PyObject, args: *mut *mut ffi::Py
                 Err(message) => return raise_gears_error(module, &message),
             };
             let Some(host) = host_of(module) else {
-                return raise_gears_error(module, "gearbox: this interpreter has no host");
+                return raise_gears_error(module, NO_HOST);
             };
             match maybe_without_gil(&host, || host.command(request)) {
                 gearbox_engine::Value::Error(message) => raise_gears_error(module, &message),

@@ -28,6 +28,8 @@ use std::sync::{Mutex, OnceLock};
 
 use pyo3_ffi as ffi;
 
+use super::interrupts;
+
 /// Interpreters that can be counted at once; one more is refused a session (never met in
 /// practice: each takes ~3 MiB).
 const SLOTS: usize = 4096;
@@ -142,24 +144,12 @@ pub fn charge_to(id: i64, size: usize) -> bool {
         let interp = slot.interp.load(Ordering::Acquire);
         // SAFETY: `interp` is the live interpreter this slot counts (set with its cap, which is
         // cleared before it ends); CPython's pending-call queue takes its own lock.
-        let queued = !interp.is_null() && unsafe { _PyEval_AddPendingCall(interp, raise_memory_error, id as usize as *mut c_void, 0) } == 0;
+        let queued = !interp.is_null() && unsafe { interrupts::schedule(interp, raise_memory_error, id as usize as *mut c_void) };
         if !queued {
             slot.signalled.store(false, Ordering::Release);
         }
     }
     true
-}
-
-extern "C" {
-    /// CPython's per-interpreter pending calls (exported by libpython 3.12 and 3.13; the public
-    /// `Py_AddPendingCall` reaches only the main interpreter). `func` runs at the next bytecode
-    /// boundary of a thread of `interp`; returning -1 with an exception set raises it there.
-    fn _PyEval_AddPendingCall(
-        interp: *mut ffi::PyInterpreterState,
-        func: extern "C" fn(*mut c_void) -> c_int,
-        arg: *mut c_void,
-        flags: c_int,
-    ) -> c_int;
 }
 
 /// The pending call: raise MemoryError in the script if its interpreter is still over its cap.

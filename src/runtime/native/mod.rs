@@ -12,9 +12,11 @@ mod cpython;
 mod fd_guard;
 mod host_keys;
 mod hostmodule;
+mod interrupts;
 mod job;
 mod memory_ledger;
 mod pool;
+mod teardown;
 mod thread_states;
 
 use std::ffi::{c_ulong, CString};
@@ -28,7 +30,8 @@ use gearbox_engine::{Host, Interpreter, Job, Runtime, Value};
 use pyo3_ffi as ffi;
 
 use super::watchdog::Watchdog;
-use cpython::{Attached, InterpPtr, Push};
+use cpython::{Attached, InterpPtr};
+use interrupts::Push;
 use job::{NativeJob, Work};
 
 /// The API every script sees, shared with the wasm runtime.
@@ -47,7 +50,7 @@ const GUARDS_PY: &str = include_str!("guards.py");
 /// A borrowed pointer to an object owned by one interpreter.
 #[derive(Clone, Copy)]
 struct ObjPtr(*mut ffi::PyObject);
-// SAFETY: only dereferenced attached to the owning interpreter (see `cpython::interrupt`).
+// SAFETY: only dereferenced attached to the owning interpreter (see `interrupts::interrupt`).
 unsafe impl Send for ObjPtr {}
 // SAFETY: as above.
 unsafe impl Sync for ObjPtr {}
@@ -74,7 +77,13 @@ struct InterpCore {
 
 impl Drop for InterpCore {
     fn drop(&mut self) {
-        self.reaper.bury(pool::Corpse { interp: self.interp, id: self.id, host: self.host.take(), live: self.live.clone() });
+        self.reaper.bury(pool::Corpse {
+            interp: self.interp,
+            id: self.id,
+            stop: self.abort_exception,
+            host: self.host.take(),
+            live: self.live.clone(),
+        });
     }
 }
 
@@ -87,7 +96,7 @@ impl InterpCore {
 
     /// An interrupter for code running on `thread`: raises `exception` there while `active`.
     /// With `escalate`, every call after the first also makes every line raise (see
-    /// `cpython::Push`); `fired` counts the calls.
+    /// `interrupts::Push`); `fired` counts the calls.
     fn interrupter(
         self: &Arc<Self>,
         thread: c_ulong,
@@ -100,7 +109,7 @@ impl InterpCore {
         Arc::new(move || {
             let n = fired.fetch_add(1, Ordering::SeqCst);
             let push = if escalate && n > 0 { Push::RaiseAtEveryLine } else { Push::Raise };
-            cpython::interrupt(core.interp, thread, exception.get(), push, || *active.lock().unwrap_or_else(|e| e.into_inner()));
+            interrupts::interrupt(core.interp, thread, exception.get(), push, || *active.lock().unwrap_or_else(|e| e.into_inner()));
         })
     }
 }
@@ -130,7 +139,7 @@ impl NativeRuntime {
         let sources = Arc::new(Sources::compile()?);
         let watchdog = Watchdog::start("gearbox-watchdog", Duration::from_millis(100)).map_err(|e| e.to_string())?;
         let pool = pool::InterpreterPool::start(pool_size, sources.clone()).map_err(|e| e.to_string())?;
-        let reaper = pool::Reaper::start().map_err(|e| e.to_string())?;
+        let reaper = pool::Reaper::start(watchdog.clone()).map_err(|e| e.to_string())?;
         Ok(NativeRuntime { sources, live: Arc::new(AtomicUsize::new(0)), watchdog, pool, reaper })
     }
 
