@@ -11,7 +11,8 @@ away, each refusal naming its rule (PermissionError / ImportError "… native-mo
     sys._current_frames() is refused; hand-made code objects (code.replace, CodeType(...)) too;
   * sockets, unless the operator loads gearbox with `NativeSockets 1`;
   * the process' own files (/proc, /sys, /dev by real path) and os.symlink;
-  * time.sleep sleeps in short slices, so ScriptTimeoutMS and RG.ABORTEXECUTION stop it.
+  * time.sleep, and threading's lock waits (Lock, RLock, Condition, Event, Semaphore, queue.Queue,
+    Thread.join), wait in short slices, so ScriptTimeoutMS and RG.ABORTEXECUTION stop them.
 The audit hook is CPython's (sys.addaudithook: per interpreter, cannot be removed); the
 functions that raise no audit event are replaced. This hardens, it does not sandbox: wasm mode
 is the sandbox (see the README's security model).
@@ -75,11 +76,81 @@ def _install():
             left = end - _monotonic()
 
     time.sleep = sleep
+    _sliced_waits(time.monotonic)
     sys._current_frames = refused("sys._current_frames", "other interpreters' frames are not a script's")
     # subprocess (which asyncio imports) may be imported, never run: its fork_exec is refused,
     # and re-importing the module to get the original back is refused by the audit hook.
     import _posixsubprocess
     _posixsubprocess.fork_exec = refused("_posixsubprocess.fork_exec", "the process is redis-server's")
+
+
+def _sliced_waits(monotonic):
+    """threading's locks, and so Condition, Event, Semaphore, Barrier, queue.Queue and Thread.join,
+    wait in short slices like time.sleep, so ScriptTimeoutMS and RG.ABORTEXECUTION stop a script
+    that waits for a lock nobody will release. (A raw _thread.allocate_lock() still waits in one C
+    call: see the README's known limits.)"""
+    import threading
+    import _thread
+
+    allocate = _thread.allocate_lock
+    slice_ = 0.02
+
+    class Lock:
+        """threading.Lock, waiting in slices."""
+
+        __slots__ = ("_lock", "__weakref__")
+
+        def __init__(self):
+            self._lock = allocate()
+
+        def acquire(self, blocking=True, timeout=-1):
+            if not blocking:
+                if timeout != -1:
+                    raise ValueError("can't specify a timeout for a non-blocking call")
+                return self._lock.acquire(False)
+            if timeout < 0 and timeout != -1:
+                raise ValueError("timeout value must be a non-negative number")
+            end = None if timeout == -1 else monotonic() + timeout
+            while True:
+                wait = slice_ if end is None else max(0.0, min(slice_, end - monotonic()))
+                if self._lock.acquire(True, wait):
+                    return True
+                if end is not None and monotonic() >= end:
+                    return False
+
+        __enter__ = acquire
+
+        def __exit__(self, *exc):
+            self._lock.release()
+
+        def release(self):
+            self._lock.release()
+
+        def locked(self):
+            return self._lock.locked()
+
+        def _at_fork_reinit(self):
+            self._lock._at_fork_reinit()
+
+        def __repr__(self):
+            return "<%s gearbox.Lock object at %#x>" % ("locked" if self.locked() else "unlocked", id(self))
+
+    threading.Lock = Lock
+    threading._allocate_lock = Lock
+    # RLock falls back to threading's Python version, built on _allocate_lock.
+    threading._CRLock = None
+    join = threading.Thread.join
+
+    def sliced_join(self, timeout=None):
+        end = None if timeout is None else monotonic() + timeout
+        while True:
+            wait = slice_ if end is None else max(0.0, min(slice_, end - monotonic()))
+            join(self, wait)
+            if not self.is_alive() or (end is not None and monotonic() >= end):
+                return
+
+    sliced_join.__doc__ = join.__doc__
+    threading.Thread.join = sliced_join
 
 
 def _audit(event, args, isinstance=isinstance, int=int, owned=_gearbox.fd_owned, config=_gearbox.config_get,
@@ -140,6 +211,6 @@ def _audit(event, args, isinstance=isinstance, int=int, owned=_gearbox.fd_owned,
 
 
 _install()
-del _install
+del _install, _sliced_waits
 sys.addaudithook(_audit)
 del _audit
