@@ -10,7 +10,10 @@ away, each refusal naming its rule (PermissionError / ImportError "… native-mo
   * other interpreters: ctypes and the interpreter-management modules cannot be imported, and
     sys._current_frames() is refused; hand-made code objects (code.replace, CodeType(...)) too;
   * sockets, unless the operator loads gearbox with `NativeSockets 1`;
-  * the process' own files (/proc, /sys, /dev by real path) and os.symlink;
+  * files: a script may read the Python installation (sys.prefix, sys.path, time zone data) and
+    read and write its interpreter's private scratch directory (`_gearbox.scratch_dir`, also
+    TMPDIR for tempfile), nothing else (checked on the real path; /proc, /sys, /dev included);
+    os.symlink is refused;
   * time.sleep, and threading's lock waits (Lock, RLock, Condition, Event, Semaphore, queue.Queue,
     Thread.join), wait in short slices, so ScriptTimeoutMS and RG.ABORTEXECUTION stop them.
 The audit hook is CPython's (sys.addaudithook: per interpreter, cannot be removed); the
@@ -24,7 +27,20 @@ import os
 import posix
 
 
+def _readable_roots():
+    """Where a script may read: the Python installation, its import paths, time zone data."""
+    roots = {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix}
+    roots.update(p for p in sys.path if p)
+    roots.update(("/usr/share/zoneinfo", "/usr/lib/zoneinfo", "/usr/share/lib/zoneinfo", "/etc/zoneinfo",
+                  "/etc/localtime", "/etc/mime.types"))
+    return tuple(sorted({os.path.realpath(r) for r in roots} - {"/"}))
+
+
 def _install():
+    # tempfile's directory is the scratch directory; set in this interpreter's os.environ only
+    # (putenv would change redis-server's environment, and is refused below).
+    os.environ._data[os.environ.encodekey("TMPDIR")] = os.environ.encodevalue(_gearbox.scratch_dir)
+
     def refused(name, rule):
         def refuse(*args, **kwargs):
             raise PermissionError("gearbox: %s is not allowed in a script (native-mode guard: %s)" % (name, rule))
@@ -154,7 +170,9 @@ def _sliced_waits(monotonic):
 
 
 def _audit(event, args, isinstance=isinstance, int=int, owned=_gearbox.fd_owned, config=_gearbox.config_get,
-           getframe=sys._getframe, realpath=os.path.realpath, fspath=os.fspath, fsdecode=os.fsdecode):
+           getframe=sys._getframe, realpath=os.path.realpath, fspath=os.fspath, fsdecode=os.fsdecode,
+           readable=_readable_roots(), scratch=(os.path.realpath(_gearbox.scratch_dir),),
+           writing=os.O_WRONLY | os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_TRUNC):
     """Refuse what would reach outside the script's interpreter. Its data lives in constants of
     its own code and in its defaults; the function itself is unreachable once installed (its
     name is deleted, gc's object walks are refused), so a script cannot widen it by patching
@@ -173,18 +191,33 @@ def _audit(event, args, isinstance=isinstance, int=int, owned=_gearbox.fd_owned,
             if path >= 0 and not owned(path):
                 raise PermissionError("gearbox: open(%d) refused: file descriptor %d was not opened by this script (native-mode guard)" % (path, path))
             return
-        event, args = "os.listdir", (path,)
-    if event in {"os.listdir", "os.scandir", "os.truncate", "os.chmod", "os.chown", "os.link", "os.rename", "os.remove", "os.rmdir", "os.mkdir"}:
-        # The process' own files: its memory, descriptors and devices (/proc, /sys, /dev) are
-        # Redis' and every other script's. The real path is checked, so a symlink does not help.
+        flags = args[2] if len(args) > 2 and isinstance(args[2], int) else 0
+        paths, writes = (path,), flags & writing
+    elif event in {"os.listdir", "os.scandir"}:
+        paths, writes = (args[0],), False
+    elif event in {"os.truncate", "os.chmod", "os.chown", "os.remove", "os.rmdir", "os.mkdir", "os.utime"}:
+        paths, writes = (args[0],), True
+    elif event in {"os.rename", "os.link"}:
+        paths, writes = (args[0], args[1]), True
+    else:
+        paths = ()
+    for path in paths:
+        # Files: the Python installation may be read, the scratch directory read and written,
+        # nothing else (the process' own /proc, /sys and /dev are Redis' and every other
+        # script's). The real path is checked, so a symlink or `..` does not help.
+        if path is None or isinstance(path, int):
+            continue
         try:
-            real = realpath(fsdecode(fspath(args[0])))
+            real = realpath(fsdecode(fspath(path)))
         except Exception:
-            return
+            raise PermissionError("gearbox: %s(%r) refused: not a path the guard can check (native-mode guard)" % (event, path))
         if real in {"/dev/null", "/dev/zero", "/dev/random", "/dev/urandom"}:
-            return
-        if real in {"/proc", "/sys", "/dev"} or real.startswith(("/proc/", "/sys/", "/dev/")):
-            raise PermissionError("gearbox: %s is not allowed in a script (native-mode guard: the process' own files)" % real)
+            continue
+        inside = [root for root in scratch + (() if writes else readable) if real == root or real.startswith(root + "/")]
+        if not inside:
+            raise PermissionError("gearbox: %s of %s refused: a script may read the Python installation and read and write "
+                                  "its scratch directory %s, nothing else (native-mode guard)" % (event, real, scratch[0]))
+    if paths:
         return
     if event in {"os.symlink"}:
         raise PermissionError("gearbox: os.symlink is not allowed in a script (native-mode guard)")
@@ -211,6 +244,6 @@ def _audit(event, args, isinstance=isinstance, int=int, owned=_gearbox.fd_owned,
 
 
 _install()
-del _install, _sliced_waits
+del _install, _sliced_waits, _readable_roots
 sys.addaudithook(_audit)
 del _audit

@@ -16,6 +16,7 @@ mod interrupts;
 mod job;
 mod memory_ledger;
 mod pool;
+mod scratch;
 mod teardown;
 mod thread_states;
 
@@ -136,6 +137,7 @@ impl NativeRuntime {
             return Err(format!("Python {major}.{minor}.{patch} is too old: gearbox needs 3.13+ (own-GIL sub-interpreters)"));
         }
         cpython::initialize(env!("GEARBOX_PYTHON_HOME"), hostmodule::MODULE_NAME, hostmodule::init_module)?;
+        scratch::remove_stale();
         let sources = Arc::new(Sources::compile()?);
         let watchdog = Watchdog::start("gearbox-watchdog", Duration::from_millis(100)).map_err(|e| e.to_string())?;
         let pool = pool::InterpreterPool::start(pool_size, sources.clone()).map_err(|e| e.to_string())?;
@@ -217,6 +219,18 @@ fn bootstrap(py: &Attached, sources: &Sources) -> Result<(ObjPtr, ObjPtr), Strin
         }
         let abort = hostmodule::exception_type(module, c"forcestopped");
         let timeout = hostmodule::exception_type(module, c"ScriptTimeout");
+        // The guards (run last below) read it: the one directory the script may write.
+        let id = ffi::PyInterpreterState_GetID(ffi::PyInterpreterState_Get());
+        let dir =
+            scratch::create(id).and_then(|p| CString::new(p.to_string_lossy().into_owned()).map_err(|_| "a NUL in the temp dir".into()));
+        let dir = match dir {
+            Ok(d) => d,
+            Err(e) => {
+                ffi::Py_DecRef(module);
+                return Err(e);
+            }
+        };
+        ffi::PyModule_AddStringConstant(module, c"scratch_dir".as_ptr(), dir.as_ptr());
         ffi::Py_DecRef(module);
         for (name, code, file) in [
             (c"gears_async", &sources.asyncs, c"gears_async.py"),

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use gearbox_engine::{Host, LogLevel};
 
 use super::cpython::{self, InterpPtr};
-use super::{arenas, bootstrap, memory_ledger, teardown, ObjPtr, Sources};
+use super::{arenas, bootstrap, memory_ledger, scratch, teardown, ObjPtr, Sources};
 use crate::runtime::watchdog::Watchdog;
 
 /// A bootstrapped interpreter that no session owns yet.
@@ -178,6 +178,7 @@ fn end(corpse: Corpse, watchdog: &Watchdog) {
             teardown::Ended::Ended => {
                 arenas::release_dead_interpreter(corpse.id);
                 memory_ledger::release(corpse.id);
+                scratch::remove(corpse.id);
             }
             teardown::Ended::LeftRunning(why) => {
                 let text = format!(
