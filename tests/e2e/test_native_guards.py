@@ -41,6 +41,11 @@ ATTACKS = {
     "fcntl-fd": "import fcntl, os\nfor fd in range(3, 64):\n    fcntl.fcntl(fd, fcntl.F_SETFL, 0)",
     "gc-walk": "import gc\ngc.get_objects()",
     "replace-code": "f = lambda: 0\nf.__code__ = (lambda: 1).__code__",
+    "imp-second-posix": ("import _imp, importlib.machinery as m\n"
+                         "posix = _imp.create_builtin(m.ModuleSpec('posix', m.BuiltinImporter, origin='built-in'))\n"
+                         "for fd in range(3, 64):\n    posix.close(fd)"),
+    "imp-ctypes": ("import _imp, importlib.util\nspec = importlib.util.find_spec('_ctypes')\n"
+                   "_imp.create_dynamic(spec).dlopen(None)"),
 }
 
 

@@ -12,6 +12,7 @@ mod cpython;
 mod fd_guard;
 mod host_keys;
 mod hostmodule;
+mod import_guard;
 mod interrupts;
 mod job;
 mod memory_ledger;
@@ -241,6 +242,7 @@ fn bootstrap(py: &Attached, sources: &Sources) -> Result<(ObjPtr, ObjPtr), Strin
         ] {
             ffi::Py_DecRef(cpython::exec_module(py, name, code, file)?);
         }
+        import_guard::install()?;
         Ok((ObjPtr(abort), ObjPtr(timeout)))
     }
 }
