@@ -137,7 +137,7 @@ def _step_kind():
     return None
 
 
-_CREATED, _RETURNED, _DONE = range(3)
+_CREATED, _RETURNED, _DONE, _DROPPED = range(4)
 
 
 class gearsFuture:
@@ -155,6 +155,7 @@ class gearsFuture:
         if _ident() in pending:
             raise _gearbox.error("Can not create async record twice on the same step")
         pending[_ident()] = self
+        self._owner = _ident()
         self._state, self._value, self._error = _CREATED, None, None
         if _THREADS:
             import threading
@@ -173,15 +174,29 @@ class gearsFuture:
         if self._cond is None:
             return self._set(value, error)
         with self._cond:
+            # Continued from another thread (a coroutine on the session's loop) before the
+            # callback that made it has returned it: wait for that return, a moment away.
+            while self._state == _CREATED and _ident() != self._owner:
+                self._cond.wait(0.05)
             self._set(value, error)
             self._cond.notify_all()
 
     def _set(self, value, error):
-        if self._state == _CREATED:
+        if self._state in (_CREATED, _DROPPED):
             raise _gearbox.error("Can not handle future untill it returned from the callback")
         if self._state == _DONE:
             raise _gearbox.error("Can not continue with the same future twice")
         self._state, self._value, self._error = _DONE, value, error
+
+    def _drop(self):
+        """The callback returned something else: continuing this future is an error from now on
+        (and a thread waiting to continue it stops waiting)."""
+        if self._cond is None:
+            self._state = _DROPPED
+            return
+        with self._cond:
+            self._state = _DROPPED
+            self._cond.notify_all()
 
     def _wait(self):
         """Wait (as the execution owning the record) until continued; its value, or its error
@@ -190,6 +205,7 @@ class gearsFuture:
             with self._cond:
                 if self._state == _CREATED:
                     self._state = _RETURNED
+                    self._cond.notify_all()
                 while self._state != _DONE:
                     # Short waits: RG.ABORTEXECUTION's exception is seen between them.
                     self._cond.wait(0.05)
@@ -242,6 +258,7 @@ def settle(out, no_async_text=None):
     if isinstance(out, gearsFuture):
         return out._wait()
     if created is not None:
+        created._drop()
         raise _gearbox.error("Async record did not called continue")
     return out
 

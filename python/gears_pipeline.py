@@ -147,7 +147,9 @@ def shards_id_reader():
 def _failed(errors, e):
     """Report a failed callback; a future it created dies with it."""
     if _pending:
-        _pending.pop(_async._ident(), None)
+        dead = _pending.pop(_async._ident(), None)
+        if dead is not None:
+            dead._drop()
     errors.append(format_exception(e))
 
 

@@ -283,3 +283,57 @@ def test_a_nested_run_in_a_registration(r):
     """))
     r.mset({"nk:1": 1, "nk:2": 2, "other": 3})
     assert trigger(r, "nkeys", "nk:") == ["2"]
+
+
+def test_a_future_continued_before_its_callback_returned_it_is_not_lost(r):
+    # The coroutine continues the future on the session's loop while the callback still runs
+    # (the callback sleeps before returning it): the record waits for the return, then finishes.
+    # Before the fix this raced and left the execution running forever (seen under load).
+    results, errors = run(r, script(f"""
+        import time
+        async def fail():
+            raise Exception('no value')
+        async def ok(x):
+            return x
+        def suspend(x):
+            f = gearsFuture()
+            runCoroutine(fail(), f) if x == 1 else runCoroutine(ok(x), f)
+            time.sleep(0.2)
+            return f
+        {PY3}.map(suspend).run({NUMBERS})
+    """))
+    assert sorted(results) == ["2", "3"]
+    assert len(errors) == 1 and "no value" in errors[0]
+
+
+def test_a_future_dropped_by_its_callback_does_not_block_the_loop(r):
+    # The callback made a future, had a coroutine continue it, and failed: the coroutine's
+    # continue is refused instead of waiting for a return that never comes, so the execution
+    # ends and a later one runs its coroutines.
+    results, errors = run(r, script(f"""
+        import time
+        async def later(f):
+            f.continueRun('late')
+        def drop(x):
+            f = gearsFuture()
+            runCoroutine(later(f))
+            raise Exception('callback failed')
+        async def fine(x):
+            return x
+        def suspend(x):
+            f = gearsFuture()
+            runCoroutine(fine(x), f)
+            return f
+        {PY3}.map(drop).run({NUMBERS})
+    """))
+    assert results == [] and len(errors) == 3, (results, errors)
+    results, errors = run(r, script(f"""
+        async def fine(x):
+            return x
+        def suspend(x):
+            f = gearsFuture()
+            runCoroutine(fine(x), f)
+            return f
+        {PY3}.map(suspend).run({NUMBERS})
+    """))
+    assert sorted(results) == ["1", "2", "3"] and errors == []
