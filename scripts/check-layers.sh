@@ -17,6 +17,7 @@ check() { # <dir> <regex> <rule>
 }
 check src/events 'crate::commands' 'events/ must not use commands/'
 check src/host 'crate::commands' 'host/ must not use commands/'
+check src/host 'crate::runtime' 'host/ must not use the runtimes (shared machinery lives in the engine)'
 check src/runtime 'crate::(commands|events|host)' 'a runtime sees the engine ports only, never commands/, events/ or host/'
 check engine/src '(redis_module|pyo3|wasmtime|crate::gearbox)' 'the engine knows nothing of Redis, Python or wasm'
 [ $fail -eq 0 ] && echo "layer check: imports point one way"

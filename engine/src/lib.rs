@@ -24,6 +24,7 @@ pub mod script_calls;
 pub mod session;
 pub mod stream_state;
 pub mod value;
+pub mod watchdog;
 
 pub use engine::Engine;
 pub use execution::{Execution, ExecutionStatus, Outcome};

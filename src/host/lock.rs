@@ -14,7 +14,7 @@ use std::time::Duration;
 use gearbox_engine::InterruptHandle;
 
 use super::redis_ffi;
-use crate::runtime::watchdog::{Armed, Watchdog};
+use gearbox_engine::watchdog::{Armed, Watchdog};
 
 thread_local! {
     static HELD: Cell<u32> = const { Cell::new(0) };

@@ -6,7 +6,6 @@
 pub mod native;
 #[cfg(feature = "wasm")]
 pub mod wasm;
-pub mod watchdog;
 
 use gearbox_engine::{Runtime, RuntimeKind, RuntimePolicy};
 

@@ -15,7 +15,7 @@ use pyo3_ffi as ffi;
 use super::convert;
 use super::cpython::{self, utf8_of, Attached};
 use super::{deactivate, InterpCore, ObjPtr};
-use crate::runtime::watchdog::Watchdog;
+use gearbox_engine::watchdog::Watchdog;
 
 /// An owned reference to a plan callable, released attached to its interpreter.
 pub struct Plan {

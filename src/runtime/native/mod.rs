@@ -31,8 +31,8 @@ use gearbox_engine::port::ScriptOutcome;
 use gearbox_engine::{Host, Interpreter, Job, Runtime, Value};
 use pyo3_ffi as ffi;
 
-use super::watchdog::Watchdog;
 use cpython::{Attached, InterpPtr};
+use gearbox_engine::watchdog::Watchdog;
 use interrupts::Push;
 use job::{NativeJob, Work};
 

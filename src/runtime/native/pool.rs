@@ -16,7 +16,7 @@ use gearbox_engine::{Host, LogLevel};
 
 use super::cpython::{self, InterpPtr};
 use super::{arenas, bootstrap, memory_ledger, scratch, teardown, ObjPtr, Sources};
-use crate::runtime::watchdog::Watchdog;
+use gearbox_engine::watchdog::Watchdog;
 
 /// A bootstrapped interpreter that no session owns yet.
 pub struct Prepared {

@@ -23,7 +23,7 @@ use pyo3_ffi as ffi;
 use super::cpython::{self, InterpPtr};
 use super::interrupts::{self, raise_at_every_line};
 use super::{hostmodule, ObjPtr};
-use crate::runtime::watchdog::Watchdog;
+use gearbox_engine::watchdog::Watchdog;
 
 /// How long each step may take.
 pub const BOUND: Duration = Duration::from_millis(1000);
@@ -61,7 +61,7 @@ pub fn end(interp: InterpPtr, stop: ObjPtr, watchdog: &Watchdog) -> Ended {
 
 /// After `BOUND`, stop whatever Python code runs in `interp` (from a pending call: nothing needs
 /// to attach, which matters while the interpreter ends).
-fn arm(watchdog: &Watchdog, interp: InterpPtr, stop: ObjPtr) -> crate::runtime::watchdog::Armed {
+fn arm(watchdog: &Watchdog, interp: InterpPtr, stop: ObjPtr) -> gearbox_engine::watchdog::Armed {
     watchdog.arm(
         BOUND,
         Arc::new(move || {

@@ -1,5 +1,7 @@
 //! A single background thread that fires callbacks at deadlines: how ScriptTimeoutMS reaches a
-//! script that is busy on Redis' main thread. A fired entry fires again every `repeat` until it is
+//! script that is busy on Redis' main thread. Plain Rust (a thread, a condvar): it lives in the
+//! engine so both the runtimes and the host (`atomic()`'s watch) use it without depending on
+//! each other. A fired entry fires again every `repeat` until it is
 //! disarmed, so a script that swallows the first interruption still gets stopped.
 
 use std::collections::BTreeMap;
