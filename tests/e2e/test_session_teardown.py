@@ -22,9 +22,10 @@ SPINNING_THREAD = script("""
     threading.Thread(target=spin).start()
 """)
 
+# A raw _thread lock waits in one C call (threading's own locks are sliced by the guards).
 BLOCKED_THREAD = script("""
-    import threading
-    held = threading.Lock()
+    import threading, _thread
+    held = _thread.allocate_lock()
     held.acquire()
     threading.Thread(target=held.acquire).start()
 """)
@@ -115,9 +116,9 @@ def test_a_session_ending_with_an_execution_thread_leaves_the_server_responsive(
     r.set("canary", "still-here")
     # The execution's thread drops the last reference (not Redis' main thread).
     code = script("""
-        import threading
+        import threading, _thread
         def start_stuck(x):
-            held = threading.Lock()
+            held = _thread.allocate_lock()
             held.acquire()
             threading.Thread(target=held.acquire).start()
             return x
