@@ -36,6 +36,7 @@ fn load(ctx: Ctx, argv: *mut *mut raw::RedisModuleString, argc: c_int) -> Result
     let engine = Engine::new(config.execution_threads()).map_err(|e| format!("could not start the execution threads: {e}"))?;
     let loaded = loaded_line(&runtimes.policy);
     gearbox::install(config, engine, runtimes)?;
+    host::control::install(&events::control::CONTROL);
     commands::register_all(ctx)?;
     host::redis_hooks::install(
         ctx,

@@ -20,13 +20,7 @@ use crate::gearbox;
 use crate::host::key_type::{self, KeyValue};
 use crate::host::redis_ffi::{self, Ctx};
 
-/// A time event the script's top level asked for with a key name.
-#[derive(Clone, Debug, PartialEq)]
-pub struct PendingKeyed {
-    pub key: Vec<u8>,
-    pub handle: i64,
-    pub period: Duration,
-}
+pub use crate::host::top_level::PendingKeyed;
 
 pub struct KeyedTimeEvent {
     handle: i64,

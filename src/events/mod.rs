@@ -12,6 +12,7 @@
 
 pub mod command_ctx;
 pub mod command_info;
+pub mod control;
 pub mod fire;
 pub mod hooks;
 pub mod install;

@@ -6,6 +6,7 @@
 pub mod acl_users;
 pub mod blocked_client;
 pub mod command_filter;
+pub mod control;
 mod key_scan;
 pub mod key_type;
 mod keys;
@@ -227,7 +228,7 @@ impl Host for RedisHost {
     fn time_event(&self, seconds: u64, handle: i64, key: Option<Vec<u8>>) -> Result<bool, String> {
         let period = Duration::from_secs(seconds);
         if let Some(key) = key {
-            let pending = crate::events::keyed_timers::PendingKeyed { key, handle, period };
+            let pending = top_level::PendingKeyed { key, handle, period };
             return self.top_level().keyed_time_event(pending, |k| {
                 let _lock = RedisLock::acquire();
                 keys::Caller::call_locked(self, &[b"EXISTS", k]) != Value::Int(0)
@@ -239,7 +240,7 @@ impl Host for RedisHost {
         }
         let session = self.session.get().cloned().ok_or("gearbox: registerTE before the session exists")?;
         let _lock = RedisLock::acquire();
-        crate::events::timers::start(session, handle, period)?;
+        control::get()?.start_time_event(session, handle, period)?;
         Ok(true)
     }
 
@@ -277,27 +278,15 @@ impl RedisHost {
     }
 
     /// `call_next` / `get_command` / `override_reply` against the command context of the job
-    /// running on this thread.
+    /// running on this thread (the control half, `events::control`).
     fn command_request(&self, request: CommandRequest) -> Value {
-        use crate::events::command_ctx;
-        let Some(current) = command_ctx::current() else {
-            let what = if matches!(request, CommandRequest::Next(_)) { "CommandHook" } else { "command" };
-            return Value::Error(format!("Can not get {what} ctx"));
+        let call_locked = |argv: &[Vec<u8>]| {
+            let argv: Vec<&[u8]> = argv.iter().map(Vec::as_slice).collect();
+            keys::Caller::call_locked(self, &argv)
         };
-        match request {
-            CommandRequest::Get => Value::bulks(current.argv.iter().cloned()),
-            CommandRequest::OverrideReply(value) => match current.override_reply(value) {
-                Ok(()) => Value::Nil,
-                Err(e) => Value::Error(e),
-            },
-            CommandRequest::Next(_) if current.hook.is_none() => Value::Error("Can not get CommandHook ctx".into()),
-            CommandRequest::Next(args) => {
-                let _lock = RedisLock::acquire();
-                crate::events::hooks::call_next(&current, args, |argv| {
-                    let argv: Vec<&[u8]> = argv.iter().map(Vec::as_slice).collect();
-                    keys::Caller::call_locked(self, &argv)
-                })
-            }
+        match control::get() {
+            Ok(control) => control.command(request, &call_locked),
+            Err(e) => Value::Error(e),
         }
     }
 }

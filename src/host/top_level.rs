@@ -12,9 +12,17 @@ use gearbox_engine::{hook_policy, RegistrationSpec, Replacing, Value};
 use super::acl_users;
 use super::lock::RedisLock;
 
-use crate::events::command_info;
-use crate::events::keyed_timers::PendingKeyed;
+use super::control;
 use crate::gearbox;
+
+/// A time event the script's top level asked for with a key name (made by `events::keyed_timers`
+/// if the script succeeds).
+#[derive(Clone, Debug, PartialEq)]
+pub struct PendingKeyed {
+    pub key: Vec<u8>,
+    pub handle: i64,
+    pub period: std::time::Duration,
+}
 
 /// How the top level talks to Redis.
 #[derive(Default)]
@@ -129,8 +137,7 @@ impl TopLevel {
         }
         let replacing = Replacing { owner, ids: &self.replacing };
         let earlier: Vec<&RegistrationSpec> = self.pending.iter().map(|p| &p.spec).collect();
-        command_info::check_hook(&spec, &earlier, replacing)?;
-        command_info::check_commands(&spec)?;
+        control::get()?.check_registration(&spec, &earlier, replacing)?;
         // After RedisGears' own checks, so their texts come first: only administrators hook.
         hook_policy::may_register(&spec, || {
             let _lock = RedisLock::acquire();

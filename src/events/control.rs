@@ -1,0 +1,46 @@
+//! The events side of the host's control half (`host::control`): register-time checks against
+//! Redis' command table, time events, and the command context a job runs for.
+
+use std::sync::Weak;
+use std::time::Duration;
+
+use gearbox_engine::{CommandRequest, RegistrationSpec, Replacing, Session, Value};
+
+use super::{command_ctx, command_info, hooks, timers};
+use crate::host::control::Control;
+use crate::host::lock::RedisLock;
+
+pub struct EventsControl;
+
+/// What `host::control::install` is given at load.
+pub static CONTROL: EventsControl = EventsControl;
+
+impl Control for EventsControl {
+    fn check_registration(&self, spec: &RegistrationSpec, earlier: &[&RegistrationSpec], replacing: Replacing<'_>) -> Result<(), String> {
+        command_info::check_hook(spec, earlier, replacing)?;
+        command_info::check_commands(spec)
+    }
+
+    fn start_time_event(&self, session: Weak<Session>, handle: i64, period: Duration) -> Result<(), String> {
+        timers::start(session, handle, period)
+    }
+
+    fn command(&self, request: CommandRequest, call_locked: &dyn Fn(&[Vec<u8>]) -> Value) -> Value {
+        let Some(current) = command_ctx::current() else {
+            let what = if matches!(request, CommandRequest::Next(_)) { "CommandHook" } else { "command" };
+            return Value::Error(format!("Can not get {what} ctx"));
+        };
+        match request {
+            CommandRequest::Get => Value::bulks(current.argv.iter().cloned()),
+            CommandRequest::OverrideReply(value) => match current.override_reply(value) {
+                Ok(()) => Value::Nil,
+                Err(e) => Value::Error(e),
+            },
+            CommandRequest::Next(_) if current.hook.is_none() => Value::Error("Can not get CommandHook ctx".into()),
+            CommandRequest::Next(args) => {
+                let _lock = RedisLock::acquire();
+                hooks::call_next(&current, args, call_locked)
+            }
+        }
+    }
+}
