@@ -1,4 +1,6 @@
-//! The one catalogue of user-visible error texts.
+//! The catalogue of user-visible error texts clients and scripts match on: RedisGears 1.2's, and
+//! gearbox's cross-cutting ones. (A text of one gearbox rule, starting with `gearbox:`, lives with
+//! that rule: quotas, native-mode guards, teardown, runtime start-up.)
 //!
 //! Clients and user code match on these strings, so they are copied exactly from RedisGears 1.2
 //! (RedisGears 1.2's replies, as its clients and tests match them). Most lack an `ERR ` prefix because RedisGears replied them
@@ -24,6 +26,32 @@ pub const EXECUTION_ABORTED: &str = "Execution was aborted";
 pub const SCRIPT_NOT_UTF8: &str = "script is not valid UTF-8";
 pub const REMOTE_NOT_SUPPORTED: &str = "Execute remote is not longer supported";
 pub const FREE_INTERPRETER_NOT_SUPPORTED: &str = "Free interpreter is not longer supported";
+pub const NO_COMMAND_HOOK_CTX: &str = "Can not get CommandHook ctx";
+pub const NO_COMMAND_CTX: &str = "Can not get command ctx";
+pub const OVERRIDE_REPLY_TWICE: &str = "Can only override reply once";
+pub const NO_COMMAND_RESULT: &str = "Failed getting results from command execution";
+pub const HOOK_ONE_RESULT: &str = "Command hook must return exactly one result";
+pub const HOOK_NOT_SYNC: &str = "Can not override a none sync registration";
+pub const HOOK_NOT_SYNC_IN_SESSION: &str = "Can not override a none sync registration which already created on this session";
+pub const HOOK_PREFIX_JUMP: &str = "Can not override a command by key prefix with none positive jump";
+pub const ATOMIC_NESTED: &str = "Already inside an atomic block";
+pub const REQUIREMENTS_FAILED: &str = "Could not satisfy requirements, look at the log file for more information.";
+pub const READONLY_REPLICA: &str = "READONLY You can't write against a read only replica.";
+
+/// `hook=` / `commands=` on a command that scripts may not run (`verb`: override / hook).
+pub fn hook_not_in_scripts(verb: &str) -> String {
+    format!("Can not {verb} a command which are not allowed inside a script")
+}
+
+/// `hook=` / `commands=` with a key prefix on a command with moveable keys.
+pub fn hook_moveable_keys(verb: &str) -> String {
+    format!("Can not {verb} a command with moveable keys by key prefix")
+}
+
+/// `hook=` / `commands=` with a key prefix on a command whose first key is not positive.
+pub fn hook_first_key(verb: &str) -> String {
+    format!("Can not {verb} a command by key prefix with none positive first key")
+}
 
 /// The reply to a script whose top level ran past ScriptTimeoutMS (gearbox's own text).
 pub fn script_timeout(limit_ms: u128) -> String {

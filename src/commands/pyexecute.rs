@@ -93,7 +93,7 @@ pub fn pyexecute(ctx: Ctx, args: &[Vec<u8>]) -> Reply {
             "warning",
             &format!("gearbox: REQUIREMENTS {:?} refused: installing packages is not supported yet", opts.requirements),
         );
-        return Reply::error("Could not satisfy requirements, look at the log file for more information.");
+        return Reply::error(errors::REQUIREMENTS_FAILED);
     }
     let gb = gearbox::get();
     // Session ids are per owner: UPGRADE and REPLACE_WITH reach only the caller's own sessions.

@@ -14,6 +14,7 @@
 use std::cell::RefCell;
 use std::sync::{Arc, Mutex, MutexGuard};
 
+use gearbox_engine::errors;
 use gearbox_engine::Value;
 
 use crate::host::redis_ffi::{BlockedClient, Ctx};
@@ -63,9 +64,9 @@ impl CommandCtx {
 
     /// `override_reply(value)`: only for watched commands, and only once.
     pub fn override_reply(&self, value: Value) -> Result<(), String> {
-        let Some(mut state) = self.state() else { return Err("Can not get command ctx".into()) };
+        let Some(mut state) = self.state() else { return Err(errors::NO_COMMAND_CTX.into()) };
         if state.overridden.is_some() {
-            return Err("Can only override reply once".into());
+            return Err(errors::OVERRIDE_REPLY_TWICE.into());
         }
         state.overridden = Some(value);
         Ok(())
@@ -95,7 +96,7 @@ impl CommandCtx {
     pub fn final_reply(&self) -> Value {
         let Some(state) = self.state() else { return Value::Nil };
         let reply = state.overridden.clone().map(reply_of_override).or_else(|| state.own.clone());
-        reply.unwrap_or_else(|| Value::Error("Failed getting results from command execution".into()))
+        reply.unwrap_or_else(|| Value::Error(errors::NO_COMMAND_RESULT.into()))
     }
 }
 

@@ -8,6 +8,7 @@ use std::collections::HashMap;
 use std::sync::{Mutex, OnceLock};
 
 use gearbox_engine::command_hooks::KeyPositions;
+use gearbox_engine::errors;
 use gearbox_engine::{Mode, RegistrationSpec, Replacing, Value};
 
 use crate::gearbox;
@@ -69,7 +70,7 @@ pub fn lookup(name: &str) -> Option<CommandInfo> {
 /// RedisGears says "override" for hooks and "hook" for `commands=` in these texts.
 fn allowed_in_scripts(info: &CommandInfo, verb: &str) -> Result<(), String> {
     if info.noscript {
-        return Err(format!("Can not {verb} a command which are not allowed inside a script"));
+        return Err(errors::hook_not_in_scripts(verb));
     }
     Ok(())
 }
@@ -77,13 +78,13 @@ fn allowed_in_scripts(info: &CommandInfo, verb: &str) -> Result<(), String> {
 /// Whether the command's keys can be found to match a key prefix against.
 fn keys_by_prefix(info: &CommandInfo, verb: &str) -> Result<(), String> {
     if info.movable_keys {
-        return Err(format!("Can not {verb} a command with moveable keys by key prefix"));
+        return Err(errors::hook_moveable_keys(verb));
     }
     if info.keys.first <= 0 {
-        return Err(format!("Can not {verb} a command by key prefix with none positive first key"));
+        return Err(errors::hook_first_key(verb));
     }
     if info.keys.step <= 0 {
-        return Err("Can not override a command by key prefix with none positive jump".into());
+        return Err(errors::HOOK_PREFIX_JUMP.into());
     }
     Ok(())
 }
@@ -99,10 +100,10 @@ pub fn check_hook(spec: &RegistrationSpec, earlier: &[&RegistrationSpec], replac
     }
     let head = gearbox::get().engine.registrations.hooks_of(command).into_iter().find(|r| !replacing.covers(&r.session));
     if head.is_some_and(|h| h.spec.mode != Mode::Sync) {
-        return Err("Can not override a none sync registration".into());
+        return Err(errors::HOOK_NOT_SYNC.into());
     }
     if earlier.iter().any(|e| e.hook.as_deref() == Some(command) && e.mode != Mode::Sync) {
-        return Err("Can not override a none sync registration which already created on this session".into());
+        return Err(errors::HOOK_NOT_SYNC_IN_SESSION.into());
     }
     Ok(())
 }

@@ -4,6 +4,7 @@
 use std::sync::Weak;
 use std::time::Duration;
 
+use gearbox_engine::errors;
 use gearbox_engine::{CommandRequest, RegistrationSpec, Replacing, Session, Value};
 
 use super::{command_ctx, command_info, hooks, timers};
@@ -27,8 +28,8 @@ impl Control for EventsControl {
 
     fn command(&self, request: CommandRequest, call_locked: &dyn Fn(&[Vec<u8>]) -> Value) -> Value {
         let Some(current) = command_ctx::current() else {
-            let what = if matches!(request, CommandRequest::Next(_)) { "CommandHook" } else { "command" };
-            return Value::Error(format!("Can not get {what} ctx"));
+            let text = if matches!(request, CommandRequest::Next(_)) { errors::NO_COMMAND_HOOK_CTX } else { errors::NO_COMMAND_CTX };
+            return Value::Error(text.into());
         };
         match request {
             CommandRequest::Get => Value::bulks(current.argv.iter().cloned()),
@@ -36,7 +37,7 @@ impl Control for EventsControl {
                 Ok(()) => Value::Nil,
                 Err(e) => Value::Error(e),
             },
-            CommandRequest::Next(_) if current.hook.is_none() => Value::Error("Can not get CommandHook ctx".into()),
+            CommandRequest::Next(_) if current.hook.is_none() => Value::Error(errors::NO_COMMAND_HOOK_CTX.into()),
             CommandRequest::Next(args) => {
                 let _lock = RedisLock::acquire();
                 hooks::call_next(&current, args, call_locked)

@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use gearbox_engine::command_hooks::{next_hook, watches};
+use gearbox_engine::errors;
 use gearbox_engine::{Mode, Outcome, Registration, Value};
 use redis_module::raw;
 
@@ -114,7 +115,7 @@ fn hook_reply(outcome: &Outcome) -> Value {
     match (outcome.errors.first(), outcome.results.as_slice()) {
         (Some(e), _) => Value::Error(e.clone()),
         (None, [one]) => one.clone(),
-        _ => Value::Error("Command hook must return exactly one result".into()),
+        _ => Value::Error(errors::HOOK_ONE_RESULT.into()),
     }
 }
 
@@ -136,7 +137,7 @@ pub fn inner_hook(ctx: Ctx, args: &[Vec<u8>]) -> Reply {
     }
     let read_only_replica = raw::REDISMODULE_CTX_FLAGS_SLAVE | raw::REDISMODULE_CTX_FLAGS_READONLY;
     if flags & read_only_replica == read_only_replica && command_info::cached(&command_name(&argv)).is_some_and(|i| i.write) {
-        return Reply::error("READONLY You can't write against a read only replica.");
+        return Reply::error(errors::READONLY_REPLICA);
     }
     if let Some(reg) = first_hook(&argv) {
         return run_hook(ctx, &reg, argv);

@@ -119,7 +119,7 @@ pub fn atomic_begin(timeout: Duration) -> Result<(), String> {
     ATOMIC.with(|a| {
         let mut slot = a.borrow_mut();
         if slot.is_some() {
-            return Err("Already inside an atomic block".to_string());
+            return Err(gearbox_engine::errors::ATOMIC_NESTED.to_string());
         }
         let timed_out = Arc::new(AtomicBool::new(false));
         let handle = if redis_ffi::is_main_thread() { None } else { RUN.with(|r| r.borrow().clone()) };
