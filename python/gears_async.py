@@ -139,6 +139,10 @@ def _step_kind():
 
 _CREATED, _RETURNED, _DONE, _DROPPED = range(4)
 
+# References to a returned future while its record waits and nothing else holds it: the step
+# loop's `out`, settle()'s `out`, _wait()'s `self` and getrefcount's argument.
+_UNREACHABLE = 4
+
 
 class gearsFuture:
     """Returned from a step callback, suspends its record until `continueRun(value)` (the
@@ -207,6 +211,11 @@ class gearsFuture:
                     self._state = _RETURNED
                     self._cond.notify_all()
                 while self._state != _DONE:
+                    # Nothing but the pipeline holds the future: nobody can ever continue it. It
+                    # fails, as RedisGears fails a future freed without a continue.
+                    if sys.getrefcount(self) <= _UNREACHABLE:
+                        self._state = _DROPPED
+                        raise _gearbox.error("Async record did not called continue")
                     # Short waits: RG.ABORTEXECUTION's exception is seen between them.
                     self._cond.wait(0.05)
         else:
@@ -256,6 +265,7 @@ def settle(out, no_async_text=None):
             raise _gearbox.error(no_async_text or _INLINE)
         return _run_coroutine(out)
     if isinstance(out, gearsFuture):
+        del created  # so that only the pipeline's own references remain (see _UNREACHABLE)
         return out._wait()
     if created is not None:
         created._drop()
