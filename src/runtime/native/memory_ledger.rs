@@ -251,19 +251,14 @@ extern "C" fn raw_realloc(_ctx: *mut c_void, ptr: *mut c_void, size: usize) -> *
     let Some(Raw(d)) = DEFAULT_RAW.get() else { return std::ptr::null_mut() };
     let id = current_interpreter_id();
     let old = usable(ptr);
-    if size > old && !charge_to(id, size - old) {
+    if !charge_to(id, size.saturating_sub(old)) {
         return std::ptr::null_mut();
     }
     let new = d.realloc.map(|f| f(d.ctx, ptr, size)).unwrap_or(std::ptr::null_mut());
-    // Undo the estimate, then charge what the block really is now (the old block is gone on
-    // success, still there on failure).
-    if size > old {
-        credit_to(id, size - old);
-    }
-    if !new.is_null() {
-        credit_to(id, old);
-        force_charge(id, usable(new));
-    }
+    // Replace the estimate by what the block really is now (the old block is gone on success,
+    // still there on failure), in one update.
+    let now = if new.is_null() { old } else { usable(new) };
+    adjust(id, now as i64 - old as i64 - size.saturating_sub(old) as i64);
     new
 }
 
@@ -279,16 +274,17 @@ extern "C" fn raw_free(_ctx: *mut c_void, ptr: *mut c_void) {
 
 /// Replace the estimate `asked` charged before an allocation by the block's real size.
 fn settle(id: i64, asked: usize, ptr: *mut c_void) {
-    credit_to(id, asked);
-    if !ptr.is_null() {
-        force_charge(id, usable(ptr));
-    }
+    let real = if ptr.is_null() { 0 } else { usable(ptr) };
+    adjust(id, real as i64 - asked as i64);
 }
 
-/// Charge without checking the cap (the memory is taken already).
-fn force_charge(id: i64, size: usize) {
-    if let Some(slot) = slot_of(id) {
-        slot.bytes.fetch_add(size as i64, Ordering::Relaxed);
+/// Add `delta` (either sign) to interpreter `id`'s count without the cap check: the memory is
+/// taken or given back already. One slot look-up and one atomic update.
+fn adjust(id: i64, delta: i64) {
+    if delta != 0 {
+        if let Some(slot) = slot_of(id) {
+            slot.bytes.fetch_add(delta, Ordering::Relaxed);
+        }
     }
 }
 
