@@ -70,18 +70,26 @@ def test_gears_future_continued_by_a_coroutine(r):
     assert sorted(results) == ["10", "20", "30"]
 
 
-def test_gears_future_continue_failed_is_the_records_error(r):
-    results, errors = run(r, script(f"""
+def continued_by_coroutines(pause=0):
+    """Record 1's future is continued with a failure by a coroutine, the others with their value;
+    the callback waits `pause` seconds before returning its future."""
+    return script(f"""
+        import time
         async def fail():
             raise Exception('no value')
+        async def ok(x):
+            return x
         def suspend(x):
             f = gearsFuture()
             runCoroutine(fail(), f) if x == 1 else runCoroutine(ok(x), f)
+            time.sleep({pause})
             return f
-        async def ok(x):
-            return x
         {PY3}.map(suspend).run({NUMBERS})
-    """))
+    """)
+
+
+def test_gears_future_continue_failed_is_the_records_error(r):
+    results, errors = run(r, continued_by_coroutines())
     assert sorted(results) == ["2", "3"]
     assert len(errors) == 1 and "no value" in errors[0]
 
@@ -302,19 +310,7 @@ def test_a_future_continued_before_its_callback_returned_it_is_not_lost(r):
     # The coroutine continues the future on the session's loop while the callback still runs
     # (the callback sleeps before returning it): the record waits for the return, then finishes.
     # Before the fix this raced and left the execution running forever (seen under load).
-    results, errors = run(r, script(f"""
-        import time
-        async def fail():
-            raise Exception('no value')
-        async def ok(x):
-            return x
-        def suspend(x):
-            f = gearsFuture()
-            runCoroutine(fail(), f) if x == 1 else runCoroutine(ok(x), f)
-            time.sleep(0.2)
-            return f
-        {PY3}.map(suspend).run({NUMBERS})
-    """))
+    results, errors = run(r, continued_by_coroutines(pause=0.2))
     assert sorted(results) == ["2", "3"]
     assert len(errors) == 1 and "no value" in errors[0]
 
@@ -324,19 +320,12 @@ def test_a_future_dropped_by_its_callback_does_not_block_the_loop(r):
     # continue is refused instead of waiting for a return that never comes, so the execution
     # ends and a later one runs its coroutines.
     results, errors = run(r, script(f"""
-        import time
         async def later(f):
             f.continueRun('late')
         def drop(x):
             f = gearsFuture()
             runCoroutine(later(f))
             raise Exception('callback failed')
-        async def fine(x):
-            return x
-        def suspend(x):
-            f = gearsFuture()
-            runCoroutine(fine(x), f)
-            return f
         {PY3}.map(drop).run({NUMBERS})
     """))
     assert results == [] and len(errors) == 3, (results, errors)
