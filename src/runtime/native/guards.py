@@ -172,17 +172,15 @@ def _sliced_waits(monotonic):
 def _audit(event, args, isinstance=isinstance, int=int, owned=_gearbox.fd_owned, config=_gearbox.config_get,
            getframe=sys._getframe, realpath=os.path.realpath, fspath=os.fspath, fsdecode=os.fsdecode,
            readable=_readable_roots(), scratch=(os.path.realpath(_gearbox.scratch_dir),),
-           writing=os.O_WRONLY | os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_TRUNC):
+           writing=os.O_WRONLY | os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_TRUNC,
+           refused_imports=frozenset(_gearbox.refused_imports)):
     """Refuse what would reach outside the script's interpreter. Its data lives in constants of
     its own code and in its defaults; the function itself is unreachable once installed (its
     name is deleted, gc's object walks are refused), so a script cannot widen it by patching
     builtins, modules or the function."""
     if event == "import":
         name = args[0]
-        if name in {"ctypes", "_ctypes", "_interpreters", "_interpqueues", "_interpchannels", "_xxsubinterpreters",
-                    "_xxinterpchannels", "_xxinterpqueues", "_posixsubprocess", "_testcapi", "_testinternalcapi",
-                    "_testsinglephase", "_testmultiphase", "_testimportmultiple", "posix", "_signal", "_io", "faulthandler",
-                    "_tracemalloc", "readline"} or name.startswith("ctypes."):
+        if name in refused_imports or name.startswith("ctypes."):
             raise ImportError("gearbox: module %r is not allowed in a script (native-mode guard)" % name)
         return
     if event == "open":

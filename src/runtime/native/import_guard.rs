@@ -14,8 +14,10 @@ use pyo3_ffi as ffi;
 
 /// Modules whose one copy the guards patched (or that carry the host): never created again.
 const PATCHED: &[&str] = &["posix", "_signal", "_io", "_imp", "time", "_thread", "_gearbox"];
-/// Modules the guards refuse to import at all (kept equal to guards.py's import list).
-const REFUSED: &[&str] = &[
+/// Modules a script may not import at all: the one list, handed to guards.py's audit hook as
+/// `_gearbox.refused_imports` and checked here for `_imp`'s back doors.
+pub const REFUSED: &[&str] = &[
+    "ctypes",
     "_ctypes",
     "_interpreters",
     "_interpqueues",
@@ -29,6 +31,9 @@ const REFUSED: &[&str] = &[
     "_testsinglephase",
     "_testmultiphase",
     "_testimportmultiple",
+    "posix",
+    "_signal",
+    "_io",
     "faulthandler",
     "_tracemalloc",
     "readline",

@@ -232,6 +232,21 @@ fn bootstrap(py: &Attached, sources: &Sources) -> Result<(ObjPtr, ObjPtr), Strin
             }
         };
         ffi::PyModule_AddStringConstant(module, c"scratch_dir".as_ptr(), dir.as_ptr());
+        // The guards' list of refused imports (import_guard.rs keeps the one copy).
+        let refused = ffi::PyTuple_New(import_guard::REFUSED.len() as ffi::Py_ssize_t);
+        for (i, name) in import_guard::REFUSED.iter().enumerate() {
+            ffi::PyTuple_SetItem(
+                refused,
+                i as ffi::Py_ssize_t,
+                ffi::PyUnicode_FromStringAndSize(name.as_ptr().cast(), name.len() as ffi::Py_ssize_t),
+            );
+        }
+        if refused.is_null() || ffi::PyModule_AddObjectRef(module, c"refused_imports".as_ptr(), refused) < 0 {
+            ffi::Py_XDECREF(refused);
+            ffi::Py_DecRef(module);
+            return Err(cpython::take_error_text());
+        }
+        ffi::Py_DecRef(refused);
         ffi::Py_DecRef(module);
         for (name, code, file) in [
             (c"gears_async", &sources.asyncs, c"gears_async.py"),
