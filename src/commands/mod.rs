@@ -17,6 +17,7 @@ use std::ffi::c_int;
 use gearbox_engine::Value;
 use redis_module::raw;
 
+use crate::host::lock::Locked;
 use crate::host::redis_ffi::{self, Ctx};
 
 pub use crate::host::reply::Reply;
@@ -30,13 +31,13 @@ static CATEGORIES_SET: std::sync::atomic::AtomicBool = std::sync::atomic::Atomic
 /// Stand-in for `@admin @dangerous` where Redis could not categorise gearbox's commands: the
 /// caller must also be allowed `CONFIG SET` (which is `@admin @dangerous`), so an operator's
 /// `-@admin` or `-@dangerous` reaches RG.CONFIGSET & co. Replication and loading have no user.
-fn admin_guard(ctx: Ctx, name: &str) -> Result<(), Reply> {
+fn admin_guard(locked: Locked<'_>, ctx: Ctx, name: &str) -> Result<(), Reply> {
     if CATEGORIES_SET.load(std::sync::atomic::Ordering::Relaxed) {
         return Ok(());
     }
     let Some(user) = redis_ffi::current_user(ctx) else { return Ok(()) };
     let config_set: [Vec<u8>; 4] = [b"CONFIG".to_vec(), b"SET".to_vec(), b"x".to_vec(), b"y".to_vec()];
-    if redis_ffi::may_run(ctx, &user, &config_set) {
+    if redis_ffi::may_run(locked, ctx, &user, &config_set) {
         return Ok(());
     }
     Err(Reply::error(format!(
@@ -55,7 +56,9 @@ pub unsafe fn dispatch(ctx: *mut raw::RedisModuleCtx, argv: *mut *mut raw::Redis
         let args = unsafe { redis_ffi::args_of(argv, argc) };
         let name = args.first().map(Vec::as_slice).unwrap_or_default();
         if COMMANDS.iter().any(|(n, _, flags, _)| n.as_bytes().eq_ignore_ascii_case(name) && flags.contains("admin")) {
-            if let Err(refused) = admin_guard(ctx, &text(name).to_ascii_uppercase()) {
+            // SAFETY: Redis runs commands on its main thread, holding its lock.
+            let guard = unsafe { Locked::in_callback(|locked| admin_guard(locked, ctx, &text(name).to_ascii_uppercase())) };
+            if let Err(refused) = guard {
                 return refused;
             }
         }

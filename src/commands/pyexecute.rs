@@ -13,6 +13,7 @@ use crate::events::fire::PlanJob;
 use crate::events::install::{self, ScriptRequest};
 use crate::events::quotas;
 use crate::gearbox;
+use crate::host::lock::RedisLock;
 use crate::host::redis_ffi::{self, Ctx};
 use crate::host::redis_hooks;
 
@@ -120,10 +121,12 @@ pub fn pyexecute(ctx: Ctx, args: &[Vec<u8>]) -> Reply {
     if opts.upgrade && exists {
         replacing.push(id.clone());
     }
-    let quota = quotas::new_session(user_name.as_deref()).and_then(|()| match opts.unblocking {
-        true => quotas::new_unblocking(user_name.as_deref()),
+    let lock = RedisLock::acquire();
+    let quota = quotas::new_session(lock.held(), user_name.as_deref()).and_then(|()| match opts.unblocking {
+        true => quotas::new_unblocking(lock.held(), user_name.as_deref()),
         false => Ok(()),
     });
+    drop(lock);
     if let Err(text) = quota {
         return Reply::error(text);
     }

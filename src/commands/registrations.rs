@@ -11,6 +11,7 @@ use super::viewer::Viewer;
 use super::{text, Reply};
 use crate::events::{install, streams};
 use crate::gearbox;
+use crate::host::lock::RedisLock;
 use crate::host::redis_ffi::{self, Ctx};
 use crate::host::redis_hooks;
 
@@ -196,7 +197,7 @@ fn pause_or_unpause(ctx: Ctx, args: &[Vec<u8>], pause: bool) -> Reply {
             Reply::ok()
         }
         (ReaderKind::Stream, false) => {
-            streams::unpause(&reg);
+            streams::unpause(RedisLock::acquire().held(), &reg);
             Reply::ok()
         }
         (_, true) => Reply::error(EngineError::NoPause(reader).to_string()),

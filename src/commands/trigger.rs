@@ -9,6 +9,7 @@ use super::viewer::Viewer;
 use super::{text, Reply};
 use crate::events::fire::fire_for_client;
 use crate::gearbox;
+use crate::host::lock::RedisLock;
 use crate::host::redis_ffi::Ctx;
 
 fn flat(outcome: &Outcome) -> Value {
@@ -32,7 +33,8 @@ fn trigger_named(ctx: Ctx, args: &[Vec<u8>]) -> Reply {
         Some(caller) if reg.session.owner.as_deref() != Some(caller) && !reg.spec.owner_rights => Some(caller.to_string()),
         _ => None,
     };
-    fire_for_client(ctx, &reg, Value::bulks(args[1..].iter().cloned()), None, acting_as, flat)
+    let lock = RedisLock::acquire();
+    fire_for_client(lock.held(), ctx, &reg, Value::bulks(args[1..].iter().cloned()), None, acting_as, flat)
 }
 
 pub fn trigger(ctx: Ctx, args: &[Vec<u8>]) -> Reply {

@@ -5,6 +5,7 @@
 //! exactly as an unknown id would, so a tenant cannot learn that it exists.
 
 use crate::host::acl_users;
+use crate::host::lock::RedisLock;
 use crate::host::redis_ffi::Ctx;
 use crate::host::redis_hooks;
 
@@ -14,10 +15,11 @@ pub struct Viewer {
 }
 
 impl Viewer {
-    /// The user running the current command (on the main thread, which holds the Redis lock).
+    /// The user running the current command.
     pub fn of(ctx: Ctx) -> Viewer {
         let name = redis_hooks::current_user_name(ctx);
-        let admin = name.as_deref().is_none_or(acl_users::is_admin);
+        let lock = RedisLock::acquire();
+        let admin = name.as_deref().is_none_or(|name| acl_users::is_admin(lock.held(), name));
         Viewer { name, admin }
     }
 

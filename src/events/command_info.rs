@@ -59,8 +59,8 @@ pub fn lookup(name: &str) -> Option<CommandInfo> {
         return Some(info);
     }
     let reply = {
-        let _lock = RedisLock::acquire();
-        redis_ffi::call(redis_ffi::detached(), None, &[b"COMMAND".to_vec(), b"INFO".to_vec(), name.as_bytes().to_vec()])
+        let lock = RedisLock::acquire();
+        redis_ffi::call(lock.held(), lock.held().detached(), None, &[b"COMMAND".to_vec(), b"INFO".to_vec(), name.as_bytes().to_vec()])
     };
     let info = parse(&reply)?;
     cache().lock().unwrap_or_else(|e| e.into_inner()).insert(name.to_string(), info);

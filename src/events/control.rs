@@ -9,7 +9,7 @@ use gearbox_engine::{CommandRequest, RegistrationSpec, Replacing, Session, Value
 
 use super::{command_ctx, command_info, hooks, timers};
 use crate::host::control::Control;
-use crate::host::lock::RedisLock;
+use crate::host::lock::{Locked, RedisLock};
 
 pub struct EventsControl;
 
@@ -22,11 +22,11 @@ impl Control for EventsControl {
         command_info::check_commands(spec)
     }
 
-    fn start_time_event(&self, session: Weak<Session>, handle: i64, period: Duration) -> Result<(), String> {
-        timers::start(session, handle, period)
+    fn start_time_event(&self, locked: Locked<'_>, session: Weak<Session>, handle: i64, period: Duration) -> Result<(), String> {
+        timers::start(locked, session, handle, period)
     }
 
-    fn command(&self, request: CommandRequest, call_locked: &dyn Fn(&[Vec<u8>]) -> Value) -> Value {
+    fn command(&self, request: CommandRequest, call_locked: &dyn Fn(Locked<'_>, &[Vec<u8>]) -> Value) -> Value {
         let Some(current) = command_ctx::current() else {
             let text = if matches!(request, CommandRequest::Next(_)) { errors::NO_COMMAND_HOOK_CTX } else { errors::NO_COMMAND_CTX };
             return Value::Error(text.into());
@@ -39,8 +39,8 @@ impl Control for EventsControl {
             },
             CommandRequest::Next(_) if current.hook.is_none() => Value::Error(errors::NO_COMMAND_HOOK_CTX.into()),
             CommandRequest::Next(args) => {
-                let _lock = RedisLock::acquire();
-                hooks::call_next(&current, args, call_locked)
+                let lock = RedisLock::acquire();
+                hooks::call_next(lock.held(), &current, args, call_locked)
             }
         }
     }

@@ -1,5 +1,5 @@
 //! Firing one registration with one event record: a `sync` registration runs here, inline, under
-//! ScriptTimeoutMS (the caller holds the Redis lock); any other becomes a kept execution on the
+//! ScriptTimeoutMS (every entry takes the proof that the Redis lock is held); any other becomes a kept execution on the
 //! pool. Shared by keyspace events, stream batches, RG.TRIGGER and command hooks. The job runs
 //! under its command context (or none): see `command_ctx`.
 
@@ -12,7 +12,7 @@ use gearbox_engine::{Execution, Job, Mode, Outcome, Registration, RunControl, Se
 
 use super::command_ctx::{self, CommandCtx};
 use crate::gearbox;
-use crate::host::lock::{self, RedisLock};
+use crate::host::lock::{self, Locked};
 use crate::host::redis_ffi::blocking_forbidden;
 use crate::host::redis_ffi::{self, Ctx};
 use crate::host::reply::Reply;
@@ -30,14 +30,20 @@ thread_local! {
     static DEPTH: Cell<u32> = const { Cell::new(0) };
 }
 
-pub fn fire(reg: &Arc<Registration>, record: Value, command: Option<Arc<CommandCtx>>) -> Fired {
-    fire_as(reg, record, command, None)
+pub fn fire(locked: Locked<'_>, reg: &Arc<Registration>, record: Value, command: Option<Arc<CommandCtx>>) -> Fired {
+    fire_as(locked, reg, record, command, None)
 }
 
 /// [`fire`], with the job's calls acting as the user `acting_as` instead of the registration's
 /// owner (a shared trigger with invoker's rights, fired by another user).
-pub fn fire_as(reg: &Arc<Registration>, record: Value, command: Option<Arc<CommandCtx>>, acting_as: Option<String>) -> Fired {
-    if let Err(why) = owner_may_act(reg).and_then(|()| within_depth(reg)) {
+pub fn fire_as(
+    locked: Locked<'_>,
+    reg: &Arc<Registration>,
+    record: Value,
+    command: Option<Arc<CommandCtx>>,
+    acting_as: Option<String>,
+) -> Fired {
+    if let Err(why) = owner_may_act(locked, reg).and_then(|()| within_depth(reg)) {
         return Fired::Inline(Arc::new(Outcome { errors: vec![why], ..Outcome::default() }));
     }
     let depth = DEPTH.get() + 1;
@@ -63,8 +69,8 @@ pub fn fire_as(reg: &Arc<Registration>, record: Value, command: Option<Arc<Comma
 
 /// A registration whose owner was deleted or disabled stops firing: the event gets the error
 /// (a waiting client sees it) and the log says so once per registration and ACL change.
-fn owner_may_act(reg: &Registration) -> Result<(), String> {
-    owner_usable(&reg.session).map_err(|why| {
+fn owner_may_act(locked: Locked<'_>, reg: &Registration) -> Result<(), String> {
+    owner_usable(locked, &reg.session).map_err(|why| {
         static LOGGED: Mutex<Option<HashSet<(String, u64)>>> = Mutex::new(None);
         let mut logged = LOGGED.lock().unwrap_or_else(|e| e.into_inner());
         if logged.get_or_insert_with(HashSet::new).insert((reg.id.clone(), acl_users::generation())) {
@@ -93,12 +99,11 @@ fn within_depth(reg: &Registration) -> Result<(), String> {
 }
 
 /// Whether `session`'s owner exists and is enabled (the error text when not).
-pub fn owner_usable(session: &Session) -> Result<(), String> {
-    let _lock = RedisLock::acquire();
+pub fn owner_usable(locked: Locked<'_>, session: &Session) -> Result<(), String> {
     let Some(owner) = session.owner.as_deref() else {
         return Err("NOPERM gearbox: this session has no ACL user to act as".into());
     };
-    acl_users::resolve(owner).map(drop)
+    acl_users::resolve(locked, owner).map(drop)
 }
 
 /// Fire `reg` for the command of client `ctx` (RG.TRIGGER, a hooked command) and answer the
@@ -106,6 +111,7 @@ pub fn owner_usable(session: &Session) -> Result<(), String> {
 /// is done (the client is blocked). Where the client may not block (MULTI, Lua, loading), a
 /// non-sync registration gets RedisGears' error instead.
 pub fn fire_for_client(
+    locked: Locked<'_>,
     ctx: Ctx,
     reg: &Arc<Registration>,
     record: Value,
@@ -116,7 +122,7 @@ pub fn fire_for_client(
     if reg.spec.mode != Mode::Sync && (blocking_forbidden(ctx) || redis_hooks::is_loading(ctx)) {
         return Reply::error(EngineError::TriggerNeedsBlocking.to_string());
     }
-    match fire_as(reg, record, command, acting_as) {
+    match fire_as(locked, reg, record, command, acting_as) {
         Fired::Inline(outcome) => Reply::Value(reply(&outcome)),
         Fired::Started(exec) => {
             let client = redis_ffi::block_client(ctx);

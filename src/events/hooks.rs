@@ -21,6 +21,7 @@ use super::command_info;
 use super::fire::{fire, fire_for_client, Fired};
 use crate::gearbox;
 use crate::host::command_filter::{self, FilteredCommand};
+use crate::host::lock::{Locked, RedisLock};
 use crate::host::redis_ffi::blocking_forbidden;
 use crate::host::redis_ffi::{self, Ctx};
 use crate::host::reply::Reply;
@@ -128,11 +129,13 @@ pub fn inner_hook(ctx: Ctx, args: &[Vec<u8>]) -> Reply {
         return Reply::WrongArity;
     }
     let argv = args[2..].to_vec();
+    let lock = RedisLock::acquire();
+    let locked = lock.held();
     let flags = redis_ffi::context_flags(ctx);
     if flags & (raw::REDISMODULE_CTX_FLAGS_REPLICATED | raw::REDISMODULE_CTX_FLAGS_LOADING) != 0 {
-        return Reply::Value(redis_ffi::call(ctx, None, &argv));
+        return Reply::Value(redis_ffi::call(locked, ctx, None, &argv));
     }
-    if let Err(e) = command_filter::acl_check(ctx, &argv) {
+    if let Err(e) = command_filter::acl_check(locked, ctx, &argv) {
         return Reply::error(e);
     }
     let read_only_replica = raw::REDISMODULE_CTX_FLAGS_SLAVE | raw::REDISMODULE_CTX_FLAGS_READONLY;
@@ -140,23 +143,23 @@ pub fn inner_hook(ctx: Ctx, args: &[Vec<u8>]) -> Reply {
         return Reply::error(errors::READONLY_REPLICA);
     }
     if let Some(reg) = first_hook(&argv) {
-        return run_hook(ctx, &reg, argv);
+        return run_hook(locked, ctx, &reg, argv);
     }
     if is_watched(&argv) {
-        return run_watched(ctx, argv);
+        return run_watched(locked, ctx, argv);
     }
-    Reply::Value(redis_ffi::call(ctx, None, &argv))
+    Reply::Value(redis_ffi::call(locked, ctx, None, &argv))
 }
 
-fn run_hook(ctx: Ctx, reg: &Arc<Registration>, argv: Vec<Vec<u8>>) -> Reply {
+fn run_hook(locked: Locked<'_>, ctx: Ctx, reg: &Arc<Registration>, argv: Vec<Vec<u8>>) -> Reply {
     let record = Value::bulks(argv.iter().cloned());
-    fire_for_client(ctx, reg, record, Some(CommandCtx::hook(argv, &reg.id)), None, hook_reply)
+    fire_for_client(locked, ctx, reg, record, Some(CommandCtx::hook(argv, &reg.id)), None, hook_reply)
 }
 
 /// Run a watched command, with its context current for the keyspace events it raises.
-fn run_watched(ctx: Ctx, argv: Vec<Vec<u8>>) -> Reply {
+fn run_watched(locked: Locked<'_>, ctx: Ctx, argv: Vec<Vec<u8>>) -> Reply {
     let watched = CommandCtx::watched(argv);
-    let own = command_ctx::watching(&watched, ctx, || redis_ffi::call(ctx, None, &watched.argv));
+    let own = command_ctx::watching(&watched, ctx, || redis_ffi::call(locked, ctx, None, &watched.argv));
     watched.set_own_reply(own);
     if watched.is_blocked() {
         // The last async registration holding the context replies (maybe this drop).
@@ -186,9 +189,13 @@ pub fn context_for_event(reg: &Registration, watched: &Option<(Arc<CommandCtx>, 
 }
 
 /// `call_next(*args)` from a hook's execution: the next hook that takes the call (sync ones
-/// only: they run inline), else the command itself through `original`. The caller holds the
-/// Redis lock.
-pub fn call_next(current: &CommandCtx, args: Vec<Vec<u8>>, original: impl FnOnce(&[Vec<u8>]) -> Value) -> Value {
+/// only: they run inline), else the command itself through `original`.
+pub fn call_next(
+    locked: Locked<'_>,
+    current: &CommandCtx,
+    args: Vec<Vec<u8>>,
+    original: impl FnOnce(Locked<'_>, &[Vec<u8>]) -> Value,
+) -> Value {
     let mut argv = vec![current.argv[0].clone()];
     argv.extend(args);
     let name = current.name();
@@ -197,11 +204,11 @@ pub fn call_next(current: &CommandCtx, args: Vec<Vec<u8>>, original: impl FnOnce
     match next_hook(&chain, current.hook.as_deref(), keys.as_ref(), &argv) {
         Some(next) if next.spec.mode == Mode::Sync => {
             let record = Value::bulks(argv.iter().cloned());
-            match fire(&next, record, Some(CommandCtx::hook(argv, &next.id))) {
+            match fire(locked, &next, record, Some(CommandCtx::hook(argv, &next.id))) {
                 Fired::Inline(outcome) => hook_reply(&outcome),
                 Fired::Started(_) => Value::Error("gearbox: the next hook did not run inline".into()),
             }
         }
-        _ => original(&argv),
+        _ => original(locked, &argv),
     }
 }

@@ -15,6 +15,7 @@ use gearbox_engine::session::Recipe;
 use gearbox_engine::{ReaderKind, Registration, Replacing, RuntimeKind, Session, Value};
 
 use crate::gearbox;
+use crate::host::lock::RedisLock;
 use crate::host::redis_ffi::{self, Ctx};
 use crate::host::redis_hooks;
 use crate::host::RedisHost;
@@ -83,7 +84,8 @@ pub fn run_and_install(req: ScriptRequest, loading: bool) -> Result<Installed, S
     let registrations: Vec<Arc<Registration>> =
         finished.registrations.into_iter().map(|p| Registration::new(p.id, session.clone(), p.spec)).collect();
     if !replaying {
-        super::quotas::new_registrations(req.user_name.as_deref(), registrations.len(), &req.replacing)?;
+        let lock = RedisLock::acquire();
+        super::quotas::new_registrations(lock.held(), req.user_name.as_deref(), registrations.len(), &req.replacing)?;
     }
     if !registrations.is_empty() || !finished.keyed_time_events.is_empty() {
         let journal = if replaying { journal } else { finished.journal };
@@ -98,7 +100,7 @@ pub fn run_and_install(req: ScriptRequest, loading: bool) -> Result<Installed, S
     }
     drop(removed);
     drop(old);
-    super::keyed_timers::create(&session, finished.keyed_time_events);
+    super::keyed_timers::create(RedisLock::acquire().held(), &session, finished.keyed_time_events);
     for r in registrations.iter().filter(|r| r.spec.on_registered || r.spec.reader == ReaderKind::Stream) {
         if loading {
             DEFERRED.lock().unwrap_or_else(|e| e.into_inner()).push(r.clone());
@@ -118,8 +120,11 @@ fn installed(r: &Arc<Registration>) {
             redis_ffi::log("warning", &format!("gearbox: onRegistered of registration {} failed: {e}", r.id));
         }
     }
-    if r.spec.reader == ReaderKind::Stream && !redis_hooks::is_replica() {
-        super::streams::kick(r);
+    if r.spec.reader == ReaderKind::Stream {
+        let lock = RedisLock::acquire();
+        if !redis_hooks::is_replica(lock.held()) {
+            super::streams::kick(lock.held(), r);
+        }
     }
 }
 
@@ -166,7 +171,8 @@ fn replay_request(saved: SavedSession, replacing: Vec<String>, ids: Vec<(i64, St
     let Some(name) = &saved.recipe.user else {
         return Err("its recipe names no ACL user to run as".into());
     };
-    crate::host::acl_users::resolve(name).map_err(|why| format!("it cannot run: {why}"))?;
+    let lock = RedisLock::acquire();
+    crate::host::acl_users::resolve(lock.held(), name).map_err(|why| format!("it cannot run: {why}"))?;
     let (runtime, changed) = gearbox::get().runtimes.policy.restore(Some(name), saved.recipe.runtime);
     if changed {
         redis_ffi::log(

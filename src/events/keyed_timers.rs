@@ -18,6 +18,7 @@ use super::install;
 use super::timers;
 use crate::gearbox;
 use crate::host::key_type::{self, KeyValue};
+use crate::host::lock::{Locked, RedisLock};
 use crate::host::redis_ffi::{self, Ctx};
 
 pub use crate::host::top_level::PendingKeyed;
@@ -85,8 +86,8 @@ pub fn install_type(ctx: Ctx) -> Result<(), String> {
 }
 
 /// After a script succeeded: create its keys and start their timers. A key that appeared in
-/// the meantime is left alone (logged). The caller holds the Redis lock.
-pub fn create(session: &Arc<Session>, pending: Vec<PendingKeyed>) {
+/// the meantime is left alone (logged).
+pub fn create(locked: Locked<'_>, session: &Arc<Session>, pending: Vec<PendingKeyed>) {
     for p in pending {
         let te = Arc::new(KeyedTimeEvent {
             handle: p.handle,
@@ -95,8 +96,8 @@ pub fn create(session: &Arc<Session>, pending: Vec<PendingKeyed>) {
             saved: Mutex::new(None),
             alive: Arc::new(AtomicBool::new(true)),
         });
-        if key_type::set_if_absent(&p.key, te.clone()) {
-            timers::start_keyed(session.clone(), p.handle, p.period, te.alive.clone());
+        if key_type::set_if_absent(locked, &p.key, te.clone()) {
+            timers::start_keyed(locked, session.clone(), p.handle, p.period, te.alive.clone());
         } else {
             let key = String::from_utf8_lossy(&p.key);
             redis_ffi::log("warning", &format!("gearbox: time event key {key} exists already; the time event was not created"));
@@ -117,7 +118,7 @@ pub fn arm_loaded() {
         match session {
             Ok(session) => {
                 *te.session.lock().unwrap_or_else(|e| e.into_inner()) = Some(session.clone());
-                timers::start_keyed(session, te.handle, te.period, te.alive.clone());
+                timers::start_keyed(RedisLock::acquire().held(), session, te.handle, te.period, te.alive.clone());
             }
             Err(e) => redis_ffi::log("warning", &format!("gearbox: could not restore the time event of session {id}: {e}")),
         }

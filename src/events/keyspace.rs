@@ -14,6 +14,7 @@ use gearbox_engine::{Mode, Value};
 
 use super::fire::fire;
 use crate::gearbox;
+use crate::host::lock::Locked;
 use crate::host::quiet::{self, quietly};
 use crate::host::redis_ffi::{self, Ctx};
 use crate::host::{acl_users, redis_hooks};
@@ -24,8 +25,8 @@ thread_local! {
 }
 
 /// The key's type as `keyTypes` names it.
-fn key_type(key: &[u8]) -> &'static str {
-    let reply = quietly(|| redis_ffi::call(redis_ffi::detached(), None, &[b"TYPE".to_vec(), key.to_vec()]));
+fn key_type(locked: Locked<'_>, key: &[u8]) -> &'static str {
+    let reply = quietly(|| redis_ffi::call(locked, locked.detached(), None, &[b"TYPE".to_vec(), key.to_vec()]));
     let name = match &reply {
         Value::Status(s) => s.as_str(),
         _ => "",
@@ -42,13 +43,13 @@ fn key_type(key: &[u8]) -> &'static str {
     }
 }
 
-pub fn on_event(ctx: Ctx, event: &str, key: &[u8]) {
+pub fn on_event(locked: Locked<'_>, ctx: Ctx, event: &str, key: &[u8]) {
     let gb = gearbox::get();
     if gb.engine.registrations.is_empty() || quiet::is_quiet() || redis_hooks::events_muted(ctx) {
         return;
     }
     if event == "xadd" {
-        super::streams::on_xadd(key);
+        super::streams::on_xadd(locked, key);
     }
     let matching: Vec<_> = gb.engine.registrations.key_registrations().into_iter().filter(|r| r.spec.wants_event(key, event)).collect();
     if matching.is_empty() {
@@ -61,10 +62,10 @@ pub fn on_event(ctx: Ctx, event: &str, key: &[u8]) {
             continue;
         }
         // A registration hears only of keys its owner may access: key names are private too.
-        if !reg.session.owner.as_deref().is_some_and(|owner| acl_users::may_access_key(owner, key)) {
+        if !reg.session.owner.as_deref().is_some_and(|owner| acl_users::may_access_key(locked, owner, key)) {
             continue;
         }
-        if reg.spec.key_types.is_some() && !reg.spec.wants_type(known_type.get_or_insert_with(|| key_type(key))) {
+        if reg.spec.key_types.is_some() && !reg.spec.wants_type(known_type.get_or_insert_with(|| key_type(locked, key))) {
             continue;
         }
         let sync = reg.spec.mode == Mode::Sync;
@@ -75,7 +76,7 @@ pub fn on_event(ctx: Ctx, event: &str, key: &[u8]) {
         if sync {
             RUNNING.with(|r| r.borrow_mut().push(reg.id.clone()));
         }
-        fire(&reg, Value::Array(vec![Value::Bulk(key.to_vec()), Value::bulk(event)]), command);
+        fire(locked, &reg, Value::Array(vec![Value::Bulk(key.to_vec()), Value::bulk(event)]), command);
         if sync {
             RUNNING.with(|r| r.borrow_mut().retain(|id| id != &reg.id));
         }

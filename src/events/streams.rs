@@ -5,7 +5,7 @@
 //! does: continue, abort the registration, or retry after `onFailedRetryInterval`. Entries left
 //! unacknowledged (a failed batch, a restart) are read again first, so they are processed after
 //! a reload. The decisions are `gearbox_engine::stream_state`'s; this file carries them out.
-//! Everything here runs holding the Redis lock.
+//! Everything here runs holding the Redis lock: each function takes the proof ([`Locked`]).
 
 use std::sync::{Arc, MutexGuard};
 
@@ -15,7 +15,7 @@ use gearbox_engine::{Outcome, Registration, Value};
 use super::fire::{fire, Fired};
 
 use crate::gearbox;
-use crate::host::lock::RedisLock;
+use crate::host::lock::{Locked, RedisLock};
 use crate::host::redis_ffi;
 use crate::host::redis_hooks;
 
@@ -24,35 +24,37 @@ fn state(reg: &Registration) -> MutexGuard<'_, StreamState> {
 }
 
 /// An entry was added to stream `key`.
-pub fn on_xadd(key: &[u8]) {
+pub fn on_xadd(locked: Locked<'_>, key: &[u8]) {
     for reg in gearbox::get().engine.registrations.all().into_iter().filter(|r| r.spec.wants_stream(key)) {
         let next = state(&reg).added(key);
-        act(reg, key.to_vec(), next, false);
+        act(locked, reg, key.to_vec(), next, false);
     }
 }
 
 /// Carry out `next`; `drain`: a run started now reads the whole backlog (see `run_batch`).
-fn act(reg: Arc<Registration>, key: Vec<u8>, next: Next, drain: bool) {
+fn act(locked: Locked<'_>, reg: Arc<Registration>, key: Vec<u8>, next: Next, drain: bool) {
     match next {
         Next::Nothing => {}
-        Next::Run => run_batch(reg, key, drain),
+        Next::Run => run_batch(locked, reg, key, drain),
         Next::Wait => {
             let ms = reg.spec.duration_ms;
             redis_hooks::after(
+                locked,
                 ms,
-                Box::new(move || {
+                Box::new(move |locked| {
                     let next = state(&reg).timer(&key);
-                    act(reg, key, next, false);
+                    act(locked, reg, key, next, false);
                 }),
             );
         }
         Next::Retry => {
             let ms = reg.spec.retry_interval.max(1) * 1000;
             redis_hooks::after(
+                locked,
                 ms,
-                Box::new(move || {
+                Box::new(move |locked| {
                     let next = state(&reg).retry(&key);
-                    act(reg, key, next, true);
+                    act(locked, reg, key, next, true);
                 }),
             );
         }
@@ -61,7 +63,7 @@ fn act(reg: Arc<Registration>, key: Vec<u8>, next: Next, drain: bool) {
 
 /// Run one batch of `key`; with `drain`, batch after batch until the stream has nothing left for
 /// the group (the backlog found by a kick or a retry, which no event counted).
-fn run_batch(reg: Arc<Registration>, key: Vec<u8>, drain: bool) {
+fn run_batch(locked: Locked<'_>, reg: Arc<Registration>, key: Vec<u8>, drain: bool) {
     let gb = gearbox::get();
     if !gb.engine.registrations.get(&reg.id).is_some_and(|r| Arc::ptr_eq(&r, &reg)) {
         return; // unregistered meanwhile
@@ -71,18 +73,18 @@ fn run_batch(reg: Arc<Registration>, key: Vec<u8>, drain: bool) {
         Value::bulk(reg.spec.on_failed.as_str()),
         Value::bulk(if drain { "drain" } else { "batch" }),
     ]);
-    match fire(&reg, record, None) {
-        Fired::Inline(outcome) => finished(reg, key, &outcome),
+    match fire(locked, &reg, record, None) {
+        Fired::Inline(outcome) => finished(locked, reg, key, &outcome),
         Fired::Started(exec) => exec.on_done(move |outcome| {
-            let _lock = RedisLock::acquire();
-            finished(reg, key, outcome);
+            let lock = RedisLock::acquire();
+            finished(lock.held(), reg, key, outcome);
         }),
     }
 }
 
-fn finished(reg: Arc<Registration>, key: Vec<u8>, outcome: &Outcome) {
+fn finished(locked: Locked<'_>, reg: Arc<Registration>, key: Vec<u8>, outcome: &Outcome) {
     let next = state(&reg).finished(&key, !outcome.errors.is_empty(), reg.spec.on_failed);
-    act(reg, key, next, false);
+    act(locked, reg, key, next, false);
 }
 
 /// A glob matching exactly the keys a register prefix matches.
@@ -98,7 +100,7 @@ fn glob_of(prefix: &str) -> String {
 
 /// Start a batch on every existing stream of `reg` (a new registration, an unpause, the end of
 /// a load): entries may be waiting there that no event announced.
-pub fn kick(reg: &Arc<Registration>) {
+pub fn kick(locked: Locked<'_>, reg: &Arc<Registration>) {
     let mut cursor = b"0".to_vec();
     loop {
         let args: Vec<Vec<u8>> = vec![
@@ -111,12 +113,12 @@ pub fn kick(reg: &Arc<Registration>) {
             b"TYPE".to_vec(),
             b"stream".to_vec(),
         ];
-        let Value::Array(parts) = redis_ffi::call(redis_ffi::detached(), None, &args) else { return };
+        let Value::Array(parts) = redis_ffi::call(locked, locked.detached(), None, &args) else { return };
         let [Value::Bulk(next), Value::Array(keys)] = parts.as_slice() else { return };
         for key in keys {
             if let Value::Bulk(key) = key {
                 let next = state(reg).kick(key);
-                act(reg.clone(), key.clone(), next, true);
+                act(locked, reg.clone(), key.clone(), next, true);
             }
         }
         if next == b"0" {
@@ -130,13 +132,13 @@ pub fn pause(reg: &Registration) {
     state(reg).pause();
 }
 
-pub fn unpause(reg: &Arc<Registration>) {
+pub fn unpause(locked: Locked<'_>, reg: &Arc<Registration>) {
     let keys = state(reg).unpause();
     for key in keys {
         let next = state(reg).kick(&key);
-        act(reg.clone(), key, next, true);
+        act(locked, reg.clone(), key, next, true);
     }
-    kick(reg);
+    kick(locked, reg);
 }
 
 #[cfg(test)]

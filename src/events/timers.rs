@@ -12,7 +12,7 @@ use std::time::Duration;
 use gearbox_engine::{RunControl, Session, Value};
 
 use crate::gearbox;
-use crate::host::lock::RedisLock;
+use crate::host::lock::{Locked, RedisLock};
 use crate::host::redis_ffi;
 use crate::host::redis_hooks;
 
@@ -60,20 +60,22 @@ pub fn running_of(owner: &str) -> usize {
     RUNNING.lock().unwrap_or_else(|e| e.into_inner()).as_ref().and_then(|m| m.get(owner).copied()).unwrap_or(0)
 }
 
-/// Start a time event of `session`. The caller holds the Redis lock.
-pub fn start(session: Weak<Session>, handle: i64, period: Duration) -> Result<(), String> {
+/// Start a time event of `session`.
+pub fn start(locked: Locked<'_>, session: Weak<Session>, handle: i64, period: Duration) -> Result<(), String> {
     let session = session.upgrade().ok_or("gearbox: the script's session is gone")?;
-    super::quotas::new_time_event(session.owner.as_deref())?;
+    super::quotas::new_time_event(locked, session.owner.as_deref())?;
     let counted = Counted::new(session.owner.clone());
-    arm(Arc::new(TimeEvent { session, _counted: counted, handle, period, epoch: EPOCH.load(Ordering::SeqCst), alive: None }));
+    arm(locked, Arc::new(TimeEvent { session, _counted: counted, handle, period, epoch: EPOCH.load(Ordering::SeqCst), alive: None }));
     Ok(())
 }
 
-/// Start a key-bound time event (see `keyed_timers`), running while `alive`. The caller holds
-/// the Redis lock.
-pub fn start_keyed(session: Arc<Session>, handle: i64, period: Duration, alive: Arc<AtomicBool>) {
+/// Start a key-bound time event (see `keyed_timers`), running while `alive`.
+pub fn start_keyed(locked: Locked<'_>, session: Arc<Session>, handle: i64, period: Duration, alive: Arc<AtomicBool>) {
     let counted = Counted::new(session.owner.clone());
-    arm(Arc::new(TimeEvent { session, _counted: counted, handle, period, epoch: EPOCH.load(Ordering::SeqCst), alive: Some(alive) }));
+    arm(
+        locked,
+        Arc::new(TimeEvent { session, _counted: counted, handle, period, epoch: EPOCH.load(Ordering::SeqCst), alive: Some(alive) }),
+    );
 }
 
 /// Stop every time event (a load replaces the server's state).
@@ -81,22 +83,22 @@ pub fn stop_all() {
     EPOCH.fetch_add(1, Ordering::SeqCst);
 }
 
-fn arm(te: Arc<TimeEvent>) {
+fn arm(locked: Locked<'_>, te: Arc<TimeEvent>) {
     let ms = te.period.as_millis().max(1) as u64;
-    redis_hooks::after(ms, Box::new(move || fire(te)));
+    redis_hooks::after(locked, ms, Box::new(move |locked| fire(locked, te)));
 }
 
-fn fire(te: Arc<TimeEvent>) {
+fn fire(locked: Locked<'_>, te: Arc<TimeEvent>) {
     let key_gone = te.alive.as_ref().is_some_and(|a| !a.load(Ordering::SeqCst));
     if te.session.is_dead() || te.epoch != EPOCH.load(Ordering::SeqCst) || key_gone {
         return;
     }
-    if te.alive.is_some() && redis_hooks::is_replica() {
+    if te.alive.is_some() && redis_hooks::is_replica(locked) {
         // A replica keeps the key (from an RDB) but does not run it; a promotion starts it.
-        arm(te);
+        arm(locked, te);
         return;
     }
-    if let Err(why) = super::fire::owner_usable(&te.session) {
+    if let Err(why) = super::fire::owner_usable(locked, &te.session) {
         // Its owner was deleted or disabled: it stops (a re-enabled owner's script re-registers).
         redis_ffi::log("warning", &format!("gearbox: time event of session {} stopped: {why}", te.session.id));
         return;
@@ -108,7 +110,7 @@ fn fire(te: Arc<TimeEvent>) {
         for e in &outcome.errors {
             redis_ffi::log("warning", &format!("gearbox: time event of session {} failed: {e}", te.session.id));
         }
-        let _lock = RedisLock::acquire();
-        arm(te);
+        let lock = RedisLock::acquire();
+        arm(lock.held(), te);
     });
 }

@@ -20,6 +20,7 @@ use std::sync::{Arc, Mutex};
 
 use gearbox_engine::Value;
 
+use super::lock::Locked;
 use super::redis_ffi::{self, User};
 
 /// The key name an administrator may access (together with `RG.CONFIGSET`, see [`is_admin`]).
@@ -75,12 +76,12 @@ fn gone_text(name: &str, why: &str) -> String {
     format!("NOPERM gearbox: the ACL user '{name}' this script runs as {why}")
 }
 
-fn lookup(name: &str) -> Resolved {
-    let Some(user) = super::redis_hooks::user_by_name(name) else {
+fn lookup(locked: Locked<'_>, name: &str) -> Resolved {
+    let Some(user) = super::redis_hooks::user_by_name(locked, name) else {
         return Resolved::Unusable(gone_text(name, "no longer exists"));
     };
     // The module API of Redis 7.0 has no "is this user enabled": ACL GETUSER tells.
-    let flags = redis_ffi::call(redis_ffi::detached(), None, &[b"ACL".as_slice(), b"GETUSER", name.as_bytes()]);
+    let flags = redis_ffi::call(locked, locked.detached(), None, &[b"ACL".as_slice(), b"GETUSER", name.as_bytes()]);
     let disabled = match flags {
         Value::Array(items) => items.chunks(2).any(|pair| match pair {
             [Value::Bulk(k), Value::Array(fs)] if k == b"flags" => fs.iter().any(|f| matches!(f, Value::Bulk(b) if b == b"off")),
@@ -117,14 +118,14 @@ pub fn override_name() -> Option<String> {
     ACTING_AS.with(|a| a.borrow().clone())
 }
 
-/// The handle of the user called `name`, or the error text when it is gone or disabled. The
-/// caller holds the Redis lock, and uses the handle only while it does.
-pub fn resolve(name: &str) -> Result<Arc<User>, String> {
+/// The handle of the user called `name`, or the error text when it is gone or disabled; used
+/// only while the lock (`locked`) is held.
+pub fn resolve(locked: Locked<'_>, name: &str) -> Result<Arc<User>, String> {
     let mut cache = fresh_cache();
     let resolved = match cache.users.get(name) {
         Some(r) => r.clone(),
         None => {
-            let r = lookup(name);
+            let r = lookup(locked, name);
             cache.users.insert(name.to_string(), r.clone());
             r
         }
@@ -136,25 +137,23 @@ pub fn resolve(name: &str) -> Result<Arc<User>, String> {
 }
 
 /// Whether the user `name` exists, is enabled and may access `key` (its ACL key patterns).
-/// The caller holds the Redis lock.
-pub fn may_access_key(name: &str, key: &[u8]) -> bool {
-    resolve(name).is_ok_and(|user| super::open_key::may_access_key_named(redis_ffi::detached(), &user, key))
+pub fn may_access_key(locked: Locked<'_>, name: &str, key: &[u8]) -> bool {
+    resolve(locked, name).is_ok_and(|user| super::open_key::may_access_key_named(locked, &user, key))
 }
 
 /// Whether `name` is a gearbox administrator: an ACL user allowed both to run `RG.CONFIGSET`
 /// (an `@admin @dangerous` command) and to access the key `__gearbox_admin__`. `default` is one
 /// on a stock server (`+@all ~*`); an operator makes another with
 /// `ACL SETUSER ops +@all ~*` or, narrower, `+@admin %R~__gearbox_admin__`; a tenant with
-/// `+@all ~tenant:*` is not. The caller holds the Redis lock.
-pub fn is_admin(name: &str) -> bool {
-    let Ok(user) = resolve(name) else { return false };
+/// `+@all ~tenant:*` is not.
+pub fn is_admin(locked: Locked<'_>, name: &str) -> bool {
+    let Ok(user) = resolve(locked, name) else { return false };
     let mut cache = fresh_cache();
     if let Some(&known) = cache.admins.get(name) {
         return known;
     }
-    let ctx = redis_ffi::detached();
-    let admin = redis_ffi::may_run(ctx, &user, &[b"RG.CONFIGSET".to_vec(), b"x".to_vec(), b"y".to_vec()])
-        && super::open_key::may_access_key_named(ctx, &user, ADMIN_KEY.as_bytes());
+    let admin = redis_ffi::may_run(locked, locked.detached(), &user, &[b"RG.CONFIGSET".to_vec(), b"x".to_vec(), b"y".to_vec()])
+        && super::open_key::may_access_key_named(locked, &user, ADMIN_KEY.as_bytes());
     cache.admins.insert(name.to_string(), admin);
     admin
 }

@@ -14,6 +14,7 @@ use std::ffi::{c_char, c_int};
 
 use redis_module::raw;
 
+use super::lock::Locked;
 use super::redis_ffi::{self, Ctx};
 
 /// The command the filter asks about: its arguments, read on demand (most commands are not
@@ -88,9 +89,9 @@ pub fn install(ctx: Ctx, decide: fn(&FilteredCommand)) -> Result<(), String> {
 
 /// Whether the user running the current command may run `argv` (command and keys); the Redis
 /// error text when not.
-pub fn acl_check(ctx: Ctx, argv: &[Vec<u8>]) -> Result<(), String> {
+pub fn acl_check(locked: Locked<'_>, ctx: Ctx, argv: &[Vec<u8>]) -> Result<(), String> {
     let Some(user) = redis_ffi::current_user(ctx) else { return Ok(()) };
-    let allowed = redis_ffi::may_run(ctx, &user, argv);
+    let allowed = redis_ffi::may_run(locked, ctx, &user, argv);
     drop(user);
     if allowed {
         Ok(())

@@ -9,15 +9,18 @@ use std::time::Duration;
 
 use gearbox_engine::{CommandRequest, RegistrationSpec, Replacing, Session, Value};
 
+use super::lock::Locked;
+
 pub trait Control: Send + Sync {
     /// Checks of a `register()` that need Redis' command table (`hook=`, `commands=`); `earlier`
     /// are the script's registrations so far.
     fn check_registration(&self, spec: &RegistrationSpec, earlier: &[&RegistrationSpec], replacing: Replacing<'_>) -> Result<(), String>;
-    /// `registerTE(seconds, fn)` without a key: start the time event now. The Redis lock is held.
-    fn start_time_event(&self, session: Weak<Session>, handle: i64, period: Duration) -> Result<(), String>;
+    /// `registerTE(seconds, fn)` without a key: start the time event now.
+    fn start_time_event(&self, locked: Locked<'_>, session: Weak<Session>, handle: i64, period: Duration) -> Result<(), String>;
     /// `call_next` / `get_command` / `override_reply` for the job running on this thread;
-    /// `call_locked` runs a command as the script's user (the caller holds no Redis lock).
-    fn command(&self, request: CommandRequest, call_locked: &dyn Fn(&[Vec<u8>]) -> Value) -> Value;
+    /// `call_locked` runs a command as the script's user under the lock its proof says is held
+    /// (the caller holds no Redis lock).
+    fn command(&self, request: CommandRequest, call_locked: &dyn Fn(Locked<'_>, &[Vec<u8>]) -> Value) -> Value;
 }
 
 static CONTROL: OnceLock<&'static dyn Control> = OnceLock::new();

@@ -13,8 +13,9 @@ use gearbox_engine::glob;
 use gearbox_engine::{KeyRecord, KeyValue};
 use redis_module::raw;
 
+use super::lock::Locked;
 use super::open_key;
-use super::redis_ffi::{self, Ctx, User};
+use super::redis_ffi::{self, User};
 
 /// Keys per batch (the reader's `SCAN ... COUNT` used to be 1000).
 pub const BATCH: usize = 1000;
@@ -66,13 +67,21 @@ impl KeyScan {
     }
 
     /// About `BATCH` more keys matching `pattern` (fewer at the end): what was seen of them, or
-    /// (`count_only`) nothing but how many there were. The caller holds the Redis lock. Expired
-    /// keys are skipped, and so are keys `user` may not read when values are read.
-    pub fn next_batch(&mut self, ctx: Ctx, user: Option<&User>, pattern: &[u8], read_value: bool, count_only: bool) -> (Vec<Seen>, u64) {
+    /// (`count_only`) nothing but how many there were. Expired keys are skipped, and so are
+    /// keys `user` may not read when values are read.
+    pub fn next_batch(
+        &mut self,
+        locked: Locked<'_>,
+        user: Option<&User>,
+        pattern: &[u8],
+        read_value: bool,
+        count_only: bool,
+    ) -> (Vec<Seen>, u64) {
         let seen = if count_only { Vec::new() } else { Vec::with_capacity(BATCH + 16) };
         let mut batch = Batch { user, pattern, match_all: pattern == b"*", read_value, count_only, counted: 0, seen };
         // SAFETY: reads a function pointer Redis filled in once at module load.
         let scan = unsafe { raw::RedisModule_Scan.expect("API") };
+        let ctx = locked.detached();
         while !self.done && batch.len() < BATCH {
             // SAFETY: under the Redis lock; `batch` outlives the call and is only touched by
             // `on_key`, which Redis calls synchronously inside it.
@@ -146,9 +155,11 @@ unsafe extern "C" fn on_key(
 
 /// Whether `user` may run `SCAN` (the reader's walk stands for it), with the text
 /// `RedisModule_Call` would have given.
-pub fn may_scan(ctx: Ctx, user: Option<&User>) -> Result<(), String> {
+pub fn may_scan(locked: Locked<'_>, user: Option<&User>) -> Result<(), String> {
     match user {
-        Some(user) if !redis_ffi::may_run(ctx, user, &[b"SCAN".to_vec(), b"0".to_vec()]) => Err(redis_ffi::no_permission_text("SCAN")),
+        Some(user) if !redis_ffi::may_run(locked, locked.detached(), user, &[b"SCAN".to_vec(), b"0".to_vec()]) => {
+            Err(redis_ffi::no_permission_text("SCAN"))
+        }
         _ => Ok(()),
     }
 }

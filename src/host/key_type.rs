@@ -10,6 +10,7 @@ use std::sync::{Arc, OnceLock};
 
 use redis_module::raw;
 
+use super::lock::Locked;
 use super::redis_ffi::{self, Ctx};
 
 /// What Redis keeps in a key of this type.
@@ -93,11 +94,10 @@ pub fn install(ctx: Ctx, load: fn(&[u8]) -> Option<Arc<dyn KeyValue>>) -> Result
     TYPE.set(Registered { module_type: t as usize, load }).map_err(|_| "rg_timeev created twice".to_string())
 }
 
-/// Store `value` in `key` unless the key exists; false if it does. The caller holds the Redis
-/// lock.
-pub fn set_if_absent(key: &[u8], value: Arc<dyn KeyValue>) -> bool {
+/// Store `value` in `key` unless the key exists; false if it does.
+pub fn set_if_absent(locked: Locked<'_>, key: &[u8], value: Arc<dyn KeyValue>) -> bool {
     let Some(t) = TYPE.get() else { return false };
-    let ctx = redis_ffi::detached();
+    let ctx = locked.detached();
     // SAFETY: under the Redis lock with the detached context; the key string and the key are
     // released before returning; on success Redis owns the boxed value.
     unsafe {

@@ -7,6 +7,7 @@
 //! or store before calling in here; see `Host::may_wait_for_lock`).
 
 use std::cell::Cell;
+use std::marker::PhantomData;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -30,6 +31,46 @@ pub struct RedisLock {
     taken: bool,
 }
 
+/// Proof, checked by the compiler, that this thread holds the Redis lock for `'a`: every function
+/// that reaches Redis' data or the detached context takes one instead of a "the caller holds the
+/// Redis lock" comment. Made only by a held [`RedisLock`] ([`RedisLock::held`], free on Redis'
+/// main thread, which always holds the lock) or inside a callback Redis makes holding it
+/// ([`Locked::in_callback`], unsafe: the C entry points say why).
+/// Not `Send`: a proof made on one thread says nothing about another.
+#[derive(Clone, Copy)]
+pub struct Locked<'a> {
+    _held_for: PhantomData<&'a RedisLock>,
+    _this_thread_only: PhantomData<*const ()>,
+}
+
+impl Locked<'static> {
+    /// Run `f` with the proof inside a callback Redis makes while holding its lock; the proof
+    /// cannot outlive the call.
+    ///
+    /// # Safety
+    /// Only in a callback Redis runs with its lock held: a command, a keyspace notification, a
+    /// timer, a blocked client's reply.
+    pub unsafe fn in_callback<R>(f: impl for<'a> FnOnce(Locked<'a>) -> R) -> R {
+        f(Locked { _held_for: PhantomData, _this_thread_only: PhantomData })
+    }
+
+    /// A proof without a lock, for unit tests whose fakes stand in for Redis.
+    ///
+    /// # Safety
+    /// Nothing the proof is handed to may reach the real Redis module API.
+    #[cfg(test)]
+    pub unsafe fn for_fakes() -> Locked<'static> {
+        Locked { _held_for: PhantomData, _this_thread_only: PhantomData }
+    }
+}
+
+impl Locked<'_> {
+    /// The detached context, usable only while the lock is held, as this proof says it is.
+    pub fn detached(self) -> redis_ffi::Ctx {
+        redis_ffi::detached()
+    }
+}
+
 impl RedisLock {
     /// The lock if this thread has it already or can take it without waiting; None if taking
     /// it would mean waiting (the caller must then let go of its interpreter first).
@@ -51,6 +92,11 @@ impl RedisLock {
         }
         HELD.with(|h| h.set(h.get() + 1));
         RedisLock { taken }
+    }
+
+    /// The proof that the lock is held, for as long as this guard lives.
+    pub fn held(&self) -> Locked<'_> {
+        Locked { _held_for: PhantomData, _this_thread_only: PhantomData }
     }
 }
 

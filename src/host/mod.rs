@@ -27,7 +27,7 @@ use std::time::Duration;
 
 use gearbox_engine::{script_calls, CommandRequest, Host, KeyRecord, LogLevel, Session, Value};
 
-use lock::RedisLock;
+use lock::{Locked, RedisLock};
 use redis_ffi::User;
 use top_level::TopLevel;
 
@@ -89,11 +89,10 @@ impl Drop for RedisHost {
 }
 
 impl RedisHost {
-    /// The handle of the user this session acts as; the caller holds the Redis lock and drops
-    /// the handle before letting go of it.
-    fn acting_user(&self) -> Result<Arc<User>, String> {
+    /// The handle of the user this session acts as; dropped before the lock is let go of.
+    fn acting_user(&self, locked: Locked<'_>) -> Result<Arc<User>, String> {
         if let Some(caller) = acl_users::override_name() {
-            return acl_users::resolve(&caller);
+            return acl_users::resolve(locked, &caller);
         }
         let name = self.user_name.as_deref().ok_or("NOPERM gearbox: this session has no ACL user to act as")?;
         // Every execute() asks: the owner's handle is kept per ACL generation, so the common
@@ -105,33 +104,32 @@ impl RedisHost {
                 return Ok(user.clone());
             }
         }
-        let user = acl_users::resolve(name)?;
+        let user = acl_users::resolve(locked, name)?;
         *cached = Some((generation, user.clone()));
         Ok(user)
     }
 }
 
 impl keys::Caller for RedisHost {
-    fn call_locked(&self, args: &[&[u8]]) -> Value {
+    fn call_locked(&self, locked: Locked<'_>, args: &[&[u8]]) -> Value {
         if let Some(refused) = script_calls::refusal(args) {
             return Value::Error(refused);
         }
-        let user = match self.acting_user() {
+        let user = match self.acting_user(locked) {
             Ok(user) => user,
             Err(why) => return Value::Error(why),
         };
-        let ctx = redis_ffi::detached();
-        let reply = redis_ffi::call(ctx, Some(&user), args);
-        let reply = private_names::filter(args, reply, |key| open_key::may_access_key_named(ctx, &user, key));
+        let reply = redis_ffi::call(locked, locked.detached(), Some(&user), args);
+        let reply = private_names::filter(args, reply, |key| open_key::may_access_key_named(locked, &user, key));
         drop(user);
         // gearbox's own calls do not pass the command filter, which watches for ACL changes.
         acl_users::note_command(args.first().copied().unwrap_or_default());
         reply
     }
 
-    fn peek(&self, key: &[u8]) -> Option<open_key::KeyPeek> {
-        let user = self.acting_user().ok()?;
-        Some(open_key::peek_key(redis_ffi::detached(), Some(&user), key))
+    fn peek(&self, locked: Locked<'_>, key: &[u8]) -> Option<open_key::KeyPeek> {
+        let user = self.acting_user(locked).ok()?;
+        Some(open_key::peek_key(locked, Some(&user), key))
     }
 }
 
@@ -145,8 +143,8 @@ impl Host for RedisHost {
             return self.top_level().replayed();
         }
         let reply = {
-            let _lock = RedisLock::acquire();
-            keys::Caller::call_locked(self, args)
+            let lock = RedisLock::acquire();
+            keys::Caller::call_locked(self, lock.held(), args)
         };
         if recording {
             self.top_level().keep(&reply);
@@ -160,18 +158,21 @@ impl Host for RedisHost {
     }
 
     fn read_keys(&self, keys: &[Vec<u8>], read_value: bool) -> Vec<KeyRecord> {
-        let _lock = (read_value && !keys.is_empty()).then(RedisLock::acquire);
-        quiet::quietly(|| keys.iter().filter_map(|k| keys::read_key(self, k, read_value)).collect())
+        if !read_value || keys.is_empty() {
+            return keys.iter().map(|k| keys::name_only(k)).collect();
+        }
+        let lock = RedisLock::acquire();
+        quiet::quietly(|| keys.iter().filter_map(|k| keys::read_key(lock.held(), self, k, true)).collect())
     }
 
     fn scan_keys(&self, scan: u64, pattern: &[u8], read_value: bool) -> Result<(u64, Vec<KeyRecord>), String> {
-        let _lock = RedisLock::acquire();
-        let (next, (seen, _)) = self.walk_keys(scan, pattern, read_value, false)?;
+        let lock = RedisLock::acquire();
+        let (next, (seen, _)) = self.walk_keys(lock.held(), scan, pattern, read_value, false)?;
         let records = quiet::quietly(|| {
             seen.into_iter()
                 .filter_map(|s| match s {
                     key_scan::Seen::Record(r) => Some(r),
-                    key_scan::Seen::Other(key) => keys::read_key(self, &key, read_value),
+                    key_scan::Seen::Other(key) => keys::read_key(lock.held(), self, &key, read_value),
                 })
                 .collect()
         });
@@ -179,8 +180,8 @@ impl Host for RedisHost {
     }
 
     fn count_keys(&self, scan: u64, pattern: &[u8], read_value: bool) -> Result<(u64, u64), String> {
-        let _lock = RedisLock::acquire();
-        let (next, (_, counted)) = self.walk_keys(scan, pattern, read_value, true)?;
+        let lock = RedisLock::acquire();
+        let (next, (_, counted)) = self.walk_keys(lock.held(), scan, pattern, read_value, true)?;
         Ok((next, counted))
     }
 
@@ -230,8 +231,8 @@ impl Host for RedisHost {
         if let Some(key) = key {
             let pending = top_level::PendingKeyed { key, handle, period };
             return self.top_level().keyed_time_event(pending, |k| {
-                let _lock = RedisLock::acquire();
-                keys::Caller::call_locked(self, &[b"EXISTS", k]) != Value::Int(0)
+                let lock = RedisLock::acquire();
+                keys::Caller::call_locked(self, lock.held(), &[b"EXISTS", k]) != Value::Int(0)
             });
         }
         // A session rebuilt after a load does not repeat its top level's side effects.
@@ -239,8 +240,8 @@ impl Host for RedisHost {
             return Ok(true);
         }
         let session = self.session.get().cloned().ok_or("gearbox: registerTE before the session exists")?;
-        let _lock = RedisLock::acquire();
-        control::get()?.start_time_event(session, handle, period)?;
+        let lock = RedisLock::acquire();
+        control::get()?.start_time_event(lock.held(), session, handle, period)?;
         Ok(true)
     }
 
@@ -251,24 +252,24 @@ impl Host for RedisHost {
 
 impl RedisHost {
     /// One batch of a key walk (`scan` 0 starts one); the walk is kept for the next batch
-    /// unless it ended (next id 0). The caller holds the Redis lock.
+    /// unless it ended (next id 0).
     fn walk_keys(
         &self,
+        locked: Locked<'_>,
         scan: u64,
         pattern: &[u8],
         read_value: bool,
         count_only: bool,
     ) -> Result<(u64, (Vec<key_scan::Seen>, u64)), String> {
-        let ctx = redis_ffi::detached();
-        let user = self.acting_user()?;
+        let user = self.acting_user(locked)?;
         let mut walk = if scan == 0 {
-            key_scan::may_scan(ctx, Some(&user))?;
+            key_scan::may_scan(locked, Some(&user))?;
             key_scan::KeyScan::new()
         } else {
             let taken = self.scans.lock().unwrap_or_else(|e| e.into_inner()).remove(&scan);
             taken.ok_or_else(|| "gearbox: unknown or finished key scan".to_string())?
         };
-        let walked = walk.next_batch(ctx, Some(&user), pattern, read_value, count_only);
+        let walked = walk.next_batch(locked, Some(&user), pattern, read_value, count_only);
         if walk.is_done() {
             return Ok((0, walked));
         }
@@ -280,9 +281,9 @@ impl RedisHost {
     /// `call_next` / `get_command` / `override_reply` against the command context of the job
     /// running on this thread (the control half, `events::control`).
     fn command_request(&self, request: CommandRequest) -> Value {
-        let call_locked = |argv: &[Vec<u8>]| {
+        let call_locked = |locked: Locked<'_>, argv: &[Vec<u8>]| {
             let argv: Vec<&[u8]> = argv.iter().map(Vec::as_slice).collect();
-            keys::Caller::call_locked(self, &argv)
+            keys::Caller::call_locked(self, locked, &argv)
         };
         match control::get() {
             Ok(control) => control.command(request, &call_locked),

@@ -6,7 +6,8 @@ use std::ffi::{c_char, c_int};
 
 use redis_module::raw;
 
-use super::redis_ffi::{Ctx, User};
+use super::lock::Locked;
+use super::redis_ffi::User;
 
 /// What opening a key directly found (no `RedisModule_Call`: cheaper for the common cases).
 #[derive(Debug, PartialEq)]
@@ -19,8 +20,9 @@ pub enum KeyPeek {
     Other,
 }
 
-/// Look at a key directly; the caller holds the Redis lock.
-pub fn peek_key(ctx: Ctx, user: Option<&User>, key: &[u8]) -> KeyPeek {
+/// Look at a key directly.
+pub fn peek_key(locked: Locked<'_>, user: Option<&User>, key: &[u8]) -> KeyPeek {
+    let ctx = locked.detached();
     // SAFETY: under the Redis lock; the key name string and the key handle are freed before
     // returning; the DMA pointer is copied out while the key is open.
     unsafe {
@@ -52,9 +54,11 @@ pub fn peek_key(ctx: Ctx, user: Option<&User>, key: &[u8]) -> KeyPeek {
 /// # Safety
 /// Under the Redis lock; `name` is a live string.
 pub unsafe fn may_access_key(user: &User, name: *mut raw::RedisModuleString) -> bool {
-    // SAFETY (caller): see above; the user handle lives as long as `user`.
-    let check = raw::RedisModule_ACLCheckKeyPermissions.expect("API");
-    check(user.0, name, raw::REDISMODULE_CMD_KEY_ACCESS as c_int) == raw::REDISMODULE_OK as c_int
+    // SAFETY: the caller's contract (# Safety); the user handle lives as long as `user`.
+    unsafe {
+        let check = raw::RedisModule_ACLCheckKeyPermissions.expect("API");
+        check(user.0, name, raw::REDISMODULE_CMD_KEY_ACCESS as c_int) == raw::REDISMODULE_OK as c_int
+    }
 }
 
 /// A copy of the value of an open string key.
@@ -62,18 +66,21 @@ pub unsafe fn may_access_key(user: &User, name: *mut raw::RedisModuleString) -> 
 /// # Safety
 /// Under the Redis lock; `handle` is an open key of type string.
 pub unsafe fn string_value(handle: *mut raw::RedisModuleKey) -> Vec<u8> {
-    let mut len = 0usize;
-    // SAFETY (caller): see above; the DMA pointer is valid for `len` bytes while the key is open.
-    let ptr = raw::RedisModule_StringDMA.expect("API")(handle, &mut len, raw::REDISMODULE_READ as c_int);
-    if ptr.is_null() {
-        return Vec::new();
+    // SAFETY: the caller upholds this function's # Safety contract.
+    unsafe {
+        let mut len = 0usize;
+        // SAFETY: the caller's contract (# Safety); the DMA pointer is valid for `len` bytes while the key is open.
+        let ptr = raw::RedisModule_StringDMA.expect("API")(handle, &mut len, raw::REDISMODULE_READ as c_int);
+        if ptr.is_null() {
+            return Vec::new();
+        }
+        std::slice::from_raw_parts(ptr as *const u8, len).to_vec()
     }
-    std::slice::from_raw_parts(ptr as *const u8, len).to_vec()
 }
 
-/// Whether `user` may access the key `name` (ACL key permissions). The caller holds the Redis
-/// lock.
-pub fn may_access_key_named(ctx: Ctx, user: &User, name: &[u8]) -> bool {
+/// Whether `user` may access the key `name` (ACL key permissions).
+pub fn may_access_key_named(locked: Locked<'_>, user: &User, name: &[u8]) -> bool {
+    let ctx = locked.detached();
     // SAFETY: under the Redis lock; the string lives until it is freed after the check.
     unsafe {
         let s = raw::RedisModule_CreateString.expect("API")(ctx.0, name.as_ptr() as *const std::ffi::c_char, name.len());

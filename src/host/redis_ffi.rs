@@ -10,6 +10,8 @@ use std::thread::ThreadId;
 use gearbox_engine::Value;
 use redis_module::raw;
 
+use super::lock::Locked;
+
 /// A Redis module context pointer (command context, thread-safe context or the detached one).
 #[derive(Clone, Copy, Debug)]
 pub struct Ctx(pub *mut raw::RedisModuleCtx);
@@ -59,7 +61,8 @@ pub fn is_main_thread() -> bool {
     })
 }
 
-pub fn detached() -> Ctx {
+/// The detached context: outside `host`, reached only through a [`Locked`] proof.
+pub(super) fn detached() -> Ctx {
     *DETACHED.get().expect("gearbox: detached context used before load")
 }
 
@@ -95,13 +98,16 @@ pub unsafe fn string_bytes(s: *const raw::RedisModuleString) -> Vec<u8> {
 /// # Safety
 /// `s` must stay alive (and unchanged) for as long as the slice is used.
 pub unsafe fn string_slice<'a>(s: *const raw::RedisModuleString) -> &'a [u8] {
-    let mut len = 0usize;
-    // SAFETY (caller): `s` is a live string; the pointer is valid for `len` bytes.
-    let ptr = raw::RedisModule_StringPtrLen.expect("API")(s, &mut len);
-    if ptr.is_null() {
-        return &[];
+    // SAFETY: the caller upholds this function's # Safety contract.
+    unsafe {
+        let mut len = 0usize;
+        // SAFETY: the caller's contract (# Safety): `s` is a live string; the pointer is valid for `len` bytes.
+        let ptr = raw::RedisModule_StringPtrLen.expect("API")(s, &mut len);
+        if ptr.is_null() {
+            return &[];
+        }
+        std::slice::from_raw_parts(ptr as *const u8, len)
     }
-    std::slice::from_raw_parts(ptr as *const u8, len)
 }
 
 /// A command's arguments (argv[0] is the command name).
@@ -140,8 +146,8 @@ fn c_text(s: &str) -> CString {
 /// ACL-checked as that user and in script mode (`S`: Redis refuses what it refuses a Lua
 /// script, such as `noscript` commands and writes on a read-only replica; `M`: writes that
 /// would need memory are refused under OOM). Without one it is gearbox's own call (a command's
-/// facts, a client's hooked command). The caller holds the Redis lock (or is the main thread).
-pub fn call<A: AsRef<[u8]>>(ctx: Ctx, user: Option<&User>, args: &[A]) -> Value {
+/// facts, a client's hooked command). `ctx` is the command's context or `locked.detached()`.
+pub fn call<A: AsRef<[u8]>>(_locked: Locked<'_>, ctx: Ctx, user: Option<&User>, args: &[A]) -> Value {
     let Some(name) = args.first().map(AsRef::as_ref) else {
         return Value::Array(Vec::new());
     };
@@ -216,8 +222,8 @@ pub fn no_permission_text(cmd: &str) -> String {
     format!("NOPERM this user has no permissions to run the '{cmd}' command or access its keys")
 }
 
-/// Whether `user` may run `argv` (command and keys). The caller holds the Redis lock.
-pub fn may_run(ctx: Ctx, user: &User, argv: &[Vec<u8>]) -> bool {
+/// Whether `user` may run `argv` (command and keys).
+pub fn may_run(_locked: Locked<'_>, ctx: Ctx, user: &User, argv: &[Vec<u8>]) -> bool {
     // SAFETY: under the Redis lock; the strings created here are freed after the check.
     unsafe {
         let create = raw::RedisModule_CreateString.expect("API");
@@ -231,39 +237,48 @@ pub fn may_run(ctx: Ctx, user: &User, argv: &[Vec<u8>]) -> bool {
     }
 }
 
+/// # Safety
+/// `reply` is a live call reply of a string type.
 unsafe fn reply_string(reply: *mut raw::RedisModuleCallReply) -> Vec<u8> {
-    let mut len = 0usize;
-    // SAFETY (caller): `reply` is live; the pointer is valid for `len` bytes.
-    let ptr = raw::RedisModule_CallReplyStringPtr.expect("API")(reply, &mut len);
-    if ptr.is_null() {
-        return Vec::new();
+    // SAFETY: the caller upholds this function's # Safety contract.
+    unsafe {
+        let mut len = 0usize;
+        // SAFETY: the caller's contract (# Safety): `reply` is live; the pointer is valid for `len` bytes.
+        let ptr = raw::RedisModule_CallReplyStringPtr.expect("API")(reply, &mut len);
+        if ptr.is_null() {
+            return Vec::new();
+        }
+        std::slice::from_raw_parts(ptr as *const u8, len).to_vec()
     }
-    std::slice::from_raw_parts(ptr as *const u8, len).to_vec()
 }
 
+/// # Safety
+/// `reply` is a live call reply, for the duration of this call.
 unsafe fn reply_value(reply: *mut raw::RedisModuleCallReply) -> Value {
-    // SAFETY (caller): `reply` is live for the duration of this call.
-    let kind = raw::RedisModule_CallReplyType.expect("API")(reply) as isize;
-    match kind {
-        raw::REDISMODULE_REPLY_STRING => {
-            let mut len = 0usize;
-            let proto = raw::RedisModule_CallReplyProto.expect("API")(reply, &mut len);
-            let bytes = reply_string(reply);
-            if !proto.is_null() && len > 0 && *proto == b'+' as c_char {
-                Value::Status(String::from_utf8_lossy(&bytes).into_owned())
-            } else {
-                Value::Bulk(bytes)
+    // SAFETY: the caller's contract (# Safety): `reply` is live for the duration of this call.
+    unsafe {
+        let kind = raw::RedisModule_CallReplyType.expect("API")(reply) as isize;
+        match kind {
+            raw::REDISMODULE_REPLY_STRING => {
+                let mut len = 0usize;
+                let proto = raw::RedisModule_CallReplyProto.expect("API")(reply, &mut len);
+                let bytes = reply_string(reply);
+                if !proto.is_null() && len > 0 && *proto == b'+' as c_char {
+                    Value::Status(String::from_utf8_lossy(&bytes).into_owned())
+                } else {
+                    Value::Bulk(bytes)
+                }
             }
+            raw::REDISMODULE_REPLY_ERROR => Value::Error(String::from_utf8_lossy(&reply_string(reply)).into_owned()),
+            raw::REDISMODULE_REPLY_INTEGER => Value::Int(raw::RedisModule_CallReplyInteger.expect("API")(reply)),
+            raw::REDISMODULE_REPLY_ARRAY => {
+                let n = raw::RedisModule_CallReplyLength.expect("API")(reply);
+                let element = raw::RedisModule_CallReplyArrayElement.expect("API");
+                Value::Array((0..n).map(|i| reply_value(element(reply, i))).collect())
+            }
+            raw::REDISMODULE_REPLY_NULL => Value::Nil,
+            _ => Value::Bulk(reply_string(reply)),
         }
-        raw::REDISMODULE_REPLY_ERROR => Value::Error(String::from_utf8_lossy(&reply_string(reply)).into_owned()),
-        raw::REDISMODULE_REPLY_INTEGER => Value::Int(raw::RedisModule_CallReplyInteger.expect("API")(reply)),
-        raw::REDISMODULE_REPLY_ARRAY => {
-            let n = raw::RedisModule_CallReplyLength.expect("API")(reply);
-            let element = raw::RedisModule_CallReplyArrayElement.expect("API");
-            Value::Array((0..n).map(|i| reply_value(element(reply, i))).collect())
-        }
-        raw::REDISMODULE_REPLY_NULL => Value::Nil,
-        _ => Value::Bulk(reply_string(reply)),
     }
 }
 

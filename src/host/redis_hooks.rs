@@ -11,12 +11,14 @@ use std::sync::OnceLock;
 
 use redis_module::raw;
 
+use super::lock::Locked;
 use super::redis_ffi::{self, Ctx, User};
 
 /// What gearbox does when Redis tells it something (set once at load).
 pub struct Hooks {
-    /// A keyspace event: (context, event name, key). Runs on the thread that made the change.
-    pub keyspace: fn(Ctx, &str, &[u8]),
+    /// A keyspace event: (context, event name, key). Runs on the thread that made the change,
+    /// which holds the lock.
+    pub keyspace: fn(Locked<'_>, Ctx, &str, &[u8]),
     /// Loading started (true) or ended/failed (false).
     pub loading: fn(bool),
     /// The sessions blob to write after the keyspace (None: nothing to save).
@@ -45,7 +47,9 @@ unsafe extern "C" fn on_keyspace(
         // SAFETY: the key string lives for the whole notification.
         let key = unsafe { redis_ffi::string_slice(key) };
         if let Some(h) = hooks() {
-            (h.keyspace)(Ctx(ctx), &event, key);
+            // SAFETY: Redis sends keyspace notifications with its lock held (by whichever
+            // thread made the change).
+            unsafe { Locked::in_callback(|locked| (h.keyspace)(locked, Ctx(ctx), &event, key)) };
         }
     });
     raw::REDISMODULE_OK as c_int
@@ -152,8 +156,8 @@ pub fn events_muted(ctx: Ctx) -> bool {
 }
 
 /// Whether this server replicates a master (checked outside any command).
-pub fn is_replica() -> bool {
-    redis_ffi::context_flags(redis_ffi::detached()) & raw::REDISMODULE_CTX_FLAGS_SLAVE != 0
+pub fn is_replica(locked: Locked<'_>) -> bool {
+    redis_ffi::context_flags(locked.detached()) & raw::REDISMODULE_CTX_FLAGS_SLAVE != 0
 }
 
 pub fn is_loading(ctx: Ctx) -> bool {
@@ -192,9 +196,9 @@ pub fn current_user_name(ctx: Ctx) -> Option<String> {
     }
 }
 
-/// An ACL user by name (for a session rebuilt after a load); None if it does not exist.
-pub fn user_by_name(name: &str) -> Option<User> {
-    // SAFETY: on the main thread (commands, loading); the name string is freed after use.
+/// An ACL user by name; None if it does not exist.
+pub fn user_by_name(_locked: Locked<'_>, name: &str) -> Option<User> {
+    // SAFETY: under the Redis lock (`_locked`); the name string is freed after use.
     unsafe {
         let s = raw::RedisModule_CreateString.expect("API")(std::ptr::null_mut(), name.as_ptr() as *const c_char, name.len());
         let user = raw::RedisModule_GetModuleUserFromUserName.expect("API")(s);
@@ -203,18 +207,20 @@ pub fn user_by_name(name: &str) -> Option<User> {
     }
 }
 
-type TimerTask = Box<dyn FnOnce() + Send>;
+type TimerTask = Box<dyn for<'a> FnOnce(Locked<'a>) + Send>;
 
 unsafe extern "C" fn on_timer(_ctx: *mut raw::RedisModuleCtx, data: *mut c_void) {
     // SAFETY: `data` is the box `after` leaked for exactly this one call.
     let task = unsafe { Box::from_raw(data as *mut TimerTask) };
-    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(task));
+    // SAFETY: Redis runs timers on its main thread, holding the lock.
+    let run = || unsafe { Locked::in_callback(task) };
+    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(run));
 }
 
-/// Run `task` on the main thread after `ms` milliseconds. The caller holds the Redis lock.
-pub fn after(ms: u64, task: TimerTask) {
+/// Run `task` on the main thread after `ms` milliseconds.
+pub fn after(locked: Locked<'_>, ms: u64, task: TimerTask) {
     let data = Box::into_raw(Box::new(task)) as *mut c_void;
     // SAFETY: under the Redis lock with the detached context; Redis calls `on_timer` once with
     // `data`, which takes the box back.
-    unsafe { raw::RedisModule_CreateTimer.expect("API")(redis_ffi::detached().0, ms as raw::mstime_t, Some(on_timer), data) };
+    unsafe { raw::RedisModule_CreateTimer.expect("API")(locked.detached().0, ms as raw::mstime_t, Some(on_timer), data) };
 }

@@ -140,8 +140,8 @@ impl TopLevel {
         control::get()?.check_registration(&spec, &earlier, replacing)?;
         // After RedisGears' own checks, so their texts come first: only administrators hook.
         hook_policy::may_register(&spec, || {
-            let _lock = RedisLock::acquire();
-            owner.is_some_and(acl_users::is_admin)
+            let lock = RedisLock::acquire();
+            owner.is_some_and(|owner| acl_users::is_admin(lock.held(), owner))
         })?;
         if matches!(self.phase, Phase::Replaying) {
             // Unregistered since the script first ran: the call returns, nothing is installed.

@@ -185,19 +185,31 @@ pub fn new_interpreter<T>(bootstrap: impl FnOnce(&Attached) -> Result<T, String>
 }
 
 /// Detach whatever thread state is current on this thread (releasing its GIL); returns it.
+///
+/// # Safety
+/// The thread state current on this thread, if any, is one gearbox attached and may detach here;
+/// the caller reattaches it with `reattach`.
 unsafe fn detach_current() -> *mut ffi::PyThreadState {
-    // SAFETY (caller): none beyond being called from Rust code that owns this thread's state.
-    let current = ffi::PyThreadState_GetUnchecked();
-    if !current.is_null() {
-        ffi::PyEval_SaveThread();
+    // SAFETY: the caller's contract (# Safety): none beyond being called from Rust code that owns
+    // this thread's state.
+    unsafe {
+        let current = ffi::PyThreadState_GetUnchecked();
+        if !current.is_null() {
+            ffi::PyEval_SaveThread();
+        }
+        current
     }
-    current
 }
 
+/// # Safety
+/// `previous` is what `detach_current` returned on this same thread, and nothing is attached now.
 unsafe fn reattach(previous: *mut ffi::PyThreadState) {
-    if !previous.is_null() {
-        // SAFETY (caller): `previous` was detached by `detach_current` on this same thread.
-        ffi::PyEval_RestoreThread(previous);
+    // SAFETY: the caller upholds this function's # Safety contract.
+    unsafe {
+        if !previous.is_null() {
+            // SAFETY: the caller's contract (# Safety): `previous` was detached by `detach_current` on this same thread.
+            ffi::PyEval_RestoreThread(previous);
+        }
     }
 }
 
@@ -252,11 +264,18 @@ impl Drop for Attached {
 
 /// Delete idle thread states (made by any thread); the caller holds their interpreter's GIL
 /// and none of them is current anywhere.
+///
+/// # Safety
+/// The caller holds the GIL of the states' interpreter and none of the states is current on any
+/// thread.
 pub(super) unsafe fn delete_idle(states: Vec<usize>) {
-    for t in states {
-        // SAFETY (caller): see above.
-        ffi::PyThreadState_Clear(t as *mut ffi::PyThreadState);
-        ffi::PyThreadState_Delete(t as *mut ffi::PyThreadState);
+    // SAFETY: the caller upholds this function's # Safety contract.
+    unsafe {
+        for t in states {
+            // SAFETY: the caller's contract (# Safety).
+            ffi::PyThreadState_Clear(t as *mut ffi::PyThreadState);
+            ffi::PyThreadState_Delete(t as *mut ffi::PyThreadState);
+        }
     }
 }
 
@@ -266,14 +285,16 @@ pub(super) unsafe fn delete_idle(states: Vec<usize>) {
 /// # Safety
 /// The calling thread must be attached (hold some interpreter's GIL).
 pub unsafe fn without_gil<T>(f: impl FnOnce() -> T) -> T {
-    // SAFETY (caller): attached; our state is saved and restored around `f`, and a panic in `f`
-    // is carried past the restore so the state stays consistent.
-    let saved = ffi::PyEval_SaveThread();
-    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
-    ffi::PyEval_RestoreThread(saved);
-    match result {
-        Ok(v) => v,
-        Err(p) => std::panic::resume_unwind(p),
+    // SAFETY: the caller's contract (# Safety): attached; our state is saved and restored around
+    // `f`, and a panic in `f` is carried past the restore so the state stays consistent.
+    unsafe {
+        let saved = ffi::PyEval_SaveThread();
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+        ffi::PyEval_RestoreThread(saved);
+        match result {
+            Ok(v) => v,
+            Err(p) => std::panic::resume_unwind(p),
+        }
     }
 }
 
@@ -452,17 +473,23 @@ pub fn take_error_text() -> String {
 }
 
 /// The UTF-8 text of a `str` object (None if it is not one); does not consume the reference.
+///
+/// # Safety
+/// Attached; `obj` is NULL or a live object.
 pub unsafe fn utf8_of(obj: *mut ffi::PyObject) -> Option<String> {
-    if obj.is_null() || ffi::PyUnicode_Check(obj) == 0 {
-        return None;
+    // SAFETY: the caller upholds this function's # Safety contract.
+    unsafe {
+        if obj.is_null() || ffi::PyUnicode_Check(obj) == 0 {
+            return None;
+        }
+        let mut len: ffi::Py_ssize_t = 0;
+        // SAFETY: the caller's contract (# Safety): attached; `obj` is a live str.
+        let data = ffi::PyUnicode_AsUTF8AndSize(obj, &mut len);
+        if data.is_null() {
+            ffi::PyErr_Clear();
+            return None;
+        }
+        let bytes = std::slice::from_raw_parts(data as *const u8, len as usize);
+        Some(String::from_utf8_lossy(bytes).into_owned())
     }
-    let mut len: ffi::Py_ssize_t = 0;
-    // SAFETY (caller): attached; `obj` is a live str.
-    let data = ffi::PyUnicode_AsUTF8AndSize(obj, &mut len);
-    if data.is_null() {
-        ffi::PyErr_Clear();
-        return None;
-    }
-    let bytes = std::slice::from_raw_parts(data as *const u8, len as usize);
-    Some(String::from_utf8_lossy(bytes).into_owned())
 }

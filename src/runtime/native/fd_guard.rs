@@ -18,7 +18,8 @@ use std::ptr;
 
 use pyo3_ffi as ffi;
 
-use super::hostmodule::{args_slice, entry, fds_of, raise};
+use super::call_edge::{args_slice, entry, raise};
+use super::hostmodule::fds_of;
 
 /// The descriptors one interpreter opened, with their identity when they were recorded.
 #[derive(Default, Debug)]
@@ -73,14 +74,19 @@ fn os_error() -> *mut ffi::PyObject {
     unsafe { ffi::PyErr_SetFromErrno(ffi::PyExc_OSError) }
 }
 
+/// # Safety
+/// Attached; `args` are live borrowed references.
 unsafe fn int_arg(args: &[*mut ffi::PyObject], i: usize) -> Option<c_long> {
-    // SAFETY (caller): attached; `args` are borrowed references from CPython.
-    let obj = *args.get(i)?;
-    let v = ffi::PyLong_AsLong(obj);
-    if v == -1 && !ffi::PyErr_Occurred().is_null() {
-        return None;
+    // SAFETY: the caller's contract (# Safety): attached; `args` are borrowed references from
+    // CPython.
+    unsafe {
+        let obj = *args.get(i)?;
+        let v = ffi::PyLong_AsLong(obj);
+        if v == -1 && !ffi::PyErr_Occurred().is_null() {
+            return None;
+        }
+        Some(v)
     }
-    Some(v)
 }
 
 fn type_error(usage: &str) -> *mut ffi::PyObject {
@@ -110,22 +116,33 @@ macro_rules! fd_function {
 }
 
 /// The owned-descriptor registry of `module`'s interpreter, locked for `f`.
+///
+/// # Safety
+/// Attached to the interpreter that owns `module`, which is gearbox's `_gearbox` module.
 unsafe fn with_owned<T>(module: *mut ffi::PyObject, f: impl FnOnce(&mut Owned) -> T) -> T {
-    // SAFETY (caller): `module` is our module, attached.
-    let fds = fds_of(module);
-    let mut owned = fds.lock().unwrap_or_else(|e| e.into_inner());
-    f(&mut owned)
+    // SAFETY: the caller's contract (# Safety): `module` is our module, attached.
+    unsafe {
+        let fds = fds_of(module);
+        let mut owned = fds.lock().unwrap_or_else(|e| e.into_inner());
+        f(&mut owned)
+    }
 }
 
 /// A descriptor argument the script owns, or the exception raised.
+///
+/// # Safety
+/// Attached to the interpreter that owns `module` (gearbox's `_gearbox` module); `args` are live
+/// borrowed references.
 unsafe fn owned_fd(module: *mut ffi::PyObject, args: &[*mut ffi::PyObject], i: usize, call: &str) -> Result<c_int, *mut ffi::PyObject> {
-    // SAFETY (caller): attached.
-    let Some(fd) = int_arg(args, i) else { return Err(type_error(&format!("os.{call}: file descriptor must be an int"))) };
-    let fd = fd as c_int;
-    if with_owned(module, |o| o.owns(fd)) {
-        Ok(fd)
-    } else {
-        Err(refuse(call, fd))
+    // SAFETY: the caller's contract (# Safety): attached.
+    unsafe {
+        let Some(fd) = int_arg(args, i) else { return Err(type_error(&format!("os.{call}: file descriptor must be an int"))) };
+        let fd = fd as c_int;
+        if with_owned(module, |o| o.owns(fd)) {
+            Ok(fd)
+        } else {
+            Err(refuse(call, fd))
+        }
     }
 }
 

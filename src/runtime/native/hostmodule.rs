@@ -12,17 +12,19 @@
 //!
 //! Every function is an entry from C: it catches panics and turns them into a Python exception.
 
-use std::ffi::{c_char, c_int, c_void, CStr};
+use std::ffi::{c_int, c_void, CStr};
 use std::ptr;
 use std::sync::{Arc, OnceLock};
 
 use gearbox_engine::{CommandRequest, Host, LogLevel};
 use pyo3_ffi as ffi;
 
+use super::call_edge::{args_slice, entry, maybe_without_gil, raise};
 use super::convert;
-use super::cpython::{self, utf8_of};
+use super::cpython::utf8_of;
 use super::fd_guard;
 use super::host_keys;
+use super::py_token::{Obj, Py};
 
 pub const MODULE_NAME: &CStr = c"_gearbox";
 
@@ -109,8 +111,9 @@ fn definition() -> *mut ffi::PyModuleDef {
 
 /// The init function registered with `PyImport_AppendInittab`.
 pub unsafe extern "C" fn init_module() -> *mut ffi::PyObject {
-    // SAFETY: multi-phase init: hand CPython the static definition.
-    ffi::PyModuleDef_Init(definition())
+    // SAFETY: the caller's contract (# Safety): multi-phase init: hand CPython the static
+    // definition.
+    unsafe { ffi::PyModuleDef_Init(definition()) }
 }
 
 unsafe extern "C" fn module_exec(module: *mut ffi::PyObject) -> c_int {
@@ -136,15 +139,20 @@ unsafe extern "C" fn module_exec(module: *mut ffi::PyObject) -> c_int {
     result.unwrap_or(-1)
 }
 
+/// # Safety
+/// Attached to the interpreter that owns `module`; `base` is a live exception type.
 unsafe fn add_exception(module: *mut ffi::PyObject, attr: &CStr, qualified: &CStr, base: *mut ffi::PyObject) -> bool {
-    // SAFETY (caller): attached; the new type is a new reference, AddObjectRef takes its own.
-    let exc = ffi::PyErr_NewException(qualified.as_ptr(), base, ptr::null_mut());
-    if exc.is_null() {
-        return false;
+    // SAFETY: the caller's contract (# Safety): attached; the new type is a new reference,
+    // AddObjectRef takes its own.
+    unsafe {
+        let exc = ffi::PyErr_NewException(qualified.as_ptr(), base, ptr::null_mut());
+        if exc.is_null() {
+            return false;
+        }
+        let ok = ffi::PyModule_AddObjectRef(module, attr.as_ptr(), exc) == 0;
+        ffi::Py_DecRef(exc);
+        ok
     }
-    let ok = ffi::PyModule_AddObjectRef(module, attr.as_ptr(), exc) == 0;
-    ffi::Py_DecRef(exc);
-    ok
 }
 
 unsafe extern "C" fn module_free(module: *mut c_void) {
@@ -162,11 +170,17 @@ unsafe extern "C" fn module_free(module: *mut c_void) {
 }
 
 /// Give the `_gearbox` module of the attached interpreter its session's host.
+///
+/// # Safety
+/// Attached to the interpreter that owns `module`, gearbox's `_gearbox` module.
 pub unsafe fn install_host(module: *mut ffi::PyObject, host: Arc<dyn Host>) {
-    // SAFETY (caller): attached to the interpreter that owns `module`, which ran module_exec.
-    let state = ffi::PyModule_GetState(module) as *mut ModState;
-    if !state.is_null() {
-        (*state).host = Some(host);
+    // SAFETY: the caller's contract (# Safety): attached to the interpreter that owns `module`,
+    // which ran module_exec.
+    unsafe {
+        let state = ffi::PyModule_GetState(module) as *mut ModState;
+        if !state.is_null() {
+            (*state).host = Some(host);
+        }
     }
 }
 
@@ -174,23 +188,34 @@ pub unsafe fn install_host(module: *mut ffi::PyObject, host: Arc<dyn Host>) {
 const NO_HOST: &str = "gearbox: this interpreter's session has ended (or not begun): it cannot call Redis";
 
 /// Take the host away (the session ended): from now on every host function raises.
+///
+/// # Safety
+/// Attached to the interpreter that owns `module`, gearbox's `_gearbox` module.
 pub unsafe fn retire_host(module: *mut ffi::PyObject) {
-    // SAFETY (caller): attached to the interpreter that owns `module`, which ran module_exec.
-    let state = ffi::PyModule_GetState(module) as *mut ModState;
-    if !state.is_null() {
-        (*state).host = None;
+    // SAFETY: the caller's contract (# Safety): attached to the interpreter that owns `module`,
+    // which ran module_exec.
+    unsafe {
+        let state = ffi::PyModule_GetState(module) as *mut ModState;
+        if !state.is_null() {
+            (*state).host = None;
+        }
     }
 }
 
 /// A borrowed pointer to one of the module's exception types.
+///
+/// # Safety
+/// Attached to the interpreter that owns `module`, gearbox's `_gearbox` module.
 pub unsafe fn exception_type(module: *mut ffi::PyObject, attr: &CStr) -> *mut ffi::PyObject {
-    // SAFETY (caller): attached. The module keeps its own reference, so dropping ours leaves a
-    // pointer valid for the interpreter's life.
-    let exc = ffi::PyObject_GetAttrString(module, attr.as_ptr());
-    if !exc.is_null() {
-        ffi::Py_DecRef(exc);
+    // SAFETY: the caller's contract (# Safety): attached. The module keeps its own reference, so
+    // dropping ours leaves a pointer valid for the interpreter's life.
+    unsafe {
+        let exc = ffi::PyObject_GetAttrString(module, attr.as_ptr());
+        if !exc.is_null() {
+            ffi::Py_DecRef(exc);
+        }
+        exc
     }
-    exc
 }
 
 /// The owned-descriptor registry of `module`'s interpreter.
@@ -198,67 +223,44 @@ pub unsafe fn exception_type(module: *mut ffi::PyObject, attr: &CStr) -> *mut ff
 /// # Safety
 /// Attached; `module` is our module, which ran `module_exec`.
 pub(super) unsafe fn fds_of<'a>(module: *mut ffi::PyObject) -> &'a std::sync::Mutex<fd_guard::Owned> {
-    // SAFETY (caller): the state block was written by module_exec and lives with the module.
-    let state = ffi::PyModule_GetState(module) as *mut ModState;
-    &(*state).fds
+    // SAFETY: the caller's contract (# Safety): the state block was written by module_exec and
+    // lives with the module.
+    unsafe {
+        let state = ffi::PyModule_GetState(module) as *mut ModState;
+        &(*state).fds
+    }
 }
 
+/// # Safety
+/// Attached to the interpreter that owns `module`, gearbox's `_gearbox` module (the `self` of one
+/// of its functions).
 pub(super) unsafe fn host_of(module: *mut ffi::PyObject) -> Option<Arc<dyn Host>> {
-    // SAFETY (caller): called from one of our functions, so `module` is our module.
-    let state = ffi::PyModule_GetState(module) as *mut ModState;
-    if state.is_null() {
-        return None;
+    // SAFETY: the caller's contract (# Safety): called from one of our functions, so `module` is
+    // our module.
+    unsafe {
+        let state = ffi::PyModule_GetState(module) as *mut ModState;
+        if state.is_null() {
+            return None;
+        }
+        (*state).host.clone()
     }
-    (*state).host.clone()
 }
 
-pub(super) unsafe fn raise(kind: *mut ffi::PyObject, message: &str) -> *mut ffi::PyObject {
-    // SAFETY (caller): attached. The message is copied by PyUnicode_FromStringAndSize.
-    let text = ffi::PyUnicode_FromStringAndSize(message.as_ptr() as *const c_char, message.len() as ffi::Py_ssize_t);
-    if !text.is_null() {
-        ffi::PyErr_SetObject(kind, text);
-        ffi::Py_DecRef(text);
-    }
-    ptr::null_mut()
-}
-
+/// # Safety
+/// Attached to the interpreter that owns `module`, gearbox's `_gearbox` module.
 pub(super) unsafe fn raise_gears_error(module: *mut ffi::PyObject, message: &str) -> *mut ffi::PyObject {
-    // SAFETY (caller): attached; `module` is ours.
-    let kind = exception_type(module, c"error");
-    raise(if kind.is_null() { ffi::PyExc_RuntimeError } else { kind }, message)
-}
-
-/// Run `f` as an entry from C: a panic becomes a RuntimeError, never an unwind into CPython.
-pub(super) fn entry(f: impl FnOnce() -> *mut ffi::PyObject) -> *mut ffi::PyObject {
-    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
-        Ok(obj) => obj,
-        // SAFETY: we are inside a call from CPython, so attached.
-        Err(_) => unsafe { raise(ffi::PyExc_RuntimeError, "gearbox: internal error (panic) in a host function") },
+    // SAFETY: the caller's contract (# Safety): attached; `module` is ours.
+    unsafe {
+        let kind = exception_type(module, c"error");
+        raise(if kind.is_null() { ffi::PyExc_RuntimeError } else { kind }, message)
     }
-}
-
-/// Run `f` without this interpreter's GIL when the host may wait for the Redis lock.
-pub(super) unsafe fn maybe_without_gil<T>(host: &Arc<dyn Host>, f: impl FnOnce() -> T) -> T {
-    if host.may_wait_for_lock() {
-        // SAFETY (caller): attached, inside a call from CPython.
-        cpython::without_gil(f)
-    } else {
-        f()
-    }
-}
-
-pub(super) unsafe fn args_slice<'a>(args: *const *mut ffi::PyObject, nargs: ffi::Py_ssize_t) -> &'a [*mut ffi::PyObject] {
-    if nargs <= 0 || args.is_null() {
-        return &[];
-    }
-    // SAFETY (caller): CPython passes `nargs` valid borrowed references.
-    std::slice::from_raw_parts(args, nargs as usize)
 }
 
 unsafe extern "C" fn call(module: *mut ffi::PyObject, args: *mut *mut ffi::PyObject, nargs: ffi::Py_ssize_t) -> *mut ffi::PyObject {
     entry(|| {
         // SAFETY: called by CPython with the GIL of the module's interpreter.
         unsafe {
+            let py = Py::assume();
             let args = args_slice(args, nargs);
             if args.is_empty() {
                 return ffi::PyList_New(0);
@@ -271,7 +273,9 @@ unsafe extern "C" fn call(module: *mut ffi::PyObject, args: *mut *mut ffi::PyObj
             };
             // Keep the GIL when the Redis lock is free: releasing and taking it back around
             // every call is avoidable work; only waiting for the lock requires letting go.
-            let reply = convert::with_call_args(args, |parts| match host.call_if_free(parts) {
+            let objs: Option<Vec<Obj>> = args.iter().map(|&a| Obj::borrowed(py, a)).collect();
+            let Some(objs) = objs else { return raise(ffi::PyExc_TypeError, "execute() got a NULL argument") };
+            let reply = convert::with_call_args(&objs, |parts| match host.call_if_free(parts) {
                 Some(reply) => reply,
                 None => maybe_without_gil(&host, || host.call(parts)),
             });
@@ -280,7 +284,7 @@ unsafe extern "C" fn call(module: *mut ffi::PyObject, args: *mut *mut ffi::PyObj
             };
             match reply {
                 gearbox_engine::Value::Error(message) => raise_gears_error(module, &message),
-                other => convert::reply_to_py(&other),
+                other => convert::reply_to_py(py, &other),
             }
         }
     })
@@ -314,7 +318,7 @@ unsafe extern "C" fn config_get(module: *mut ffi::PyObject, args: *mut *mut ffi:
                 return raise(ffi::PyExc_TypeError, "config name must be a string");
             };
             match host_of(module).and_then(|h| h.config_get(&name)) {
-                Some(v) => convert::text_or_bytearray(v.as_bytes()),
+                Some(v) => convert::text_or_bytearray(Py::assume(), v.as_bytes()),
                 None => ffi::Py_NewRef(ffi::Py_None()),
             }
         }
@@ -360,12 +364,14 @@ unsafe extern "C" fn register(module: *mut ffi::PyObject, args: *mut *mut ffi::P
             if args.len() != 1 || ffi::PyList_Check(args[0]) == 0 {
                 return raise(ffi::PyExc_TypeError, "register(spec: list)");
             }
-            let spec = convert::result_to_value(args[0]);
+            let Some(spec) = Obj::borrowed(Py::assume(), args[0]).map(convert::result_to_value) else {
+                return raise(ffi::PyExc_TypeError, "register(spec: list)");
+            };
             let Some(host) = host_of(module) else {
                 return raise_gears_error(module, NO_HOST);
             };
             match host.register(&spec) {
-                Ok(id) => convert::text_or_bytearray(id.as_bytes()),
+                Ok(id) => convert::text_or_bytearray(Py::assume(), id.as_bytes()),
                 Err(message) => raise_gears_error(module, &message),
             }
         }
@@ -385,7 +391,7 @@ unsafe extern "C" fn time_event(module: *mut ffi::PyObject, args: *mut *mut ffi:
                 return std::ptr::null_mut();
             }
             let key = match args.get(2) {
-                Some(&k) if k != ffi::Py_None() => match convert::arg_bytes(k) {
+                Some(&k) if k != ffi::Py_None() => match Obj::borrowed(Py::assume(), k).and_then(convert::arg_bytes) {
                     Some(b) => Some(b),
                     None => return std::ptr::null_mut(),
                 },
@@ -410,7 +416,9 @@ unsafe extern "C" fn command(module: *mut ffi::PyObject, args: *mut *mut ffi::Py
             let (Some(op), Some(&arg)) = (args.first().and_then(|&o| utf8_of(o)), args.get(1)) else {
                 return raise(ffi::PyExc_TypeError, "command(op: str, arg)");
             };
-            let request = match CommandRequest::from_parts(&op, convert::result_to_value(arg)) {
+            let py = Py::assume();
+            let arg = Obj::borrowed(py, arg).map(convert::result_to_value).unwrap_or(gearbox_engine::Value::Nil);
+            let request = match CommandRequest::from_parts(&op, arg) {
                 Ok(r) => r,
                 Err(message) => return raise_gears_error(module, &message),
             };
@@ -419,7 +427,7 @@ unsafe extern "C" fn command(module: *mut ffi::PyObject, args: *mut *mut ffi::Py
             };
             match maybe_without_gil(&host, || host.command(request)) {
                 gearbox_engine::Value::Error(message) => raise_gears_error(module, &message),
-                other => convert::reply_to_py(&other),
+                other => convert::reply_to_py(py, &other),
             }
         }
     })

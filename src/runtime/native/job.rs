@@ -14,6 +14,7 @@ use pyo3_ffi as ffi;
 
 use super::convert;
 use super::cpython::{self, utf8_of, Attached};
+use super::py_token::{Obj, Py};
 use super::{deactivate, InterpCore, ObjPtr};
 use gearbox_engine::watchdog::Watchdog;
 
@@ -28,50 +29,62 @@ pub enum ScriptResult {
     Run(Plan),
 }
 
+/// # Safety
+/// Attached; `tuple` is a live tuple with more than `i` items.
 unsafe fn tuple_str(tuple: *mut ffi::PyObject, i: ffi::Py_ssize_t) -> String {
-    // SAFETY (caller): attached; `tuple` is a live tuple with more than `i` items.
-    let item = ffi::PyTuple_GetItem(tuple, i);
-    if item.is_null() {
-        ffi::PyErr_Clear();
-        return String::new();
+    // SAFETY: the caller's contract (# Safety): attached; `tuple` is a live tuple with more than
+    // `i` items.
+    unsafe {
+        let item = ffi::PyTuple_GetItem(tuple, i);
+        if item.is_null() {
+            ffi::PyErr_Clear();
+            return String::new();
+        }
+        if ffi::PyUnicode_Check(item) != 0 {
+            return utf8_of(item).unwrap_or_default();
+        }
+        let s = ffi::PyObject_Str(item);
+        let out = utf8_of(s).unwrap_or_default();
+        ffi::Py_DecRef(s);
+        out
     }
-    if ffi::PyUnicode_Check(item) != 0 {
-        return utf8_of(item).unwrap_or_default();
-    }
-    let s = ffi::PyObject_Str(item);
-    let out = utf8_of(s).unwrap_or_default();
-    ffi::Py_DecRef(s);
-    out
 }
 
+/// # Safety
+/// Attached; `list` is NULL or a live object (borrowed).
 unsafe fn steps_of(list: *mut ffi::PyObject) -> Vec<StepInfo> {
-    // SAFETY (caller): attached; `list` is borrowed.
-    if list.is_null() || ffi::PyList_Check(list) == 0 {
-        return Vec::new();
+    // SAFETY: the caller's contract (# Safety): attached; `list` is borrowed.
+    unsafe {
+        if list.is_null() || ffi::PyList_Check(list) == 0 {
+            return Vec::new();
+        }
+        (0..ffi::PyList_Size(list))
+            .filter_map(|i| {
+                let step = ffi::PyList_GetItem(list, i);
+                if ffi::PyTuple_Check(step) == 0 || ffi::PyTuple_Size(step) < 3 {
+                    return None;
+                }
+                Some(StepInfo { kind: tuple_str(step, 0), name: tuple_str(step, 1), arg: tuple_str(step, 2) })
+            })
+            .collect()
     }
-    (0..ffi::PyList_Size(list))
-        .filter_map(|i| {
-            let step = ffi::PyList_GetItem(list, i);
-            if ffi::PyTuple_Check(step) == 0 || ffi::PyTuple_Size(step) < 3 {
-                return None;
-            }
-            Some(StepInfo { kind: tuple_str(step, 0), name: tuple_str(step, 1), arg: tuple_str(step, 2) })
-        })
-        .collect()
 }
 
-unsafe fn gears_function(name: &std::ffi::CStr) -> Result<*mut ffi::PyObject, String> {
-    // SAFETY (caller): attached. Returns a new reference.
-    let gears = ffi::PyImport_ImportModule(c"gears".as_ptr());
-    if gears.is_null() {
-        return Err(cpython::take_error_text());
+/// `gears.<name>`: a new reference, or the formatted error.
+fn gears_function(_py: Py<'_>, name: &std::ffi::CStr) -> Result<*mut ffi::PyObject, String> {
+    // SAFETY: attached (`_py`); the module reference is released once the attribute is taken.
+    unsafe {
+        let gears = ffi::PyImport_ImportModule(c"gears".as_ptr());
+        if gears.is_null() {
+            return Err(cpython::take_error_text());
+        }
+        let f = ffi::PyObject_GetAttrString(gears, name.as_ptr());
+        ffi::Py_DecRef(gears);
+        if f.is_null() {
+            return Err(cpython::take_error_text());
+        }
+        Ok(f)
     }
-    let f = ffi::PyObject_GetAttrString(gears, name.as_ptr());
-    ffi::Py_DecRef(gears);
-    if f.is_null() {
-        return Err(cpython::take_error_text());
-    }
-    Ok(f)
 }
 
 /// Run a script's top level through `gears._run_script`, given its code compiled elsewhere
@@ -80,7 +93,7 @@ unsafe fn gears_function(name: &std::ffi::CStr) -> Result<*mut ffi::PyObject, St
 pub fn run_script(_py: &Attached, source: &str, compiled: Option<&[u8]>) -> Result<ScriptResult, String> {
     // SAFETY: attached (proof `_py`); every new reference is released on every path.
     unsafe {
-        let f = gears_function(c"_run_script")?;
+        let f = gears_function(_py.py(), c"_run_script")?;
         let code = compiled
             .map(|c| ffi::PyMarshal_ReadObjectFromString(c.as_ptr() as *const c_char, c.len() as ffi::Py_ssize_t))
             .unwrap_or(std::ptr::null_mut());
@@ -142,40 +155,45 @@ impl NativeJob {
     }
 }
 
-unsafe fn outcome_of(result: *mut ffi::PyObject) -> Outcome {
-    // SAFETY (caller): attached; `result` is borrowed.
-    if ffi::PyTuple_Check(result) == 0 || ffi::PyTuple_Size(result) != 3 {
+/// A plan's `(results, errors, step_ms)` tuple as an outcome.
+fn outcome_of(result: Obj<'_>) -> Outcome {
+    // SAFETY: attached; `result` is live; the checks only read it.
+    let triple = unsafe { ffi::PyTuple_Check(result.as_ptr()) != 0 && ffi::PyTuple_Size(result.as_ptr()) == 3 };
+    if !triple {
         return Outcome::failed("gears plan returned an unexpected value");
     }
     Outcome {
-        results: convert::result_list(ffi::PyTuple_GetItem(result, 0)),
-        errors: convert::error_list(ffi::PyTuple_GetItem(result, 1)),
-        step_ms: convert::u64_list(ffi::PyTuple_GetItem(result, 2)),
+        results: convert::result_list(result.tuple_item(0)),
+        errors: convert::error_list(result.tuple_item(1)),
+        step_ms: convert::u64_list(result.tuple_item(2)),
     }
 }
 
 /// Call `gears.<name>(handle[, record, profile])`: a new reference, or the formatted error.
-unsafe fn call_registration(name: &std::ffi::CStr, handle: i64, record: Option<(&Value, bool)>) -> Result<*mut ffi::PyObject, String> {
-    // SAFETY (caller): attached. Every new reference made here is released.
-    let f = gears_function(name)?;
-    let h = ffi::PyLong_FromLongLong(handle);
-    let result = match record {
-        Some((r, profile)) => {
-            let rec = convert::reply_to_py(r);
-            let prof = ffi::PyBool_FromLong(profile as std::ffi::c_long);
-            let out = ffi::PyObject_CallFunctionObjArgs(f, h, rec, prof, std::ptr::null_mut::<ffi::PyObject>());
-            ffi::Py_DecRef(prof);
-            ffi::Py_DecRef(rec);
-            out
+fn call_registration(py: Py<'_>, name: &std::ffi::CStr, handle: i64, record: Option<(&Value, bool)>) -> Result<*mut ffi::PyObject, String> {
+    // SAFETY: attached (`py`). Every new reference made here is released; the result is the
+    // caller's.
+    unsafe {
+        let f = gears_function(py, name)?;
+        let h = ffi::PyLong_FromLongLong(handle);
+        let result = match record {
+            Some((r, profile)) => {
+                let rec = convert::reply_to_py(py, r);
+                let prof = ffi::PyBool_FromLong(profile as std::ffi::c_long);
+                let out = ffi::PyObject_CallFunctionObjArgs(f, h, rec, prof, std::ptr::null_mut::<ffi::PyObject>());
+                ffi::Py_DecRef(prof);
+                ffi::Py_DecRef(rec);
+                out
+            }
+            None => ffi::PyObject_CallOneArg(f, h),
+        };
+        ffi::Py_DecRef(h);
+        ffi::Py_DecRef(f);
+        if result.is_null() {
+            Err(cpython::take_error_text())
+        } else {
+            Ok(result)
         }
-        None => ffi::PyObject_CallOneArg(f, h),
-    };
-    ffi::Py_DecRef(h);
-    ffi::Py_DecRef(f);
-    if result.is_null() {
-        Err(cpython::take_error_text())
-    } else {
-        Ok(result)
     }
 }
 
@@ -183,7 +201,7 @@ unsafe fn call_registration(name: &std::ffi::CStr, handle: i64, record: Option<(
 pub fn on_registered(_py: &Attached, handle: i64) -> Result<(), String> {
     // SAFETY: attached (proof `_py`); the result is released.
     unsafe {
-        let result = call_registration(c"_on_registered", handle, None)?;
+        let result = call_registration(_py.py(), c"_on_registered", handle, None)?;
         let out = if result == ffi::Py_None() { Ok(()) } else { Err(utf8_of(result).unwrap_or_default()) };
         ffi::Py_DecRef(result);
         out
@@ -224,7 +242,7 @@ impl Job for NativeJob {
                         Ok(r)
                     }
                 }
-                (Work::Event { handle, record }, false) => call_registration(c"_fire", *handle, Some((record, profile))),
+                (Work::Event { handle, record }, false) => call_registration(py.py(), c"_fire", *handle, Some((record, profile))),
             };
             deactivate(&active);
             drop(armed);
@@ -236,7 +254,7 @@ impl Job for NativeJob {
                 }
                 Err(text) => Outcome::failed(text),
                 Ok(r) => {
-                    let o = outcome_of(r);
+                    let o = Obj::borrowed(py.py(), r).map(outcome_of).unwrap_or_else(|| Outcome::failed("gears plan returned nothing"));
                     ffi::Py_DecRef(r);
                     o
                 }

@@ -7,6 +7,7 @@
 //! `hostmodule.rs` (objects); this file only composes them.
 
 mod arenas;
+mod call_edge;
 mod convert;
 mod cpython;
 mod fd_guard;
@@ -17,6 +18,7 @@ mod interrupts;
 mod job;
 mod memory_ledger;
 mod pool;
+mod py_token;
 mod scratch;
 mod teardown;
 mod thread_states;
