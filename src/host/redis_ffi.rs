@@ -310,7 +310,11 @@ pub fn current_user(ctx: Ctx) -> Option<User> {
 
 impl User {
     /// Wrap a handle from `RedisModule_GetModuleUserFromUserName` (None when null).
-    pub fn from_raw(user: *mut raw::RedisModuleUser) -> Option<User> {
+    ///
+    /// # Safety
+    /// `user` is NULL or a handle from `RedisModule_GetModuleUserFromUserName` that nothing else
+    /// frees: the `User` frees it when dropped.
+    pub unsafe fn from_raw(user: *mut raw::RedisModuleUser) -> Option<User> {
         (!user.is_null()).then(|| User(user))
     }
 

@@ -198,7 +198,8 @@ pub fn current_user_name(ctx: Ctx) -> Option<String> {
 
 /// An ACL user by name; None if it does not exist.
 pub fn user_by_name(_locked: Locked<'_>, name: &str) -> Option<User> {
-    // SAFETY: under the Redis lock (`_locked`); the name string is freed after use.
+    // SAFETY: under the Redis lock (`_locked`); the name string is freed after use; the user
+    // handle from GetModuleUserFromUserName is owned by the `User` made here alone.
     unsafe {
         let s = raw::RedisModule_CreateString.expect("API")(std::ptr::null_mut(), name.as_ptr() as *const c_char, name.len());
         let user = raw::RedisModule_GetModuleUserFromUserName.expect("API")(s);

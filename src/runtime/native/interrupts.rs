@@ -22,7 +22,16 @@ pub enum Push {
 
 /// Raise `exception` (a type object of `interp`) in the thread `thread` the next time it runs
 /// Python code in `interp`, if `still_wanted()` (checked while holding that interpreter's GIL).
-pub fn interrupt(interp: InterpPtr, thread: c_ulong, exception: *mut ffi::PyObject, push: Push, still_wanted: impl FnOnce() -> bool) {
+///
+/// # Safety
+/// `exception` is a live exception type of `interp`, alive as long as `interp` is.
+pub unsafe fn interrupt(
+    interp: InterpPtr,
+    thread: c_ulong,
+    exception: *mut ffi::PyObject,
+    push: Push,
+    still_wanted: impl FnOnce() -> bool,
+) {
     let attached = attach(interp);
     if still_wanted() {
         // `exception` is owned by `interp`'s builtin module, alive as long as the interpreter

@@ -187,7 +187,11 @@ pub fn is_counted(id: i64) -> bool {
 }
 
 /// Cap interpreter `id` (`interp`) at `bytes` (0: no cap).
-pub fn set_limit(id: i64, interp: *mut ffi::PyInterpreterState, bytes: u64) {
+///
+/// # Safety
+/// `interp` is NULL or the live interpreter counted as `id`, alive until [`release`]`(id)`: a
+/// MemoryError is scheduled on it through a pending call when it crosses the cap.
+pub unsafe fn set_limit(id: i64, interp: *mut ffi::PyInterpreterState, bytes: u64) {
     if let Some(slot) = slot_of(id) {
         if bytes > 0 {
             slot.interp.store(interp, Ordering::Release);
@@ -320,7 +324,8 @@ mod tests {
         let limit: i64 = 100 << 20;
         assert!(charge_to(id, 90 << 20));
         // No interpreter pointer: no MemoryError is scheduled, the counting is what is tested.
-        set_limit(id, std::ptr::null_mut(), limit as u64);
+        // SAFETY: a NULL interpreter is allowed.
+        unsafe { set_limit(id, std::ptr::null_mut(), limit as u64) };
         assert!(charge_to(id, 20 << 20), "past the cap, within the headroom");
         assert!(!charge_to(id, 20 << 20), "past the headroom");
         assert!(charge_to(id, 4096));

@@ -113,7 +113,10 @@ impl InterpCore {
         Arc::new(move || {
             let n = fired.fetch_add(1, Ordering::SeqCst);
             let push = if escalate && n > 0 { Push::RaiseAtEveryLine } else { Push::Raise };
-            interrupts::interrupt(core.interp, thread, exception.get(), push, || *active.lock().unwrap_or_else(|e| e.into_inner()));
+            let still_wanted = || *active.lock().unwrap_or_else(|e| e.into_inner());
+            // SAFETY: `exception` is one of the exception types of the core's `_gearbox` module,
+            // alive as long as the interpreter, which `core` keeps alive.
+            unsafe { interrupts::interrupt(core.interp, thread, exception.get(), push, still_wanted) };
         })
     }
 }
@@ -303,7 +306,9 @@ impl Runtime for NativeRuntime {
             return Err("gearbox: too many live interpreters to count their memory; end some sessions first".into());
         }
         let limit_mb = host.config_get("NativeMemoryLimitMB").and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
-        memory_ledger::set_limit(core.id, core.interp.state(), limit_mb << 20);
+        // SAFETY: the core's interpreter is the one counted as `core.id`; it lives until the
+        // reaper ends it, which releases the id first (pool.rs `end`).
+        unsafe { memory_ledger::set_limit(core.id, core.interp.state(), limit_mb << 20) };
         adopt(core.interp, host)?;
         Ok(Box::new(NativeInterpreter { core, watchdog: self.watchdog.clone() }))
     }

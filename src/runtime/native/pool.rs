@@ -173,7 +173,8 @@ impl Reaper {
 fn end(corpse: Corpse, watchdog: &Watchdog) {
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         // Teardown runs without a cap: CPython's own clean-up must not meet a failed allocation.
-        memory_ledger::set_limit(corpse.id, std::ptr::null_mut(), 0);
+        // SAFETY: a NULL interpreter is allowed.
+        unsafe { memory_ledger::set_limit(corpse.id, std::ptr::null_mut(), 0) };
         match teardown::end(corpse.interp, corpse.stop, watchdog) {
             teardown::Ended::Ended => {
                 arenas::release_dead_interpreter(corpse.id);
