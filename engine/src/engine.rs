@@ -126,6 +126,23 @@ impl Engine {
         outcome
     }
 
+    /// Registration `reg` was removed: its executions leave the execution list, as in
+    /// RedisGears (finished ones now, the others when they finish); with `abort_pending`, those
+    /// that have not started are aborted first.
+    pub fn forget_executions_of(&self, reg: &Registration, abort_pending: bool) {
+        if abort_pending {
+            for exec in reg.pending() {
+                exec.abort();
+            }
+        }
+        for exec in reg.executions() {
+            let (registry, id) = (self.executions.clone(), exec.id.clone());
+            exec.on_done(move |_| {
+                registry.remove(&id);
+            });
+        }
+    }
+
     pub fn get(&self, id: &str) -> Result<Arc<Execution>, EngineError> {
         self.executions.get(id).ok_or(EngineError::ExecutionPlanNotExist)
     }

@@ -182,12 +182,17 @@ impl Execution {
         let job = {
             let mut st = self.state();
             if st.status != ExecutionStatus::Created {
-                None
-            } else {
-                st.status = ExecutionStatus::Running;
-                st.started = Some(Instant::now());
-                st.job.take()
+                // Aborted before it started: it concluded then (see `abort`); its job and session
+                // are let go here, on the pool's thread, never on the thread that aborted it.
+                let (job, session) = (st.job.take(), st.session.take());
+                drop(st);
+                drop(job);
+                drop(session);
+                return;
             }
+            st.status = ExecutionStatus::Running;
+            st.started = Some(Instant::now());
+            st.job.take()
         };
         // A panic in the job (a bug of gearbox's, never a script's error) must not leave the
         // execution running and its client blocked forever: it fails the execution instead.
@@ -220,15 +225,23 @@ impl Execution {
         }
     }
 
-    /// RG.ABORTEXECUTION: a created execution becomes `aborted`; a running one is interrupted
-    /// (it then ends `done` with an error); a finished one is left alone.
+    /// RG.ABORTEXECUTION: a created execution becomes `aborted` and concludes at once (its
+    /// waiters hear "Execution was aborted" now, not when the pool reaches it); a running one is
+    /// interrupted (it then ends `done` with an error); a finished one is left alone.
     pub fn abort(&self) {
         let interrupter = {
             let mut st = self.state();
             match st.status {
                 ExecutionStatus::Created => {
                     st.status = ExecutionStatus::Aborted;
-                    None
+                    let outcome = Arc::new(Outcome::failed(errors::EXECUTION_ABORTED));
+                    st.outcome = Some(outcome.clone());
+                    let waiters = std::mem::take(&mut st.waiters);
+                    drop(st);
+                    for w in waiters {
+                        w(&outcome);
+                    }
+                    return;
                 }
                 ExecutionStatus::Running => self.control.abort(),
                 _ => None,
@@ -329,6 +342,19 @@ pub(crate) mod tests {
         e.run();
         assert_eq!(e.status(), ExecutionStatus::Aborted);
         assert_eq!(e.outcome().unwrap().errors, vec![errors::EXECUTION_ABORTED.to_string()]);
+    }
+
+    #[test]
+    fn aborting_before_start_concludes_at_once_and_the_pool_lets_the_session_go() {
+        let e = Execution::new("x-1".into(), session("s"), Box::new(FixedJob(ok_outcome())), true);
+        let (tx, rx) = std::sync::mpsc::channel();
+        e.on_done(move |o| tx.send(o.errors.clone()).unwrap());
+        e.abort();
+        assert_eq!(rx.try_recv().unwrap(), vec![errors::EXECUTION_ABORTED.to_string()], "heard at abort time");
+        assert!(e.holds_session(), "the aborting thread does not drop the job or the session");
+        e.run();
+        assert!(!e.holds_session(), "the pool's run lets them go");
+        assert!(rx.try_recv().is_err(), "waiters hear once");
     }
 
     #[test]

@@ -338,8 +338,11 @@ impl Registration {
         locked(&self.stats).clone()
     }
 
+    /// RG.CLEARREGISTRATIONSSTATS: counters, durations, the last error and (StreamReader) the
+    /// estimated lag start again from zero.
     pub fn clear_stats(&self) {
         *locked(&self.stats) = Stats::default();
+        locked(&self.stream).clear_lag();
     }
 
     /// An event reached this registration (counted before it runs, as RedisGears does).
@@ -360,6 +363,11 @@ impl Registration {
             s.last_error = Some(first.clone());
         } else {
             s.success += 1;
+            // RedisGears' StreamReader forgets its last error once a batch succeeds (a retry
+            // that worked); other readers keep it until RG.CLEARREGISTRATIONSSTATS.
+            if self.spec.reader == ReaderKind::Stream {
+                s.last_error = None;
+            }
         }
     }
 
@@ -381,6 +389,11 @@ impl Registration {
             }
         }
         dropped
+    }
+
+    /// Every execution this registration keeps (finished or not).
+    pub fn executions(&self) -> Vec<Arc<Execution>> {
+        locked(&self.executions).iter().cloned().collect()
     }
 
     /// Executions of this registration that have not started yet (RG.UNREGISTER abortpending).
@@ -461,5 +474,29 @@ mod tests {
         assert!((s.avg_ms() - 2.0).abs() < 1e-9);
         r.clear_stats();
         assert_eq!(r.stats(), Stats::default());
+    }
+
+    #[test]
+    fn a_stream_registration_forgets_its_last_error_after_a_good_batch_and_clears_its_lag() {
+        let mut sp = spec("s");
+        sp.reader = ReaderKind::Stream;
+        let r = Registration::new("r-1".into(), crate::session::tests::session("s"), sp);
+        r.finished(&Outcome::failed("boom"), Duration::ZERO, false);
+        assert_eq!(r.stats().last_error.as_deref(), Some("boom"));
+        r.finished(&Outcome::default(), Duration::ZERO, false);
+        assert_eq!(r.stats().last_error, None, "the retry worked");
+        {
+            let mut st = locked(&r.stream);
+            let at = std::time::Instant::now();
+            assert_eq!(st.added_at(b"s", at), crate::stream_state::Next::Run);
+            st.finished_at(b"s", false, OnFailed::Continue, at + Duration::from_millis(7));
+            assert_eq!(st.lag(), (Duration::from_millis(7), Duration::from_millis(7)));
+        }
+        r.clear_stats();
+        assert_eq!(locked(&r.stream).lag(), (Duration::ZERO, Duration::ZERO));
+        let keys = Registration::new("r-2".into(), crate::session::tests::session("s"), spec("*"));
+        keys.finished(&Outcome::failed("boom"), Duration::ZERO, false);
+        keys.finished(&Outcome::default(), Duration::ZERO, false);
+        assert_eq!(keys.stats().last_error.as_deref(), Some("boom"), "a KeysReader keeps it");
     }
 }

@@ -101,6 +101,12 @@ impl StreamState {
         (self.last_lag, self.total_lag)
     }
 
+    /// RG.CLEARREGISTRATIONSSTATS: the lag figures start again from zero.
+    pub fn clear_lag(&mut self) {
+        self.last_lag = Duration::ZERO;
+        self.total_lag = Duration::ZERO;
+    }
+
     pub fn status(&self) -> StreamStatus {
         self.status
     }
@@ -179,6 +185,24 @@ impl StreamState {
         self.start_if_ready(key, false)
     }
 
+    /// A batch of `key` that had not started was aborted (a pause, a failed batch, an
+    /// unregister): its entries stay unacknowledged and are counted to run again, when the
+    /// registration may run.
+    pub fn aborted(&mut self, key: &[u8]) -> Next {
+        if let Some(k) = self.keys.get_mut(key) {
+            k.running = false;
+            k.pending += 1;
+            k.first_arrival = k.first_arrival.or(k.batch_arrival.take());
+        }
+        self.start_if_ready(key, true)
+    }
+
+    /// Keys with entries counted and no batch running (batches aborted while the registration
+    /// could not run): the event layer restarts them once it can.
+    pub fn waiting(&self) -> Vec<Vec<u8>> {
+        self.keys.iter().filter(|(_, k)| k.pending > 0 && !k.running).map(|(key, _)| key.clone()).collect()
+    }
+
     /// The retry interval elapsed: run the failed batch again.
     pub fn retry(&mut self, key: &[u8]) -> Next {
         if self.status == StreamStatus::WaitingForRetry {
@@ -253,6 +277,23 @@ mod tests {
         assert_eq!(s.kick(b"s"), Next::Run);
         s.finished_at(b"s", false, OnFailed::Continue, t0 + ms(90));
         assert_eq!(s.lag(), (ms(33), ms(53)), "a kicked batch has no arrival time");
+    }
+
+    #[test]
+    fn an_aborted_batch_runs_again_only_when_the_registration_may_run() {
+        let mut s = StreamState::new(1, 0);
+        assert_eq!(s.added(b"a"), Next::Run);
+        assert_eq!(s.added(b"b"), Next::Run);
+        assert_eq!(s.finished(b"a", true, OnFailed::Retry), Next::Retry);
+        assert_eq!(s.aborted(b"b"), Next::Nothing, "waiting for the retry: b waits too");
+        assert_eq!(s.status(), StreamStatus::WaitingForRetry, "an abort is not a failure");
+        assert_eq!(s.retry(b"a"), Next::Run);
+        assert_eq!(s.kick(b"b"), Next::Run, "b's entries were kept");
+        s.pause();
+        assert_eq!(s.aborted(b"b"), Next::Nothing);
+        assert_eq!(s.status(), StreamStatus::Paused, "still paused");
+        assert!(s.unpause().contains(&b"b".to_vec()));
+        assert_eq!(s.kick(b"b"), Next::Run);
     }
 
     #[test]

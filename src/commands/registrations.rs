@@ -111,12 +111,11 @@ fn unregister_local(viewer: Option<&Viewer>, args: &[Vec<u8>]) -> Result<(), Rep
             return Err(Reply::error(EngineError::NotRegistered.to_string()));
         }
     }
-    let reg = gearbox::get().engine.registrations.remove(&id).map_err(|e| Reply::error(e.to_string()))?;
-    if abort_pending {
-        for exec in reg.pending() {
-            exec.abort();
-        }
-    }
+    let engine = &gearbox::get().engine;
+    let reg = engine.registrations.remove(&id).map_err(|e| Reply::error(e.to_string()))?;
+    // A StreamReader's queued batches never start once it is gone (RedisGears); other readers'
+    // only with `abortpending`. Either way its executions leave RG.DUMPEXECUTIONS.
+    engine.forget_executions_of(&reg, abort_pending || reg.spec.reader == ReaderKind::Stream);
     Ok(())
 }
 

@@ -9,7 +9,8 @@
 
 use std::sync::{Arc, MutexGuard};
 
-use gearbox_engine::stream_state::{Next, StreamState};
+use gearbox_engine::errors;
+use gearbox_engine::stream_state::{Next, OnFailed, StreamState};
 use gearbox_engine::{Outcome, Registration, Value};
 
 use super::fire::{fire, Fired};
@@ -54,7 +55,13 @@ fn act(locked: Locked<'_>, reg: Arc<Registration>, key: Vec<u8>, next: Next, dra
                 ms,
                 Box::new(move |locked| {
                     let next = state(&reg).retry(&key);
-                    act(locked, reg, key, next, true);
+                    act(locked, reg.clone(), key, next, true);
+                    // Batches of other streams aborted when this one failed run again too.
+                    let waiting = state(&reg).waiting();
+                    for key in waiting {
+                        let next = state(&reg).timer(&key);
+                        act(locked, reg.clone(), key, next, true);
+                    }
                 }),
             );
         }
@@ -83,7 +90,18 @@ fn run_batch(locked: Locked<'_>, reg: Arc<Registration>, key: Vec<u8>, drain: bo
 }
 
 fn finished(locked: Locked<'_>, reg: Arc<Registration>, key: Vec<u8>, outcome: &Outcome) {
-    let next = state(&reg).finished(&key, !outcome.errors.is_empty(), reg.spec.on_failed);
+    if outcome.errors.len() == 1 && outcome.errors[0] == errors::EXECUTION_ABORTED && outcome.results.is_empty() {
+        // Aborted before it started (see `abort_not_started`): not a failure, nothing was read.
+        let next = state(&reg).aborted(&key);
+        act(locked, reg, key, next, false);
+        return;
+    }
+    let failed = !outcome.errors.is_empty();
+    let next = state(&reg).finished(&key, failed, reg.spec.on_failed);
+    if failed && reg.spec.on_failed != OnFailed::Continue {
+        // As in RedisGears: batches queued behind a failure (retry or abort) do not start.
+        abort_not_started(&reg);
+    }
     act(locked, reg, key, next, false);
 }
 
@@ -128,8 +146,19 @@ pub fn kick(locked: Locked<'_>, reg: &Arc<Registration>) {
     }
 }
 
+/// Pause: batches queued and not started are aborted (counted in numAborted; their entries
+/// run after the unpause).
 pub fn pause(reg: &Registration) {
     state(reg).pause();
+    abort_not_started(reg);
+}
+
+/// Abort the registration's executions that have not started. Each concludes at once, and its
+/// stream is told (`finished`) from inside this call.
+fn abort_not_started(reg: &Registration) {
+    for exec in reg.pending() {
+        exec.abort();
+    }
 }
 
 pub fn unpause(locked: Locked<'_>, reg: &Arc<Registration>) {
