@@ -120,9 +120,11 @@ impl StreamState {
             return Next::Nothing;
         }
         if k.pending >= batch || (forced && k.pending > 0) {
+            // A batch reads at most `batch` entries: what else was counted meanwhile (100
+            // pipelined XADDs) stays counted for the batches after it, so a backlog drains.
             k.running = true;
-            k.pending = 0;
-            k.batch_arrival = k.first_arrival.take();
+            k.pending = k.pending.saturating_sub(batch);
+            k.batch_arrival = if k.pending > 0 { k.first_arrival } else { k.first_arrival.take() };
             return Next::Run;
         }
         if timed && k.pending == 1 && !forced {
@@ -294,6 +296,26 @@ mod tests {
         assert_eq!(s.status(), StreamStatus::Paused, "still paused");
         assert!(s.unpause().contains(&b"b".to_vec()));
         assert_eq!(s.kick(b"b"), Next::Run);
+    }
+
+    #[test]
+    fn a_backlog_counted_while_a_batch_runs_drains_batch_by_batch() {
+        let mut s = StreamState::new(1, 0);
+        assert_eq!(s.added(b"s"), Next::Run);
+        for _ in 0..99 {
+            assert_eq!(s.added(b"s"), Next::Nothing, "one batch at a time");
+        }
+        for left in (0..99).rev() {
+            assert_eq!(s.finished(b"s", false, OnFailed::Continue), Next::Run, "{left} more to go");
+        }
+        assert_eq!(s.finished(b"s", false, OnFailed::Continue), Next::Nothing, "all 100 read");
+        let mut s = StreamState::new(3, 0);
+        for _ in 0..10 {
+            s.added(b"s");
+        }
+        assert_eq!(s.finished(b"s", false, OnFailed::Continue), Next::Run, "3 of the 7 counted meanwhile");
+        assert_eq!(s.finished(b"s", false, OnFailed::Continue), Next::Run, "the next 3");
+        assert_eq!(s.finished(b"s", false, OnFailed::Continue), Next::Nothing, "1 left: a batch of 3 waits");
     }
 
     #[test]
