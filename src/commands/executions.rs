@@ -12,7 +12,9 @@ use gearbox_engine::Execution;
 use super::viewer::Viewer;
 use super::{text, Reply};
 use crate::gearbox;
+use crate::host::lock::RedisLock;
 use crate::host::redis_ffi::{self, Ctx};
+use crate::host::redis_hooks;
 
 fn engine_error(e: EngineError) -> Reply {
     Reply::error(e.to_string())
@@ -167,14 +169,34 @@ pub fn abort(ctx: Ctx, args: &[Vec<u8>]) -> Reply {
     if args.len() != 2 {
         return Reply::WrongArity;
     }
-    if let Err(reply) = visible(ctx, &args[1], EngineError::ExecutionNotExist) {
-        return reply;
+    let exec = match visible(ctx, &args[1], EngineError::ExecutionNotExist) {
+        Ok(exec) => exec,
+        Err(reply) => return reply,
+    };
+    if let Err(e) = gearbox::get().engine.abort(&exec.id) {
+        return engine_error(e);
     }
-    match gearbox::get().engine.abort(&text(&args[1])) {
-        Ok(()) => Reply::ok(),
-        Err(e) => engine_error(e),
+    if exec.status().is_finished() || redis_ffi::blocking_forbidden(ctx) {
+        return Reply::ok();
     }
+    // A running execution is being interrupted: answer once it has stopped, so that
+    // RG.DROPEXECUTION right after succeeds (RedisGears). Bounded: a script stuck in one C call
+    // for longer gets its OK after ABORT_WAIT and stays listed until it stops.
+    let client = Arc::new(std::sync::Mutex::new(Some(redis_ffi::block_client(ctx))));
+    let answer = |client: &Arc<std::sync::Mutex<Option<redis_ffi::BlockedClient>>>| {
+        if let Some(c) = client.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            c.reply(&Value::Status("OK".into()));
+        }
+    };
+    let stopped = client.clone();
+    exec.on_done(move |_| answer(&stopped));
+    let lock = RedisLock::acquire();
+    redis_hooks::after(lock.held(), ABORT_WAIT.as_millis() as u64, Box::new(move |_| answer(&client)));
+    Reply::Blocked
 }
+
+/// How long RG.ABORTEXECUTION waits for a running execution to stop before answering anyway.
+const ABORT_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// How many executions are listed (INFO rg_nexecutions).
 pub fn count() -> usize {

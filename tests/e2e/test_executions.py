@@ -1,6 +1,7 @@
 """Execution management: RG.DUMPEXECUTIONS, GETEXECUTION, GETRESULTS(BLOCKING), DROPEXECUTION,
 ABORTEXECUTION, MaxExecutions, INFO rg, RG.PYSTATS, RG.PYDUMPSESSIONS (spec §1.1, §1.3)."""
 import threading
+import time
 
 import pytest
 import redis
@@ -224,6 +225,45 @@ def test_abort_stops_busy_python_loop(r):
     results, errors = r.execute_command("RG.GETRESULTS", eid)
     assert results == [] and len(errors) == 1
     assert r.execute_command("RG.DROPEXECUTION", eid) == "OK"
+
+
+def test_abort_answers_once_the_execution_stopped_so_drop_works_at_once(r, server):
+    """RedisGears' pattern: ABORT then DROP with nothing in between."""
+    eid = start_unblocking(r, BUSY_LOOP_RUN)
+    wait_started(r)
+    other = server.client()
+    t0 = time.monotonic()
+    assert r.execute_command("RG.ABORTEXECUTION", eid) == "OK"
+    assert time.monotonic() - t0 < 2.5
+    assert execution_status(r, eid) == "done", "stopped before the answer"
+    assert len(execution_plan(r, eid)[9]) == 1
+    assert r.execute_command("RG.DROPEXECUTION", eid) == "OK"
+    assert other.ping()
+
+
+def test_abort_of_an_execution_stuck_in_c_answers_after_a_bounded_wait(r, server, mode):
+    if mode == "wasm":
+        pytest.skip("wasm mode: the guest is stopped by epoch wherever it is (no call it cannot leave)")
+    eid = start_unblocking(r, """
+import _thread
+def stuck(x):
+    execute('SET', 'spinning', '1')
+    lock = _thread.allocate_lock()
+    lock.acquire()
+    lock.acquire()  # never given back: one C call that no exception reaches
+GB('ShardsIDReader').foreach(stuck).run()
+""")
+    wait_started(r)
+    other = server.client()
+    t0 = time.monotonic()
+    assert r.execute_command("RG.ABORTEXECUTION", eid) == "OK"
+    took = time.monotonic() - t0
+    assert 1.5 < took < 4, f"answered after the bounded wait, not never: {took:.2f}s"
+    t1 = time.monotonic()
+    assert other.ping() and time.monotonic() - t1 < 1
+    assert execution_status(r, eid) == "running"
+    with pytest.raises(redis.ResponseError, match="can not drop a not yet finished execution"):
+        r.execute_command("RG.DROPEXECUTION", eid)
 
 
 def test_abort_then_server_keeps_running_scripts(r):
