@@ -18,10 +18,17 @@ pub fn config_get(_: Ctx, args: &[Vec<u8>]) -> Reply {
             Ok(ConfigValue::Int(n)) => Value::Int(n),
             Ok(ConfigValue::Str(s)) => Value::bulk(s),
             Ok(ConfigValue::List(l)) => Value::bulks(l),
-            Err(e) => Value::Error(e),
+            Err(e) => item_error(e),
         })
         .collect();
     Reply::Value(Value::Array(items))
+}
+
+/// A per-key failure inside RG.CONFIGGET/SET's reply array. RedisGears' texts start with
+/// `(error) ` (spec §1: "(error) Unsupported config parameter: <k>"), which clients show as part
+/// of the message.
+fn item_error(e: String) -> Value {
+    Value::Error(format!("(error) {e}"))
 }
 
 pub fn config_set(_: Ctx, args: &[Vec<u8>]) -> Reply {
@@ -34,7 +41,7 @@ pub fn config_set(_: Ctx, args: &[Vec<u8>]) -> Reply {
         .map(|pair| match config.set(&text(&pair[0]), &text(&pair[1])) {
             Ok(SetOutcome::Set) => Value::Status("OK".into()),
             Ok(SetOutcome::SavedAsExtra) => Value::Status("OK - value was saved in extra config dictionary".into()),
-            Err(e) => Value::Error(e),
+            Err(e) => item_error(e),
         })
         .collect();
     Reply::Value(Value::Array(items))

@@ -28,7 +28,8 @@ def test_configget_multiple_keys(r):
 def test_configget_unknown_key_is_error_element(r):
     res = r.execute_command("RG.CONFIGGET", "NoSuchConfig1")
     assert len(res) == 1 and is_error(res[0])
-    assert "Unsupported config parameter: NoSuchConfig1" in str(res[0])
+    # RedisGears' text, "(error) " included: clients show it as the start of the message.
+    assert str(res[0]) == "(error) Unsupported config parameter: NoSuchConfig1"
 
 
 def test_configget_mixed_known_and_unknown(r):
@@ -76,14 +77,14 @@ def test_configset_multiple_pairs(r):
 def test_configset_not_modifiable_at_runtime(r):
     res = r.execute_command("RG.CONFIGSET", "ExecutionThreads", "5")
     assert len(res) == 1 and is_error(res[0])
-    assert "not modifiable at runtime" in str(res[0])
+    assert str(res[0]) == "(error) Config value ExecutionThreads not modifiable at runtime"
     assert r.execute_command("RG.CONFIGGET", "ExecutionThreads") == [3]
 
 
 def test_configset_bad_value(r):
     res = r.execute_command("RG.CONFIGSET", "MaxExecutions", "abc")
     assert len(res) == 1 and is_error(res[0])
-    assert "Failed setting config value MaxExecutions" in str(res[0])
+    assert str(res[0]) == "(error) Failed setting config value MaxExecutions"
     assert r.execute_command("RG.CONFIGGET", "MaxExecutions") == [1000]
 
 
