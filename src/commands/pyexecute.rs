@@ -111,11 +111,12 @@ pub fn pyexecute(ctx: Ctx, args: &[Vec<u8>]) -> Reply {
     };
     let id = opts.id.clone().unwrap_or_else(random_session_id);
     let exists = gb.engine.sessions.contains(owner, &id);
-    if exists && !opts.upgrade {
-        return Reply::error(EngineError::SessionExists(id).to_string());
-    }
+    // REPLACE_WITH onto an existing session is its own error (RedisGears checks it first).
     if let (Some(old), true) = (&opts.replace_with, exists && opts.id.is_some() && !opts.upgrade) {
         return Reply::error(EngineError::ReplaceExisting(id, old.clone()).to_string());
+    }
+    if exists && !opts.upgrade {
+        return Reply::error(EngineError::SessionExists(id).to_string());
     }
     let mut replacing: Vec<String> = opts.replace_with.iter().cloned().collect();
     if opts.upgrade && exists {

@@ -147,6 +147,14 @@ def test_replace_with(r):
     assert_version_active(r, "b", others=("a",))
 
 
+def test_replace_with_onto_an_existing_session_says_so(r):
+    register(r, "GB('CommandReader').register(trigger='ta')", "ID", "sa")
+    register(r, "GB('CommandReader').register(trigger='tb')", "ID", "sb")
+    err = pyexec_error(r, "GB('CommandReader').register(trigger='tc')", "ID", "sa", "REPLACE_WITH", "sb")
+    assert "Can not replace an existing session sa with sb" in err, err
+    assert sorted(sessions(r)) == ["sa", "sb"], "both stay"
+
+
 def test_replace_with_unknown_session(r):
     err = pyexec_error(r, versioned("b"), "ID", "sb", "REPLACE_WITH", "x")
     assert "Can not replace with x, session does not exists." in err
