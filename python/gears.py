@@ -79,11 +79,24 @@ class atomic:
     """Hold the Redis lock for the whole block (nothing else runs meanwhile)."""
 
     def __enter__(self):
+        if "asyncio" in sys.modules and _in_a_task():
+            # RedisGears' rule in both runtimes: a block never spans an await (in wasm mode the
+            # coroutine runs on the execution's own thread, where the host would allow it).
+            raise error("await is not allow inside atomic block")
         _gearbox.atomic_begin()
         return self
 
     def __exit__(self, *exc):
         _gearbox.atomic_end()
+        return False
+
+
+def _in_a_task():
+    import asyncio
+
+    try:
+        return asyncio.current_task() is not None
+    except RuntimeError:  # no running loop on this thread
         return False
 
 

@@ -255,6 +255,11 @@ def _run_coroutine(coro):
     return fut.result()
 
 
+class AsyncFailure(Exception):
+    """A step's coroutine or gearsFuture failed: RedisGears reports the bare message (no
+    traceback) in the execution's errors."""
+
+
 def settle(out, no_async_text=None):
     """A step callback's return value once its async record is resolved. `no_async_text`: the
     step refuses coroutines with this text (extractors, batchgroupby reducers)."""
@@ -263,10 +268,16 @@ def settle(out, no_async_text=None):
         if no_async_text is not None or not async_allowed():
             out.close()
             raise _gearbox.error(no_async_text or _INLINE)
-        return _run_coroutine(out)
+        try:
+            return _run_coroutine(out)
+        except Exception as e:
+            raise AsyncFailure(str(e)) from None
     if isinstance(out, gearsFuture):
         del created  # so that only the pipeline's own references remain (see _UNREACHABLE)
-        return out._wait()
+        try:
+            return out._wait()
+        except Exception as e:
+            raise AsyncFailure(str(e)) from None
     if created is not None:
         created._drop()
         raise _gearbox.error("Async record did not called continue")

@@ -32,7 +32,7 @@ def attempt_traceback():
 
 def format_exception(e):
     """Render an exception the way RedisGears does (PythonAttemptTraceback)."""
-    if isinstance(e, flat_error):
+    if isinstance(e, (flat_error, _async.AsyncFailure)):
         return str(e.args[0]) if e.args else ""
     if attempt_traceback():
         import traceback  # imported on the first error only: it pulls in re, enum, textwrap, ...

@@ -35,6 +35,9 @@ pub const HOOK_NOT_SYNC: &str = "Can not override a none sync registration";
 pub const HOOK_NOT_SYNC_IN_SESSION: &str = "Can not override a none sync registration which already created on this session";
 pub const HOOK_PREFIX_JUMP: &str = "Can not override a command by key prefix with none positive jump";
 pub const ATOMIC_NESTED: &str = "Already inside an atomic block";
+/// `atomic()` where the Redis lock may not be held for a block: in a coroutine (RedisGears'
+/// text), and in a thread the script started (gearbox's rule; the same text).
+pub const ATOMIC_OFF_THREAD: &str = "await is not allow inside atomic block";
 pub const REQUIREMENTS_FAILED: &str = "Could not satisfy requirements, look at the log file for more information.";
 pub const READONLY_REPLICA: &str = "READONLY You can't write against a read only replica.";
 

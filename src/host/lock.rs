@@ -160,7 +160,7 @@ pub const EXECUTION_THREAD_PREFIX: &str = "gearbox-exec";
 /// interrupted, the lock given back) after `timeout`.
 pub fn atomic_begin(timeout: Duration) -> Result<(), String> {
     if !may_hold_atomic() {
-        return Err("await is not allow inside atomic block: atomic() may only be used in a step or a callback, not in a coroutine or a thread the script started".to_string());
+        return Err(gearbox_engine::errors::ATOMIC_OFF_THREAD.to_string());
     }
     ATOMIC.with(|a| {
         let mut slot = a.borrow_mut();
