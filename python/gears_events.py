@@ -155,6 +155,8 @@ def fire(handle, record, profile=None):
 
 
 _GROUP, _CONSUMER = "__gears_consumer_group__", "__gears_client__"
+# A StreamReader batch failing with an error that starts with this pauses its registration.
+PAUSE = "PAUSE"
 
 
 def _stream_batch(key, count):
@@ -179,7 +181,8 @@ def _fire_stream(key, options, steps, profile):
     if not records:
         return [], [], []
     results, errors, step_ms = _pipeline.run_plan(records, steps, _profiling() if profile is None else profile)
-    if not errors or options["onFailedPolicy"] == "continue":
+    pausing = any(e.startswith(PAUSE) for e in errors)  # flat_error('PAUSE…'): read again after the unpause
+    if not pausing and (not errors or options["onFailedPolicy"] == "continue"):
         ids = [r["id"] for r in records]
         _gearbox.call("XACK", key, _GROUP, *ids)
         if options["trimStream"]:

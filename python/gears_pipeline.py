@@ -23,7 +23,15 @@ _Coroutine = types.CoroutineType
 
 
 class flat_error(Exception):
-    """An error whose text is reported exactly as given, without a traceback."""
+    """An error whose text is reported exactly as given, without a traceback. As in RedisGears,
+    calling `flat_error(msg)` raises it (so `raise flat_error(msg)` does too); `except
+    flat_error` catches it. In a StreamReader registration, a text starting with PAUSE pauses
+    the registration (its batch stays unacknowledged for after the unpause)."""
+
+    def __new__(cls, *args):
+        error = super().__new__(cls, *args)
+        error.args = args
+        raise error
 
 
 def attempt_traceback():

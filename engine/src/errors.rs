@@ -35,6 +35,9 @@ pub const HOOK_NOT_SYNC: &str = "Can not override a none sync registration";
 pub const HOOK_NOT_SYNC_IN_SESSION: &str = "Can not override a none sync registration which already created on this session";
 pub const HOOK_PREFIX_JUMP: &str = "Can not override a command by key prefix with none positive jump";
 pub const ATOMIC_NESTED: &str = "Already inside an atomic block";
+/// A StreamReader batch failing with an error that starts with this pauses its registration
+/// (`flat_error('PAUSE')`; the same word in `gears_events.py`).
+pub const STREAM_PAUSE: &str = "PAUSE";
 /// `atomic()` where the Redis lock may not be held for a block: in a coroutine (RedisGears'
 /// text), and in a thread the script started (gearbox's rule; the same text).
 pub const ATOMIC_OFF_THREAD: &str = "await is not allow inside atomic block";

@@ -96,6 +96,13 @@ fn finished(locked: Locked<'_>, reg: Arc<Registration>, key: Vec<u8>, outcome: &
         act(locked, reg, key, next, false);
         return;
     }
+    if outcome.errors.iter().any(|e| e.starts_with(errors::STREAM_PAUSE)) {
+        // flat_error('PAUSE…') from the steps: the registration pauses, as RG.PAUSEREGISTRATIONS
+        // would; the batch was not acknowledged and runs again after the unpause.
+        state(&reg).finished(&key, true, OnFailed::Continue);
+        pause(&reg);
+        return;
+    }
     let failed = !outcome.errors.is_empty();
     let next = state(&reg).finished(&key, failed, reg.spec.on_failed);
     if failed && reg.spec.on_failed != OnFailed::Continue {

@@ -239,3 +239,22 @@ def test_hashtag_at_top_level(r):
 
 def test_print_does_not_break_script(r):
     assert pyexec(r, "print('printed from a gearbox script')") == "OK"
+
+
+def test_flat_error_raises_its_bare_text_when_called_as_in_redisgears(r):
+    results, errors = run(r, script("""
+        def step(x):
+            if x == 1:
+                flat_error('called, not raised')
+            if x == 2:
+                raise flat_error('raised')
+            try:
+                flat_error('caught')
+            except flat_error as e:
+                return 'caught: ' + e.args[0]
+        def numbers():
+            yield from [1, 2, 3]
+        GB('PythonReader').map(step).run(numbers)
+    """))
+    assert results == ["caught: caught"]
+    assert sorted(errors) == ["called, not raised", "raised"], "bare texts, no traceback"

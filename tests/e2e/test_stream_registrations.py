@@ -174,3 +174,25 @@ def test_a_pipelined_backlog_drains_batch_by_batch(r):
     assert seen(r) == [f"s:burst={n}" for n in range(100)]
     wait_until(lambda: data(r, reg_id)["numSuccess"] >= 100, what="the batches to be counted")
     assert r.xlen("s:burst") == 0
+
+
+def test_flat_error_pause_pauses_the_registration_and_its_batch_runs_after_the_unpause(r):
+    reg_id = register_one(r, script("""
+        def step(x):
+            if execute('GET', 'paused') == 'yes':
+                flat_error('PAUSE')
+            execute('INCR', 'counter')
+        GB('StreamReader').foreach(step).register(prefix='p:*', mode='sync')
+    """))
+    add(r, "p:x", 1)
+    assert r.get("counter") == "1"
+    r.set("paused", "yes")
+    add(r, "p:x", 2)
+    assert r.get("counter") == "1"
+    assert data(r, reg_id)["status"] == "PAUSED"
+    add(r, "p:x", 3)
+    assert r.get("counter") == "1", "paused: nothing runs"
+    r.set("paused", "no")
+    assert r.execute_command("RG.UNPAUSEREGISTRATIONS", reg_id) == "OK"
+    wait_until(lambda: r.get("counter") == "3", what="the paused batch and the next entry")
+    wait_until(lambda: r.xlen("p:x") == 0, what="everything acknowledged and trimmed")
