@@ -46,8 +46,10 @@ impl Engine {
     pub fn start(&self, session: Arc<Session>, job: Box<dyn Job>, kept: bool, max_executions: usize) -> Arc<Execution> {
         let exec = Execution::new(self.execution_ids.next_id(), session, job, kept);
         self.executions.insert(exec.clone(), max_executions);
-        if !kept {
-            let registry = self.executions.clone();
+        let registry = self.executions.clone();
+        if kept {
+            exec.on_done(move |_| registry.trim(max_executions));
+        } else {
             let id = exec.id.clone();
             exec.on_done(move |_| {
                 registry.remove(&id);
@@ -76,10 +78,11 @@ impl Engine {
             let took = weak.upgrade().map(|e| Duration::from_millis(e.report().total_ms)).unwrap_or_default();
             let aborted = outcome.errors.first().is_some_and(|e| e == errors::EXECUTION_ABORTED);
             stats.finished(outcome, took, aborted);
-            // Finished now: older kept ones past the cap can go.
+            // Finished now: older kept ones past the caps can go.
             for old in stats.trim(per_registration) {
                 registry.remove(&old.id);
             }
+            registry.trim(max_executions);
         });
         let runner = exec.clone();
         let pool = self.pool.clone();

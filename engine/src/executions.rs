@@ -19,7 +19,19 @@ impl ExecutionRegistry {
     /// Add an execution, first dropping the oldest finished ones while at `max` or above.
     pub fn insert(&self, exec: Arc<Execution>, max: usize) {
         let mut list = self.list();
-        while list.len() >= max.max(1) {
+        Self::drop_finished_over(&mut list, max.max(1) - 1);
+        list.push_back(exec);
+    }
+
+    /// Drop the oldest finished executions while more than `max` are listed: called as each
+    /// execution finishes, so executions that were all running when they were listed (quick
+    /// events queued behind each other) come back down to MaxExecutions once done.
+    pub fn trim(&self, max: usize) {
+        Self::drop_finished_over(&mut self.list(), max.max(1));
+    }
+
+    fn drop_finished_over(list: &mut VecDeque<Arc<Execution>>, max: usize) {
+        while list.len() > max {
             match list.iter().position(|e| e.status().is_finished()) {
                 Some(i) => {
                     list.remove(i);
@@ -27,7 +39,6 @@ impl ExecutionRegistry {
                 None => break,
             }
         }
-        list.push_back(exec);
     }
 
     pub fn get(&self, id: &str) -> Option<Arc<Execution>> {
@@ -73,6 +84,22 @@ mod tests {
 
     fn exec(id: &str) -> Arc<Execution> {
         Execution::new(id.into(), session("s"), Box::new(FixedJob(Outcome::default())), true)
+    }
+
+    #[test]
+    fn executions_listed_while_running_come_back_to_the_cap_as_they_finish() {
+        let reg = ExecutionRegistry::default();
+        let all: Vec<_> = (1..=6).map(|i| exec(&format!("x-{i}"))).collect();
+        for e in &all {
+            reg.insert(e.clone(), 3);
+        }
+        assert_eq!(reg.len(), 6, "none had finished: none could go");
+        for e in &all {
+            e.run();
+            reg.trim(3);
+        }
+        let left: Vec<String> = reg.all().iter().map(|e| e.id.clone()).collect();
+        assert_eq!(left, ["x-4", "x-5", "x-6"], "the newest three stay");
     }
 
     #[test]

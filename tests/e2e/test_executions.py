@@ -313,6 +313,21 @@ def test_max_executions_cap_drops_oldest(r):
         r.execute_command("RG.GETRESULTS", eids[0])
 
 
+@pytest.mark.gears_args("MaxExecutions", "3")
+def test_max_executions_holds_for_quick_events_that_queue_behind_each_other(r):
+    """Six writes at once fire six executions that are all running or queued when listed (in
+    wasm mode the session's instance runs them one by one): once done, three stay listed."""
+    pyexec(r, "import time\nGB().foreach(lambda x: time.sleep(0.05)).register('mx:*', mode='async_local')")
+    pipe = r.pipeline(transaction=False)
+    for i in range(6):
+        pipe.set(f"mx:{i}", i)
+    pipe.execute()
+    wait_until(lambda: len(dump_executions(r)) == 3 and set(dump_executions(r).values()) == {"done"},
+               timeout=10, what="the list to come back to MaxExecutions")
+    time.sleep(0.3)
+    assert len(dump_executions(r)) == 3, "and it stays there"
+
+
 def test_max_executions_set_at_runtime(r):
     assert r.execute_command("RG.CONFIGSET", "MaxExecutions", "2") == ["OK"]
     eids = [finished(r) for _ in range(4)]
