@@ -43,6 +43,7 @@ fn load(ctx: Ctx, argv: *mut *mut raw::RedisModuleString, argc: c_int) -> Result
         host::redis_hooks::Hooks {
             keyspace: events::keyspace::on_event,
             loading: events::persistence::loading,
+            promoted: events::streams::promoted,
             save: events::persistence::save,
             load: events::persistence::load,
         },

@@ -11,7 +11,7 @@ use std::sync::{Arc, MutexGuard};
 
 use gearbox_engine::errors;
 use gearbox_engine::stream_state::{Next, OnFailed, StreamState};
-use gearbox_engine::{Outcome, Registration, Value};
+use gearbox_engine::{Outcome, ReaderKind, Registration, Value};
 
 use super::fire::{fire, Fired};
 
@@ -54,6 +54,14 @@ fn act(locked: Locked<'_>, reg: Arc<Registration>, key: Vec<u8>, next: Next, dra
                 locked,
                 ms,
                 Box::new(move |locked| {
+                    if !is_installed(&reg) {
+                        return;
+                    }
+                    if redis_hooks::is_replica(locked) {
+                        // A replica processes no stream: the retry waits for a promotion.
+                        act(locked, reg, key, Next::Retry, true);
+                        return;
+                    }
                     let next = state(&reg).retry(&key);
                     act(locked, reg.clone(), key, next, true);
                     // Batches of other streams aborted when this one failed run again too.
@@ -71,9 +79,13 @@ fn act(locked: Locked<'_>, reg: Arc<Registration>, key: Vec<u8>, next: Next, dra
 /// Run one batch of `key`; with `drain`, batch after batch until the stream has nothing left for
 /// the group (the backlog found by a kick or a retry, which no event counted).
 fn run_batch(locked: Locked<'_>, reg: Arc<Registration>, key: Vec<u8>, drain: bool) {
-    let gb = gearbox::get();
-    if !gb.engine.registrations.get(&reg.id).is_some_and(|r| Arc::ptr_eq(&r, &reg)) {
+    if !is_installed(&reg) {
         return; // unregistered meanwhile
+    }
+    if redis_hooks::is_replica(locked) {
+        // Demoted since the batch was due (a `duration` timer): it runs after a promotion.
+        state(&reg).aborted(&key);
+        return;
     }
     let record = Value::Array(vec![
         Value::Bulk(key.clone()),
@@ -86,6 +98,20 @@ fn run_batch(locked: Locked<'_>, reg: Arc<Registration>, key: Vec<u8>, drain: bo
             let lock = RedisLock::acquire();
             finished(lock.held(), reg, key, outcome);
         }),
+    }
+}
+
+/// Whether `reg` is still the installed registration of its id.
+fn is_installed(reg: &Arc<Registration>) -> bool {
+    gearbox::get().engine.registrations.get(&reg.id).is_some_and(|r| Arc::ptr_eq(&r, reg))
+}
+
+/// This server was promoted: its StreamReader registrations read what waits in their streams
+/// (entries the old master read but never acknowledged, entries added meanwhile).
+pub fn promoted(locked: Locked<'_>) {
+    let gb = gearbox::get();
+    for reg in gb.engine.registrations.all().into_iter().filter(|r| r.spec.reader == ReaderKind::Stream) {
+        kick(locked, &reg);
     }
 }
 

@@ -21,6 +21,8 @@ pub struct Hooks {
     pub keyspace: fn(Locked<'_>, Ctx, &str, &[u8]),
     /// Loading started (true) or ended/failed (false).
     pub loading: fn(bool),
+    /// This server became a master (a replica promoted with `REPLICAOF NO ONE`).
+    pub promoted: fn(Locked<'_>),
     /// The sessions blob to write after the keyspace (None: nothing to save).
     pub save: fn() -> Option<Vec<u8>>,
     /// The sessions blob read back.
@@ -53,6 +55,18 @@ unsafe extern "C" fn on_keyspace(
         }
     });
     raw::REDISMODULE_OK as c_int
+}
+
+unsafe extern "C" fn on_role_changed(_ctx: *mut raw::RedisModuleCtx, _eid: raw::RedisModuleEvent, subevent: u64, _data: *mut c_void) {
+    let _ = std::panic::catch_unwind(|| {
+        if subevent != raw::REDISMODULE_EVENT_REPLROLECHANGED_NOW_MASTER {
+            return;
+        }
+        if let Some(h) = hooks() {
+            // SAFETY: Redis sends server events on its main thread, holding its lock.
+            unsafe { Locked::in_callback(|locked| (h.promoted)(locked)) };
+        }
+    });
 }
 
 unsafe extern "C" fn on_loading(_ctx: *mut raw::RedisModuleCtx, _eid: raw::RedisModuleEvent, subevent: u64, _data: *mut c_void) {
@@ -119,7 +133,7 @@ unsafe extern "C" fn no_rdb_save(_rdb: *mut raw::RedisModuleIO, _value: *mut c_v
 
 unsafe extern "C" fn no_free(_value: *mut c_void) {}
 
-/// Subscribe to keyspace events and loading, and create the aux data type. At load.
+/// Subscribe to keyspace events, loading and role changes, and create the aux data type. At load.
 pub fn install(ctx: Ctx, h: Hooks) -> Result<(), String> {
     HOOKS.set(h).map_err(|_| "gearbox hooks installed twice".to_string())?;
     let mut methods = raw::RedisModuleTypeMethods {
@@ -132,6 +146,7 @@ pub fn install(ctx: Ctx, h: Hooks) -> Result<(), String> {
         ..redis_ffi::empty_type_methods()
     };
     let event = raw::RedisModuleEvent { id: raw::REDISMODULE_EVENT_LOADING, dataver: 1 };
+    let role = raw::RedisModuleEvent { id: raw::REDISMODULE_EVENT_REPLICATION_ROLE_CHANGED, dataver: 1 };
     // SAFETY: at load with the load context; Redis copies the type methods.
     unsafe {
         let types = raw::REDISMODULE_NOTIFY_ALL | raw::REDISMODULE_NOTIFY_KEY_MISS;
@@ -140,6 +155,9 @@ pub fn install(ctx: Ctx, h: Hooks) -> Result<(), String> {
         }
         if raw::RedisModule_SubscribeToServerEvent.expect("API")(ctx.0, event, Some(on_loading)) != raw::REDISMODULE_OK as c_int {
             return Err("could not subscribe to the loading event".into());
+        }
+        if raw::RedisModule_SubscribeToServerEvent.expect("API")(ctx.0, role, Some(on_role_changed)) != raw::REDISMODULE_OK as c_int {
+            return Err("could not subscribe to the replication role event".into());
         }
         let t = raw::RedisModule_CreateDataType.expect("API")(ctx.0, TYPE_NAME.as_ptr(), ENCODING_VERSION, &mut methods);
         if t.is_null() {
