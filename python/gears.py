@@ -145,18 +145,18 @@ isAsyncAllow = _async.isAsyncAllow
 def call_next(*args):
     """In a command hook's execution: run the next hook of the command, or the command itself,
     with these arguments (the command name is added); returns its reply, errors raise."""
-    return _gearbox.command("next", [a if isinstance(a, (str, bytes)) else str(a) for a in args])
+    return _async.command("next", [a if isinstance(a, (str, bytes)) else str(a) for a in args])
 
 
 def get_command():
     """The arguments of the command this execution was caused by (hooks, `commands=`)."""
-    return _gearbox.command("get", None)
+    return _async.command("get", None)
 
 
 def override_reply(reply):
     """For a KeysReader `commands=` registration: what the command's client gets instead of its
     reply ('-...' an error, '+...' a status)."""
-    _gearbox.command("override", reply)
+    _async.command("override", reply)
 createFuture = _async.createFuture
 setFutureResults = _async.setFutureResults
 setFutureException = _async.setFutureException

@@ -238,20 +238,91 @@ def _drive_until(done):
         lp.run_until_complete(asyncio.sleep(0.005))
 
 
+class _Forwarder:
+    """Native mode: the command a step's execution runs for (`override_reply`, `get_command`,
+    `call_next`) is known on the execution's thread only, while its coroutine runs on the loop's
+    thread. The coroutine's command requests are handed to the waiting execution thread, which
+    makes them (RedisGears allows `override_reply` after an `await`)."""
+
+    def __init__(self):
+        import queue
+        import threading
+
+        self.requests = queue.SimpleQueue()
+        self.wake = threading.Event()
+        self.closed = False  # the execution stopped waiting: nobody serves requests any more
+
+    def request(self, op, arg):
+        import threading
+
+        answered = threading.Event()
+        slot = [None, None]
+        self.requests.put((op, arg, slot, answered))
+        self.wake.set()
+        while not answered.wait(0.05):
+            if self.closed:
+                # A task the coroutine left behind, after its execution ended.
+                raise _gearbox.error("Can not get Command ctx: the execution of this coroutine has ended")
+        if slot[1] is not None:
+            raise slot[1]
+        return slot[0]
+
+    def serve(self):
+        while not self.requests.empty():
+            op, arg, slot, answered = self.requests.get_nowait()
+            try:
+                slot[0] = _gearbox.command(op, arg)
+            except BaseException as e:  # handed back to the coroutine, which raises it
+                slot[1] = e
+            answered.set()
+
+
+_forwarder = None  # a contextvars.ContextVar, made on first use
+
+
+def _forwarding(channel, coro):
+    global _forwarder
+    import contextvars
+
+    if _forwarder is None:
+        _forwarder = contextvars.ContextVar("gearbox_command_forwarder", default=None)
+
+    async def run():
+        _forwarder.set(channel)  # this task's own context (and tasks it creates)
+        return await coro
+
+    return run()
+
+
+def command(op, arg):
+    """`_gearbox.command` for gears.py: from a step's coroutine on the loop's thread, made by the
+    execution thread that waits for it."""
+    channel = _forwarder.get() if _forwarder is not None else None
+    if channel is not None and _THREADS:
+        return channel.request(op, arg)
+    return _gearbox.command(op, arg)
+
+
 def _run_coroutine(coro):
     lp = loop()
     if not _THREADS:
         return lp.run_until_complete(coro)
     import asyncio
-    import concurrent.futures
 
-    fut = asyncio.run_coroutine_threadsafe(coro, lp)
+    channel = _Forwarder()
+    fut = asyncio.run_coroutine_threadsafe(_forwarding(channel, coro), lp)
+    fut.add_done_callback(lambda _: channel.wake.set())
     try:
         while not fut.done():
-            concurrent.futures.wait([fut], timeout=0.05)
+            channel.wake.wait(0.05)
+            channel.wake.clear()
+            channel.serve()
+        channel.serve()
     except BaseException:
         fut.cancel()
         raise
+    finally:
+        channel.closed = True
     return fut.result()
 
 

@@ -279,6 +279,43 @@ def test_override_reply_maps_errors_statuses_and_values(r):
     assert raw(r, "SET", "l", "1") == ["a", 1]
 
 
+def test_override_reply_and_get_command_after_an_await(r):
+    """RedisGears' read-through pattern with async code: the coroutine (on the session's loop in
+    native mode) still acts on the command it runs for."""
+    register(r, script("""
+        import asyncio
+        async def answer(x):
+            await asyncio.sleep(0.01)
+            res = await GB('ShardsIDReader').run()
+            override_reply('after await: %s %d' % (get_command()[0], len(res)))
+        GB().foreach(answer).register(prefix='aw*', eventTypes=['keymiss'], commands=['get'], mode='async')
+    """))
+    assert raw(r, "GET", "aw1") == "after await: GET 2"
+    assert raw(r, "GET", "other") is None, "a key outside the prefix is not watched"
+
+
+def test_a_task_left_behind_by_a_coroutine_cannot_reach_an_ended_command(r, mode):
+    if mode == "wasm":
+        pytest.skip("wasm mode: the session's loop runs only while an execution drives it (no threads)")
+    register(r, script("""
+        import asyncio
+        async def late():
+            await asyncio.sleep(0.3)
+            try:
+                override_reply('too late')
+            except Exception as e:
+                execute('set', 'late_error', str(e))
+        async def answer(x):
+            asyncio.get_running_loop().create_task(late())
+            override_reply('on time')
+        GB().foreach(answer).register(prefix='lt*', eventTypes=['keymiss'], commands=['get'], mode='async')
+    """))
+    assert raw(r, "GET", "lt1") == "on time"
+    wait_until(lambda: r.get("late_error"), what="the left-behind task to be refused")
+    assert "Can not get Command ctx" in r.get("late_error")
+    assert r.ping()
+
+
 def test_override_reply_only_once(r):
     register(r, script("""
         def twice(x):
