@@ -350,8 +350,9 @@ def settle(out, no_async_text=None):
         except Exception as e:
             raise AsyncFailure(str(e)) from None
     if created is not None:
+        # A future made and not returned (RedisGears: the record goes on with the value the
+        # callback returned); continuing it later is refused.
         created._drop()
-        raise _gearbox.error("Async record did not called continue")
     return out
 
 

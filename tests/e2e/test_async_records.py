@@ -198,13 +198,28 @@ def test_gears_future_outside_a_step(r):
      "Can not create async record twice on the same step"),
     ("def early(x):\n    f = gearsFuture()\n    f.continueRun(x)\n    return f\n" + f"{PY3}.map(early).run(lambda: 1)",
      "Can not handle future untill it returned from the callback"),
-    ("def dropped(x):\n    gearsFuture()\n    return x\n" + f"{PY3}.map(dropped).run(lambda: 1)",
-     "Async record did not called continue"),
 ])
 def test_async_misuse_errors(r, code, error):
     results, errors = run(r, code)
     assert results == []
     assert errors and all(error in e for e in errors), errors
+
+
+def test_a_callback_that_makes_a_future_but_returns_a_value_goes_on_with_the_value(r):
+    results, errors = run(r, script(f"""
+        kept = []
+        def made_but_not_returned(x):
+            kept.append(gearsFuture())
+            return x * 10
+        def continue_it_later(x):
+            try:
+                kept[0].continueRun('late')
+            except Exception as e:
+                return '%s %s' % (x, e)
+        {PY3}.map(made_but_not_returned).map(continue_it_later).run({NUMBERS})
+    """))
+    refused = "Can not handle future untill it returned from the callback"
+    assert errors == [] and sorted(results) == [f"{n} {refused}" for n in (10, 20, 30)], (results, errors)
 
 
 def test_continue_twice(r):
