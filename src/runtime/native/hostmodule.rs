@@ -273,9 +273,9 @@ unsafe extern "C" fn call(module: *mut ffi::PyObject, args: *mut *mut ffi::PyObj
             };
             // Keep the GIL when the Redis lock is free: releasing and taking it back around
             // every call is avoidable work; only waiting for the lock requires letting go.
-            let objs: Option<Vec<Obj>> = args.iter().map(|&a| Obj::borrowed(py, a)).collect();
-            let Some(objs) = objs else { return raise(ffi::PyExc_TypeError, "execute() got a NULL argument") };
-            let reply = convert::with_call_args(&objs, |parts| match host.call_if_free(parts) {
+            // Vectorcall arguments are never NULL and live for the call.
+            let objs = Obj::borrowed_all(py, args);
+            let reply = convert::with_call_args(objs, |parts| match host.call_if_free(parts) {
                 Some(reply) => reply,
                 None => maybe_without_gil(&host, || host.call(parts)),
             });

@@ -40,8 +40,10 @@ impl<'py> Py<'py> {
     }
 }
 
-/// A borrowed reference to a live object of the interpreter `Py<'py>` is attached to.
+/// A borrowed reference to a live object of the interpreter `Py<'py>` is attached to. Laid out
+/// as a non-NULL object pointer, so a vectorcall's arguments are seen as `&[Obj]` without a copy.
 #[derive(Clone, Copy)]
+#[repr(transparent)]
 pub struct Obj<'py> {
     ptr: NonNull<ffi::PyObject>,
     _py: PhantomData<Py<'py>>,
@@ -55,6 +57,18 @@ impl<'py> Obj<'py> {
     /// reference someone holds) for all of `'py`.
     pub unsafe fn borrowed(_py: Py<'py>, ptr: *mut ffi::PyObject) -> Option<Obj<'py>> {
         NonNull::new(ptr).map(|ptr| Obj { ptr, _py: PhantomData })
+    }
+
+    /// A vectorcall's arguments as borrowed references, in place (no allocation per call).
+    ///
+    /// # Safety
+    /// Every pointer is a non-NULL object of the interpreter `py` is attached to, kept alive for
+    /// all of `'py` (CPython's arguments to a call, for the call).
+    pub unsafe fn borrowed_all<'a>(_py: Py<'py>, ptrs: &'a [*mut ffi::PyObject]) -> &'a [Obj<'py>] {
+        // SAFETY: `Obj` is `repr(transparent)` over `NonNull<PyObject>` (its other fields are
+        // zero-sized), which has the layout of `*mut PyObject`; no pointer is NULL (the caller's
+        // contract), so each one is a valid `Obj`.
+        unsafe { std::slice::from_raw_parts(ptrs.as_ptr() as *const Obj<'py>, ptrs.len()) }
     }
 
     pub fn as_ptr(self) -> *mut ffi::PyObject {
