@@ -134,9 +134,7 @@ impl Engine {
     /// that have not started are aborted first.
     pub fn forget_executions_of(&self, reg: &Registration, abort_pending: bool) {
         if abort_pending {
-            for exec in reg.pending() {
-                exec.abort();
-            }
+            reg.abort_pending();
         }
         for exec in reg.executions() {
             let (registry, id) = (self.executions.clone(), exec.id.clone());

@@ -396,9 +396,14 @@ impl Registration {
         locked(&self.executions).iter().cloned().collect()
     }
 
-    /// Executions of this registration that have not started yet (RG.UNREGISTER abortpending).
-    pub fn pending(&self) -> Vec<Arc<Execution>> {
-        locked(&self.executions).iter().filter(|e| e.status() == crate::ExecutionStatus::Created).cloned().collect()
+    /// Abort this registration's executions that have not started yet (each concludes at once,
+    /// its waiters called from here): RG.UNREGISTER abortpending, a pause, a failed stream batch.
+    pub fn abort_pending(&self) {
+        let pending: Vec<Arc<Execution>> =
+            locked(&self.executions).iter().filter(|e| e.status() == crate::ExecutionStatus::Created).cloned().collect();
+        for exec in pending {
+            exec.abort();
+        }
     }
 
     /// For `inorder`: swap in the newest execution, returning the one it must wait for.

@@ -11,7 +11,7 @@ use std::sync::{Arc, MutexGuard};
 
 use gearbox_engine::errors;
 use gearbox_engine::stream_state::{Next, OnFailed, StreamState};
-use gearbox_engine::{Outcome, ReaderKind, Registration, Value};
+use gearbox_engine::{ExecutionStatus, Outcome, ReaderKind, Registration, Value};
 
 use super::fire::{fire, Fired};
 
@@ -94,10 +94,21 @@ fn run_batch(locked: Locked<'_>, reg: Arc<Registration>, key: Vec<u8>, drain: bo
     ]);
     match fire(locked, &reg, record, None) {
         Fired::Inline(outcome) => finished(locked, reg, key, &outcome),
-        Fired::Started(exec) => exec.on_done(move |outcome| {
-            let lock = RedisLock::acquire();
-            finished(lock.held(), reg, key, outcome);
-        }),
+        Fired::Started(exec) => {
+            let execution = Arc::downgrade(&exec);
+            exec.on_done(move |outcome| {
+                // Aborted before it started: its status says so (a running batch that was
+                // aborted ends `done` with the same error text, after reading its entries).
+                let never_ran = execution.upgrade().is_some_and(|e| e.status() == ExecutionStatus::Aborted);
+                let lock = RedisLock::acquire();
+                if never_ran {
+                    let next = state(&reg).aborted(&key);
+                    act(lock.held(), reg, key, next, false);
+                } else {
+                    finished(lock.held(), reg, key, outcome);
+                }
+            })
+        }
     }
 }
 
@@ -116,12 +127,6 @@ pub fn promoted(locked: Locked<'_>) {
 }
 
 fn finished(locked: Locked<'_>, reg: Arc<Registration>, key: Vec<u8>, outcome: &Outcome) {
-    if outcome.errors.len() == 1 && outcome.errors[0] == errors::EXECUTION_ABORTED && outcome.results.is_empty() {
-        // Aborted before it started (see `abort_not_started`): not a failure, nothing was read.
-        let next = state(&reg).aborted(&key);
-        act(locked, reg, key, next, false);
-        return;
-    }
     if outcome.errors.iter().any(|e| e.starts_with(errors::STREAM_PAUSE)) {
         // flat_error('PAUSE…') from the steps: the registration pauses, as RG.PAUSEREGISTRATIONS
         // would; the batch was not acknowledged and runs again after the unpause.
@@ -133,7 +138,7 @@ fn finished(locked: Locked<'_>, reg: Arc<Registration>, key: Vec<u8>, outcome: &
     let next = state(&reg).finished(&key, failed, reg.spec.on_failed);
     if failed && reg.spec.on_failed != OnFailed::Continue {
         // As in RedisGears: batches queued behind a failure (retry or abort) do not start.
-        abort_not_started(&reg);
+        reg.abort_pending();
     }
     act(locked, reg, key, next, false);
 }
@@ -183,15 +188,8 @@ pub fn kick(locked: Locked<'_>, reg: &Arc<Registration>) {
 /// run after the unpause).
 pub fn pause(reg: &Registration) {
     state(reg).pause();
-    abort_not_started(reg);
-}
-
-/// Abort the registration's executions that have not started. Each concludes at once, and its
-/// stream is told (`finished`) from inside this call.
-fn abort_not_started(reg: &Registration) {
-    for exec in reg.pending() {
-        exec.abort();
-    }
+    // Each concludes at once, and its stream is told from inside this call.
+    reg.abort_pending();
 }
 
 pub fn unpause(locked: Locked<'_>, reg: &Arc<Registration>) {
