@@ -26,13 +26,13 @@ deps:
 # The Python to build against: found once per make invocation.
 python-path = $(shell scripts/find-python.sh)
 
-# The CPython-WASI guest of mode wasm (pinned wheel from PyPI, sha256-checked; see wasm-python/).
+# The guest component of mode wasm, built with componentize-py (pinned by hash; see wasm-python/).
 # Its path is baked into the module at build time (GEARBOX_WASM_PYTHON).
-WASM_PYTHON := $(TARGET_DIR)/wasm-python/python-3.12.0.wasm
+WASM_PYTHON := $(TARGET_DIR)/wasm-python/gearbox-guest.wasm
 export GEARBOX_WASM_PYTHON := $(WASM_PYTHON)
 
 wasm-python:
-	@PYTHON="$(python-path)" wasm-python/fetch.sh "$(patsubst %/,%,$(dir $(WASM_PYTHON)))"
+	@PYTHON="$(python-path)" wasm-python/build-guest.sh "$(patsubst %/,%,$(dir $(WASM_PYTHON)))"
 
 build: deps wasm-python
 	@py="$(python-path)"; [ -n "$$py" ] || { scripts/find-python.sh; exit 1; }; \

@@ -1,48 +1,47 @@
-"""gearbox wasm guest: runs as `python -S -c <this file> <channel fd>` inside each wasm instance.
+"""gearbox wasm guest: the app module of the guest component (componentize-py, see
+build-guest.sh and wit/gearbox.wit). It is imported once, at build time, together with gears.py
+and the standard library modules scripts may use, and the component is a snapshot of that state:
+a new instance is a ready Python, not a Python start-up.
 
 It provides `_gearbox` (the host functions gears.py uses, same API as the native builtin module),
-then serves the host's command frames on a private channel descriptor until the host closes it:
-  B bootstrap(form, sources or code)   S run_script(source)   P run_plan(id)   D drop_plan(id)
-  F fire(handle, record, profile)   O on_registered(handle)
+then, in the `serve` export the host calls once per instance, serves the host's command frames
+until the host closes the channel:
+  S run_script(source)   P run_plan(id)   D drop_plan(id)   F fire(handle, record, profile)
+  O on_registered(handle)
 While a command runs, host calls are request frames (C call, K read_keys, Q scan_keys, N count_keys, J scan_close, L log, G config_get,
 A atomic_begin, Z atomic_end, X register, T time_event, H command, W async_allowed) answered by an `r` frame. Frame: b"GB", version, kind,
 u32 tag, u32 length, then one value in marshal format (version 2: bytes = bulk, str = status, a
-1-tuple holding a str = error), so both directions are encoded and decoded in C. Every frame carries
-the tag of the host command it belongs to. A command may arrive while this guest waits for a host
-reply (a sync registration firing while a job of this session waits for Redis): if its tag is
-marked nestable it is run right there, nested, then the wait goes on; otherwise it waits for the
-top loop. The host validates every frame: a script writing to the
-channel can only confuse its own session, which is then discarded.
+1-tuple holding a str = error), so both directions are encoded and decoded in C. Frames travel
+through the component's `channel` imports (`send`, `recv`), one whole frame per call. Every frame
+carries the tag of the host command it belongs to. A command may arrive while this guest waits
+for a host reply (a sync registration firing while a job of this session waits for Redis): if its
+tag is marked nestable it is run right there, nested, then the wait goes on; otherwise it waits
+for the top loop. The host validates every frame: a script sending frames of its own can only
+confuse its own session, which is then discarded.
 sys.stdout / sys.stderr go to the Redis log (gears.py's _LogStream), so print() never touches the channel.
 """
 import builtins
 import marshal
-import os
-import posix
 import struct
 import sys
 import types
+
+import wit_world
+from wit_world.imports import channel as _channel
 
 # This file's own copy of the builtins: a script patching `builtins.len` (its right, in its own
 # instance) must not break the framing below. Functions defined after this line resolve builtins
 # through the copy.
 __builtins__ = dict(builtins.__dict__)
 
-_CHAN = int(sys.argv[1])
 _HDR = struct.Struct("<2sBBII")
 _VERSION = 3
-_I64 = struct.Struct("<q")
-_F64 = struct.Struct("<d")
-_U32 = struct.Struct("<I")
-_read, _write, _exit = os.read, os.write, os._exit
+_chan_send, _chan_recv = _channel.send, _channel.recv
 _loads, _dumps = marshal.loads, marshal.dumps
 
 
-def _more(buf):
-    chunk = _read(_CHAN, 1 << 16)
-    if not chunk:
-        _exit(0)  # the host closed the channel: the session is over
-    buf += chunk
+class _Closed(BaseException):
+    """The host closed the channel: the session is over (ends `serve`)."""
 
 
 def _plain(v):
@@ -77,9 +76,7 @@ _deferred = []
 
 
 def _send_payload(kind, payload):
-    frame = _HDR.pack(b"GB", _VERSION, ord(kind), _cur[-1], len(payload)) + payload
-    while frame:
-        frame = frame[_write(_CHAN, frame):]
+    _chan_send(_HDR.pack(b"GB", _VERSION, ord(kind), _cur[-1], len(payload)) + payload)
 
 
 def _send(kind, value):
@@ -87,24 +84,13 @@ def _send(kind, value):
 
 
 def _recv():
-    # The host hands over one whole frame per read when it fits: usually one os.read, parsed
-    # right here (every Python operation counts in this -O0 guest: this is every execute()).
-    data = _read(_CHAN, 1 << 16)
-    if len(data) >= 12:
-        magic, version, kind, tag, n = _HDR.unpack_from(data)
-        if len(data) == 12 + n and magic == b"GB" and version == _VERSION:
-            return chr(kind), tag, _loads(memoryview(data)[12:])
+    data = _chan_recv()
     if not data:
-        _exit(0)  # the host closed the channel: the session is over
-    buf = bytearray(data)
-    while len(buf) < 12:
-        _more(buf)
-    magic, version, kind, tag, n = _HDR.unpack_from(buf)
-    if magic != b"GB" or version != _VERSION:
-        _exit(3)
-    while len(buf) < 12 + n:
-        _more(buf)
-    return chr(kind), tag, _loads(memoryview(buf)[12:12 + n])
+        raise _Closed()
+    magic, version, kind, tag, n = _HDR.unpack_from(data)
+    if magic != b"GB" or version != _VERSION or len(data) != 12 + n:
+        raise _Closed()  # the host broke the protocol: end the instance
+    return chr(kind), tag, _loads(memoryview(data)[12:])
 
 
 def _reply():
@@ -276,45 +262,6 @@ sys.modules["_gearbox"] = _gb
 
 
 
-def _preopens():
-    """The descriptors open at start-up beyond stdio: the channel and wasi-vfs' own root."""
-    out = set()
-    for fd in range(3, 32):
-        try:
-            os.fstat(fd)
-            out.add(fd)
-        except OSError:
-            pass
-    return frozenset(out | {_CHAN})
-
-
-def _guard_channel(close, closerange):
-    """os.close / os.closerange that skip the channel and the packed stdlib's descriptor, so a
-    script that closes every descriptor (a common clean-up idiom) keeps its session. Closing
-    them by other means only breaks this script's own session: the host reports it as gone."""
-    keep = _preopens()
-
-    def guarded_close(fd):
-        if fd in keep:
-            raise OSError(9, "Bad file descriptor")
-        return close(fd)
-
-    def guarded_closerange(lo, hi):
-        for fd in range(lo, hi):
-            if fd not in keep:
-                try:
-                    close(fd)
-                except OSError:
-                    pass
-
-    guarded_close.__name__, guarded_closerange.__name__ = "close", "closerange"
-    for mod in (os, posix):
-        mod.close, mod.closerange = guarded_close, guarded_closerange
-
-
-_guard_channel(os.close, os.closerange)
-
-
 # ------------------------------------------------------------------ commands
 def _result(obj):
     """A result record as an engine value, by RedisGears' rules (spec 2.7), as native convert.rs."""
@@ -360,28 +307,6 @@ def _answer_plan(plan):
 
 def _run(kind, arg):
     """One host command; returns the value of its `R` answer."""
-    if kind == "B":
-        # ["source", [module sources..., guest.py source]]: compile, load, and answer the code
-        # (the host hands it to later guests); ["code", [marshalled modules...]]: just load.
-        form, items = arg
-        try:
-            codes = []
-            for name, item in zip(("gears_async", "gears_pipeline", "gears_events", "gears"), items):
-                code = _loads(item) if form == "code" else compile(item, name + ".py", "exec")
-                mod = types.ModuleType(name)
-                mod.__file__ = name + ".py"
-                sys.modules[name] = mod
-                exec(code, mod.__dict__)
-                codes.append(code)
-            if form != "source":
-                # Compiling from source warmed the compiler; do it here too, off the request path
-                # (the first compile() of an instance costs ~6 ms in this guest).
-                compile("x = 1", "<warm-up>", "exec")
-                return None
-            return [_dumps(c) for c in codes] + [_dumps(compile(items[4], "<string>", "exec"))]
-        except BaseException as e:
-            import traceback
-            return ("".join(traceback.format_exception(e)),)
     if kind == "S":
         out = sys.modules["gears"]._run_script(arg.decode("utf-8"))
         if out is None:
@@ -403,7 +328,7 @@ def _run(kind, arg):
     if kind == "D":
         _plans.pop(arg, None)
         return None
-    _exit(3)
+    raise _Closed()  # not a command: the host broke the protocol
 
 
 def _dispatch(kind, tag, arg):
@@ -424,4 +349,90 @@ def _serve():
             _dispatch(kind, tag, arg)
 
 
-_serve()
+# The gears modules and the standard library scripts may import, imported now: at build time,
+# into the snapshot. Only what is imported here exists in the guest (it has no file system):
+# anything else raises ModuleNotFoundError. Keep README's list in step.
+import gears  # noqa: E402
+
+SNAPSHOT_MODULES = (
+    "abc", "argparse", "array", "asyncio", "atexit", "base64", "binascii", "bisect", "calendar",
+    "cmath", "codecs", "collections", "collections.abc", "contextlib", "contextvars", "copy",
+    "copyreg", "csv", "dataclasses", "datetime", "decimal", "difflib", "email", "email.message",
+    "email.parser", "email.utils", "enum", "fnmatch", "fractions", "functools", "gzip", "hashlib",
+    "heapq", "hmac", "html", "html.parser", "inspect", "io", "ipaddress", "itertools", "json",
+    "logging", "math", "numbers", "operator", "pathlib", "pickle", "pprint", "queue", "random", "re",
+    "secrets", "shlex", "socket", "statistics", "string", "stringprep", "struct", "tempfile",
+    "textwrap", "threading", "time", "timeit", "traceback", "types", "typing", "unicodedata",
+    "urllib.parse", "uuid", "warnings", "weakref", "zlib", "zoneinfo",
+)
+for _name in SNAPSHOT_MODULES:
+    __import__(_name)
+
+
+def _all_codecs():
+    """Every codec of the standard library (`encodings.*`), so `str.encode('cp1252')` and friends
+    work as they do outside the sandbox; the Windows-only ones do not import here."""
+    import encodings
+    import pkgutil
+
+    for info in pkgutil.iter_modules(encodings.__path__):
+        try:
+            __import__("encodings." + info.name)
+        except ImportError:
+            pass
+
+
+_all_codecs()
+
+
+def _waiting_locks():
+    """This CPython has no threads, so a blocking acquire (without a timeout) of a held lock can
+    never succeed, and the C library traps on it, killing the instance. threading's locks (and
+    with them Condition, Event, Semaphore, queue.Queue) wait with a timeout instead, which sleeps
+    in the host's interruptible sleep: ScriptTimeoutMS and RG.ABORTEXECUTION stop them as they
+    stop time.sleep()."""
+    import _thread
+    import threading
+
+    raw, longest = _thread.allocate_lock, min(86400.0, _thread.TIMEOUT_MAX)
+
+    class Lock:
+        __slots__ = ("_lock",)
+
+        def __init__(self):
+            self._lock = raw()
+
+        def acquire(self, blocking=True, timeout=-1):
+            if not blocking or timeout != -1:
+                return self._lock.acquire(blocking, timeout)
+            while not self._lock.acquire(True, longest):
+                pass
+            return True
+
+        __enter__ = acquire
+
+        def __exit__(self, *exc):
+            self._lock.release()
+
+        def release(self):
+            self._lock.release()
+
+        def locked(self):
+            return self._lock.locked()
+
+        def _at_fork_reinit(self):
+            self._lock = raw()
+
+    Lock.__module__ = "threading"
+    threading.Lock = threading._allocate_lock = Lock
+
+
+_waiting_locks()
+
+
+class WitWorld(wit_world.WitWorld):
+    def serve(self) -> None:
+        try:
+            _serve()
+        except _Closed:
+            pass

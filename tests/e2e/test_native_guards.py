@@ -140,12 +140,15 @@ DEEP = {
 
 
 @pytest.mark.parametrize("name", sorted(DEEP))
-def test_deep_chains_and_recursion_never_overflow_the_c_stack(server, r, name):
+def test_deep_chains_and_recursion_never_overflow_the_c_stack(server, r, mode, name):
     """Each either works or raises RecursionError: never a C stack overflow of an execution
-    thread or of Redis' main thread."""
+    thread or of Redis' main thread. In wasm mode, freeing a 200,000-deep list recurses in C
+    without touching the guest's own stack, which CPython checks: wasmtime's stack limit then
+    stops that instance (its script gets the error), and nothing else."""
     make_tenants(server, r)
     outcome = _outcome(r, DEEP[name])
-    assert outcome == [["1"], []] or outcome == [["200000"], []] or "RecursionError" in str(outcome), str(outcome)[:300]
+    allowed = ["RecursionError"] + (["wasm instance is gone (the wasm guest trapped: wasm trap: call stack exhausted)"] if mode == "wasm" else [])
+    assert outcome == [["1"], []] or outcome == [["200000"], []] or any(a in str(outcome) for a in allowed), str(outcome)[:300]
     assert_healthy(server, r)
 
 

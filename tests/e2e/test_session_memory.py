@@ -38,6 +38,7 @@ BOMBS = {
             except MemoryError:
                 pass
         import traceback, json, decimal
+        kept.append(bytearray(100000))
     """,
 }
 

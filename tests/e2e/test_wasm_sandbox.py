@@ -6,8 +6,6 @@ import redis
 
 from gb_helpers import BUSY_LOOP_RUN, pyexec, pyexec_error, run_ok, script, wait_status, wait_until
 
-CHANNEL_FD = 3  # src/runtime/wasm/wasi.rs
-
 
 @pytest.fixture(autouse=True)
 def _wasm_only(mode):
@@ -48,7 +46,7 @@ def test_closing_every_descriptor_changes_nothing_outside(server, r):
         execute('SET', 'closed', closed)
     """)
     assert pyexec(r, code) == "OK"
-    assert r.get("closed") == "3"  # only the guest's own stdin/stdout/stderr; the channel is kept
+    assert r.get("closed") == "3"  # only the guest's own stdin/stdout/stderr; the channel is no descriptor
     other = server.client()
     assert other.ping() and r.ping()
     assert run_ok(other, "GB('ShardsIDReader').run()") == ["1"]
@@ -137,7 +135,7 @@ def test_print_and_raw_stdout_do_not_touch_the_channel(r):
 
 
 def test_garbage_on_the_channel_only_kills_that_session(server, r):
-    err = pyexec_error(r, f"import os\nos.write({CHANNEL_FD}, b'not a frame at all')")
+    err = pyexec_error(r, "from wit_world.imports import channel\nchannel.send(b'not a frame at all')")
     assert "wasm" in err, err
     assert server.client().ping()
     assert run_ok(r, "GB('ShardsIDReader').run()") == ["1"]
@@ -155,19 +153,32 @@ def test_errors_render_as_gears_error(r):
 
 
 def test_missing_or_corrupted_guest_is_a_clear_load_error(gears, tmp_path):
+    import hashlib
+
     missing = gears.load_failure("WasmPythonPath", str(tmp_path / "nope.wasm"))
     assert "WasmPythonPath" in missing.log and "not a readable file" in missing.log, missing.log[-2000:]
-    bad = tmp_path / "python-3.12.0.wasm"
-    bad.write_bytes(b"\0asm\1\0\0\0 definitely not CPython")
+    bad = tmp_path / "gearbox-guest.wasm"
+    bad.write_bytes(b"\0asm\x0d\0\1\0 definitely not the guest")
+    unrecorded = gears.load_failure("WasmPythonPath", str(bad))
+    assert "gearbox-guest.wasm.sha256" in unrecorded.log and "make wasm-python" in unrecorded.log, unrecorded.log[-2000:]
+    (tmp_path / "gearbox-guest.wasm.sha256").write_text("0" * 64 + "\n")
     corrupted = gears.load_failure("WasmPythonPath", str(bad))
     assert "corrupted" in corrupted.log and "sha256" in corrupted.log, corrupted.log[-2000:]
     assert "gearbox failed to load" in corrupted.log
+    (tmp_path / "gearbox-guest.wasm.sha256").write_text(hashlib.sha256(bad.read_bytes()).hexdigest() + "\n")
+    not_a_guest = gears.load_failure("WasmPythonPath", str(bad))
+    assert "could not compile" in not_a_guest.log, not_a_guest.log[-2000:]
 
 
-def test_a_correct_override_path_loads(gears):
+def test_a_correct_override_path_loads(gears, tmp_path):
+    import shutil
+
     from conftest import MODULE
-    fetched = MODULE.parent.parent / "wasm-python" / "python-3.12.0.wasm"  # make wasm-python puts it there
-    if not fetched.is_file():
-        pytest.skip(f"no fetched guest at {fetched}")
-    srv = gears("WasmPythonPath", str(fetched))
+    built = MODULE.parent.parent / "wasm-python" / "gearbox-guest.wasm"  # make wasm-python puts it there
+    if not built.is_file():
+        pytest.skip(f"no built guest at {built}")
+    copy = tmp_path / "guest.wasm"
+    shutil.copyfile(built, copy)
+    shutil.copyfile(f"{built}.sha256", f"{copy}.sha256")
+    srv = gears("WasmPythonPath", str(copy))
     assert srv.client().execute_command("RG.PYEXECUTE", "GB('ShardsIDReader').run()") == [["1"], []]

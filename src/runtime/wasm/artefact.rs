@@ -1,21 +1,27 @@
-//! The guest artefact: where `python-3.12.0.wasm` is found, how it is verified, and how it is
-//! compiled once and cached on disk (wasmtime's serialized module, keyed by the wasmtime version
-//! and the artefact's sha256, written atomically so several servers starting together are safe;
-//! only the first pays the ~5 s compile, the others load it back in milliseconds).
+//! The guest artefact: where the guest component `gearbox-guest.wasm` is found, how it is
+//! verified, and how it is compiled once and cached on disk (wasmtime's serialized component,
+//! keyed by the wasmtime version and the artefact's sha256, written atomically so several servers
+//! starting together are safe; only the first pays the ~10 s compile, the others load it back in
+//! milliseconds).
 //!
-//! `wasm-python/fetch.sh` (run by `make`) puts the verified file in the build's target directory;
-//! that path is baked in at build time (`GEARBOX_WASM_PYTHON`), and `WasmPythonPath <file>` at
-//! load time overrides it. Nothing is ever downloaded at run time.
+//! `wasm-python/build-guest.sh` (run by `make`) builds the component in the build's target
+//! directory, with its sha256 next to it (`gearbox-guest.wasm.sha256`: the build is not
+//! byte-reproducible, so the digest is recorded rather than pinned); that path is baked in at
+//! build time (`GEARBOX_WASM_PYTHON`), and `WasmPythonPath <file>` at load time overrides it.
+//! Nothing is ever downloaded at run time.
 
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
-use wasmtime::{Config, Engine, Module, OptLevel};
+use wasmtime::component::Component;
+use wasmtime::{Config, Engine, OptLevel};
 
-pub const WASM_NAME: &str = "python-3.12.0.wasm";
-pub const WASM_SHA256: &str = "e5dc5a398b07b54ea8fdb503bf68fb583d533f10ec3f930963e02b9505f7a763";
+pub const WASM_NAME: &str = "gearbox-guest.wasm";
+/// Native stack the guest's code may use (the instance thread's stack is larger, `instance.rs`).
+pub const WASM_STACK: usize = 32 << 20;
+
 /// Pinned in Cargo.toml; part of the cache key (a serialized module only loads in its own build).
 pub const WASMTIME_VERSION: &str = "48.0.8";
 
@@ -45,19 +51,24 @@ pub fn locate(configured: Option<&str>) -> Result<PathBuf, String> {
     candidates.iter().find(|p| p.is_file()).cloned().ok_or_else(|| {
         let list: Vec<String> = candidates.iter().map(|p| p.display().to_string()).collect();
         format!(
-            "the CPython-WASI guest ({WASM_NAME}) was not found (looked in: {}); run `make wasm-python` \
-             (wasm-python/fetch.sh) or pass WasmPythonPath <file>",
+            "the wasm guest ({WASM_NAME}) was not found (looked in: {}); run `make wasm-python` \
+             (wasm-python/build-guest.sh) or pass WasmPythonPath <file>",
             list.join(", ")
         )
     })
 }
 
-/// The one engine of the process: cranelift, epoch interruption for deadlines and aborts.
+/// The one engine of the process: cranelift, the component model, epoch interruption for
+/// deadlines and aborts.
 pub fn engine() -> Result<Engine, String> {
     let mut config = Config::new();
+    config.wasm_component_model(true);
     config.epoch_interruption(true);
     config.cranelift_opt_level(OptLevel::Speed);
-    config.max_wasm_stack(1 << 20);
+    // The guest's CPython raises RecursionError when its own (in-memory) 1 MiB stack is used up;
+    // the native stack its frames take by then is well under this (measured: < 16 MiB).
+    config.max_wasm_stack(WASM_STACK);
+    config.async_stack_size(WASM_STACK);
     Engine::new(&config).map_err(|e| format!("could not start wasmtime: {e:#}"))
 }
 
@@ -65,20 +76,30 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// The sha256 the build recorded next to the artefact (`<file>.sha256`).
+fn recorded_sha256(path: &Path) -> Result<String, String> {
+    let mut side = path.as_os_str().to_owned();
+    side.push(".sha256");
+    let text = fs::read_to_string(&side)
+        .map_err(|e| format!("{} has no readable {}: {e}; re-run `make wasm-python`", path.display(), Path::new(&side).display()))?;
+    Ok(text.split_whitespace().next().unwrap_or("").to_ascii_lowercase())
+}
+
 /// Read and verify the artefact, then load its compiled form from the cache (compiling and
-/// storing it first if needed). Returns the module and a sentence on what happened.
-pub fn load_module(engine: &Engine, path: &Path) -> Result<(Module, String), String> {
+/// storing it first if needed). Returns the component and a sentence on what happened.
+pub fn load_component(engine: &Engine, path: &Path) -> Result<(Component, String), String> {
     let bytes = fs::read(path).map_err(|e| format!("could not read {}: {e}", path.display()))?;
+    let expected = recorded_sha256(path)?;
     let sha = hex(&Sha256::digest(&bytes));
-    if sha != WASM_SHA256 {
+    if sha != expected {
         return Err(format!(
-            "{} is corrupted or not the pinned guest: sha256 {sha}, expected {WASM_SHA256} ({} bytes); \
+            "{} is corrupted or not the guest that was built: sha256 {sha}, its build recorded {expected} ({} bytes); \
              re-run `make wasm-python`",
             path.display(),
             bytes.len()
         ));
     }
-    let name = format!("python-3.12.0-{}-wasmtime-{WASMTIME_VERSION}-{}.cwasm", &sha[..16], std::env::consts::ARCH);
+    let name = format!("gearbox-guest-{}-wasmtime-{WASMTIME_VERSION}-{}.cwasm", &sha[..16], std::env::consts::ARCH);
     // Next to the artefact, or in ~/.cache/gearbox when that directory is read-only.
     let mut caches = vec![path.with_file_name(&name)];
     if let Some(home) = std::env::var_os("HOME") {
@@ -93,7 +114,7 @@ pub fn load_module(engine: &Engine, path: &Path) -> Result<(Module, String), Str
         return Ok(found);
     }
     let started = std::time::Instant::now();
-    let serialized = engine.precompile_module(&bytes).map_err(|e| format!("could not compile {}: {e:#}", path.display()))?;
+    let serialized = engine.precompile_component(&bytes).map_err(|e| format!("could not compile {}: {e:#}", path.display()))?;
     let secs = started.elapsed().as_secs_f64();
     let mut note = format!("compiled the guest in {secs:.1} s (not cached: no writable cache directory)");
     for cache in &caches {
@@ -103,18 +124,19 @@ pub fn load_module(engine: &Engine, path: &Path) -> Result<(Module, String), Str
             break;
         }
     }
-    // SAFETY: `serialized` was produced just now by `precompile_module` of this engine.
-    let module = unsafe { Module::deserialize(engine, &serialized) }.map_err(|e| format!("could not load the compiled guest: {e:#}"))?;
-    Ok((module, note))
+    // SAFETY: `serialized` was produced just now by `precompile_component` of this engine.
+    let component =
+        unsafe { Component::deserialize(engine, &serialized) }.map_err(|e| format!("could not load the compiled guest: {e:#}"))?;
+    Ok((component, note))
 }
 
-fn load_cached(engine: &Engine, caches: &[PathBuf]) -> Option<(Module, String)> {
+fn load_cached(engine: &Engine, caches: &[PathBuf]) -> Option<(Component, String)> {
     let cache = caches.iter().find(|c| c.is_file())?;
-    // The file was written atomically by `precompile_module` of this same wasmtime build, in a
+    // The file was written atomically by `precompile_component` of this same wasmtime build, in a
     // directory gearbox trusts like the module file itself (see `store`).
     // SAFETY: wasmtime checks version and engine header and refuses a mismatch (then we recompile).
-    match unsafe { Module::deserialize_file(engine, cache) } {
-        Ok(module) => Some((module, format!("loaded the compiled guest from {}", cache.display()))),
+    match unsafe { Component::deserialize_file(engine, cache) } {
+        Ok(component) => Some((component, format!("loaded the compiled guest from {}", cache.display()))),
         Err(e) => {
             eprintln!("gearbox: ignoring the compiled guest cache {}: {e:#}", cache.display());
             None

@@ -1,7 +1,8 @@
 //! One wasm instance of CPython and its own OS thread ("instance thread").
 //!
-//! The instance thread owns the `Store` and runs the guest's `_start` (`wasm-python/guest.py`),
-//! whose loop reads command frames from the private channel and writes answers. The instance
+//! The instance thread owns the `Store` and calls the guest component's `serve` export once
+//! (`wasm-python/guest.py`), whose loop takes command frames from the channel imports and sends
+//! answers back. The instance
 //! thread never touches Redis: every frame the guest writes is parsed here and forwarded, by its
 //! tag (`routes.rs`), to the thread that issued that command ([`Instance::command`]): the Redis
 //! main thread for a script's top level or a sync registration, an execution thread for a job.
@@ -23,8 +24,10 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::Instant;
 
 use gearbox_engine::{Host, Value};
-use wasmtime::{Engine, InstancePre, ResourceLimiter, Store, UpdateDeadline};
+use wasmtime::component::ResourceTable;
+use wasmtime::{Engine, ResourceLimiter, Store, UpdateDeadline};
 
+use super::guest_world::SandboxPre;
 use super::hostcalls;
 use super::marshal;
 use super::routes::{Out, Routes};
@@ -108,16 +111,12 @@ impl ResourceLimiter for Limiter {
     }
 }
 
-/// The store's data: everything the WASI imports (`wasi.rs`) may touch.
+/// The store's data: everything the guest's imports (`wasi.rs`, `guest_world.rs`) may touch.
 pub struct Guest {
-    pub args: Vec<Vec<u8>>,
-    pub env: Vec<Vec<u8>>,
-    pub closed: [bool; 3],
     pub started: Instant,
-    pub exit_code: Option<i32>,
+    /// The WASI resources gearbox made for the guest (`wasi.rs`).
+    pub table: ResourceTable,
     inbound: Receiver<Vec<u8>>,
-    in_buf: Vec<u8>,
-    in_pos: usize,
     routes: Arc<Routes>,
     out_buf: Vec<u8>,
     interrupt: Arc<Interrupt>,
@@ -125,23 +124,18 @@ pub struct Guest {
 }
 
 impl Guest {
-    /// Bytes for the guest's read of the channel; blocks for the next frame; 0 = closed.
-    pub fn channel_read(&mut self, dst: &mut [u8]) -> usize {
-        while self.in_pos == self.in_buf.len() {
-            let Ok(frame) = recv_until(&self.inbound, None) else { return 0 };
+    /// The next frame for the guest; blocks until one comes; empty = the host closed the channel.
+    pub fn channel_recv(&mut self) -> Vec<u8> {
+        loop {
+            let Ok(frame) = recv_until(&self.inbound, None) else { return Vec::new() };
             // Frames come from the host (trusted); a withdrawn command is skipped.
             if let Ok(Some(h)) = wire::header(&frame) {
                 if kind::is_command(h.kind) && !self.routes.deliver(h.tag) {
                     continue;
                 }
             }
-            self.in_buf = frame;
-            self.in_pos = 0;
+            return frame;
         }
-        let n = dst.len().min(self.in_buf.len() - self.in_pos);
-        dst[..n].copy_from_slice(&self.in_buf[self.in_pos..self.in_pos + n]);
-        self.in_pos += n;
-        n
     }
 
     /// The guest wrote to the channel: forward every complete frame. `Err` (a trap) on a frame
@@ -184,14 +178,9 @@ impl Guest {
 pub fn test_guest() -> Guest {
     let (_tx, rx) = channel();
     Guest {
-        args: Vec::new(),
-        env: Vec::new(),
-        closed: [false; 3],
         started: Instant::now(),
-        exit_code: None,
+        table: ResourceTable::new(),
         inbound: rx,
-        in_buf: Vec::new(),
-        in_pos: 0,
         routes: Arc::new(Routes::default()),
         out_buf: Vec::new(),
         interrupt: Arc::new(Interrupt::default()),
@@ -271,33 +260,17 @@ enum Ended {
 }
 
 impl Instance {
-    /// Start an instance thread running the guest's `_start`.
-    /// Start an instance on its own thread. `preload`: bytes the guest reads from its channel
-    /// before any frame (guest.py's compiled code, for `LOADER_PY`).
-    pub fn spawn(
-        engine: &Engine,
-        pre: &InstancePre<Guest>,
-        args: &[Vec<u8>],
-        max_memory: usize,
-        preload: Option<Vec<u8>>,
-    ) -> Result<Arc<Instance>, String> {
+    /// Start an instance on its own thread, serving the guest's `serve` export.
+    pub fn spawn(engine: &Engine, pre: &SandboxPre<Guest>, max_memory: usize) -> Result<Arc<Instance>, String> {
         let (cmd_tx, cmd_rx) = channel::<Vec<u8>>();
-        if let Some(bytes) = preload {
-            let _ = cmd_tx.send(bytes);
-        }
         let routes = Arc::new(Routes::default());
         let interrupt = Arc::new(Interrupt::default());
         let max_bytes = Arc::new(AtomicUsize::new(max_memory));
         let used_bytes = Arc::new(AtomicUsize::new(0));
         let guest = Guest {
-            args: args.to_vec(),
-            env: vec![b"PYTHONDONTWRITEBYTECODE=1".to_vec()],
-            closed: [false; 3],
             started: Instant::now(),
-            exit_code: None,
+            table: ResourceTable::new(),
             inbound: cmd_rx,
-            in_buf: Vec::new(),
-            in_pos: 0,
             routes: routes.clone(),
             out_buf: Vec::new(),
             interrupt: interrupt.clone(),
@@ -306,7 +279,7 @@ impl Instance {
         let (engine, pre, on_exit) = (engine.clone(), pre.clone(), routes.clone());
         std::thread::Builder::new()
             .name("gearbox-wasm".into())
-            .stack_size(8 << 20)
+            .stack_size(super::artefact::WASM_STACK + (8 << 20))
             .spawn(move || {
                 let reason = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| run_guest(&engine, &pre, guest))) {
                     Ok(reason) => reason,
@@ -458,8 +431,8 @@ fn recv_until<T>(rx: &Receiver<T>, deadline: Option<Instant>) -> Result<T, RecvT
     }
 }
 
-/// The instance thread's body: instantiate, run `_start` to its end; returns why it ended.
-fn run_guest(engine: &Engine, pre: &InstancePre<Guest>, guest: Guest) -> String {
+/// The instance thread's body: instantiate, run `serve` to its end; returns why it ended.
+fn run_guest(engine: &Engine, pre: &SandboxPre<Guest>, guest: Guest) -> String {
     let mut store = Store::new(engine, guest);
     store.limiter(|g| &mut g.limiter);
     store.set_epoch_deadline(1);
@@ -467,16 +440,13 @@ fn run_guest(engine: &Engine, pre: &InstancePre<Guest>, guest: Guest) -> String 
         Ok(()) => Ok(UpdateDeadline::Continue(1)),
         Err(e) => Err(wasmtime::Error::msg(e)),
     });
-    let start = pre.instantiate(&mut store).and_then(|instance| instance.get_typed_func::<(), ()>(&mut store, "_start"));
-    let result = match start {
-        Ok(start) => start.call(&mut store, ()),
+    let sandbox = match pre.instantiate(&mut store) {
+        Ok(sandbox) => sandbox,
         Err(e) => return format!("could not instantiate the wasm guest: {e:#}"),
     };
-    match (result, store.data().exit_code) {
-        (_, Some(0)) => "the wasm guest exited".to_string(),
-        (_, Some(code)) => format!("the wasm guest exited with code {code}"),
-        (Ok(()), None) => "the wasm guest returned".to_string(),
-        (Err(e), None) => match e.downcast_ref::<wasmtime::Trap>() {
+    match sandbox.call_serve(&mut store) {
+        Ok(()) => "the wasm guest returned".to_string(),
+        Err(e) => match e.downcast_ref::<wasmtime::Trap>() {
             Some(trap) => format!("the wasm guest trapped: {trap}"),
             None => format!("the wasm guest stopped: {}", e.root_cause()),
         },

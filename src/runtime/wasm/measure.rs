@@ -1,7 +1,7 @@
 //! Measurements of the wasm runtime without Redis (`cargo test --release --lib wasm::measure --
-//! --ignored --nocapture`): instantiate time, guest start-up to its first answer, gears.py
-//! bootstrap, host-call round trip, and resident memory per parked instance. Ignored by default:
-//! it needs the fetched artefact and takes seconds.
+//! --ignored --nocapture`): instantiate time, a new instance to its first answer, host-call
+//! round trip, and resident memory per parked instance. Ignored by default: it needs the built
+//! guest and takes seconds.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -73,20 +73,15 @@ fn measure_instances() {
         let mut store = Store::new(&shared.engine, super::instance::test_guest());
         shared.pre.instantiate(&mut store).expect("instantiate");
     }
-    println!("instantiate (no _start): {:?} per instance", t.elapsed() / n);
+    println!("instantiate (no serve): {:?} per instance", t.elapsed() / n);
 
     let t = Instant::now();
-    let inst = Instance::spawn(&shared.engine, &shared.pre, &shared.args, 1 << 30, None).expect("spawn");
-    let first = inst.command(wire::kind::DROP_PLAN, &Value::Int(0), None, None, false);
-    println!("spawn + Python start-up to first answer: {:?} (ok: {})", t.elapsed(), first.is_ok());
-    let t = Instant::now();
-    let boot = inst.command(wire::kind::BOOTSTRAP, &super::source_boot(), None, None, false);
-    println!("bootstrap gears.py from source: {:?} (ok: {})", t.elapsed(), matches!(boot, Ok(Value::Array(_))));
-    let t = Instant::now();
-    let warm = shared.new_instance();
-    println!("spawn + start-up + bootstrap from the first guest's compiled code: {:?} (ok: {})", t.elapsed(), warm.is_ok());
-    drop(warm);
-    drop(inst);
+    for _ in 0..n {
+        let inst = Instance::spawn(&shared.engine, &shared.pre, 1 << 30).expect("spawn");
+        let first = inst.command(wire::kind::DROP_PLAN, &Value::Int(0), None, None, false);
+        assert!(first.is_ok());
+    }
+    println!("spawn + first answer + drop: {:?} per instance", t.elapsed() / n);
 
     let host: Arc<dyn Host> = Arc::new(NullHost);
     let interp = rt.create_interpreter(host.clone()).expect("interpreter");
@@ -119,5 +114,5 @@ fn measure_instances() {
     let before = rss_kib();
     let idle: Vec<_> = (0..10).map(|_| shared.new_instance().expect("instance")).collect();
     std::thread::sleep(std::time::Duration::from_millis(200));
-    println!("RSS per parked (bootstrapped, idle) instance: {} KiB", (rss_kib() - before) / idle.len() as u64);
+    println!("RSS per parked (idle) instance: {} KiB", (rss_kib() - before) / idle.len() as u64);
 }

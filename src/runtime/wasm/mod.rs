@@ -1,11 +1,14 @@
-//! Wasm mode: every session is its own wasmtime instance of CPython-WASI (`python-3.12.0.wasm`,
-//! fetched and verified by `wasm-python/fetch.sh`), running the same `python/gears.py` and
-//! `gears_pipeline.py` / `gears_events.py` as native mode behind the same engine ports.
+//! Wasm mode: every session is its own wasmtime instance of the guest component
+//! (`gearbox-guest.wasm`, built by `wasm-python/build-guest.sh` with componentize-py: CPython
+//! 3.14 for WASI with `wasm-python/guest.py`, `python/gears.py` & co and the standard library
+//! modules scripts may use already imported, snapshotted at build time), behind the same engine
+//! ports as native mode.
 //!
-//! Pieces: `artefact.rs` (find, verify, compile once, cache), `wasi.rs` (the only capabilities
-//! the guest gets), `wire.rs` (binary framing of values), `instance.rs` (one instance and its
-//! thread; how host calls are served without deadlocks), `pool.rs` (pre-started instances), and
-//! `wasm-python/guest.py` (the guest's `_gearbox` and command loop).
+//! Pieces: `artefact.rs` (find, verify, compile once, cache), `guest_world.rs` (the component's
+//! WIT world), `wasi.rs` (the only capabilities the guest gets), `wire.rs` (binary framing of
+//! values), `instance.rs` (one instance and its thread; how host calls are served without
+//! deadlocks), `pool.rs` (pre-started instances), and `wasm-python/guest.py` (the guest's
+//! `_gearbox` and command loop).
 //!
 //! Threads this mode starts inside redis-server: one `gearbox-wasm` thread per live or parked
 //! instance (it owns the Store and blocks on its channel when idle), `gearbox-wasm-epoch` (bumps
@@ -14,6 +17,7 @@
 //! WASI layer is gearbox's own, synchronous one.
 
 mod artefact;
+mod guest_world;
 mod hostcalls;
 mod instance;
 mod marshal;
@@ -25,27 +29,24 @@ mod wasi;
 mod wire;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use gearbox_engine::port::ScriptOutcome;
 use gearbox_engine::{errors, Host, Interpreter, Job, Outcome, RunControl, Runtime, StepInfo, Value};
-use wasmtime::{Engine, InstancePre, Linker};
+use wasmtime::component::{HasSelf, Linker};
+use wasmtime::Engine;
+
+use guest_world::{Sandbox, SandboxPre};
 
 use instance::{Failure, Guest, Instance, Stop};
 use pool::Pool;
 use wire::kind;
 
-const GEARS_PY: &str = include_str!("../../../python/gears.py");
-const ASYNC_PY: &str = include_str!("../../../python/gears_async.py");
-const PIPELINE_PY: &str = include_str!("../../../python/gears_pipeline.py");
-const EVENTS_PY: &str = include_str!("../../../python/gears_events.py");
-const GUEST_PY: &str = include_str!("../../../wasm-python/guest.py");
+/// The guest's CPython (componentize-py's build).
+pub const PYTHON_VERSION: &str = "3.14.0 (wasm)";
 
-/// The guest's CPython (python-3.12.0.wasm).
-pub const PYTHON_VERSION: &str = "3.12.0 (wasm)";
-
-/// Memory a parked instance may use while it starts (before a session sets its own limit).
+/// Memory a parked instance may use before a session sets its own limit.
 const BOOT_MEMORY: usize = 1 << 30;
 const BOOT_TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -55,59 +56,19 @@ pub struct Settings {
     pub warm_instances: usize,
 }
 
-/// The first guest's bootstrap: the Python every guest loads after start-up, in import order,
-/// then guest.py, all as source (it answers them compiled).
-fn source_boot() -> Value {
-    let sources = [ASYNC_PY, PIPELINE_PY, EVENTS_PY, GEARS_PY, GUEST_PY].map(Value::bulk).to_vec();
-    Value::Array(vec![Value::Status("source".into()), Value::Array(sources)])
-}
-
-/// The `-c` program of a guest that gets guest.py already compiled: it reads the marshalled
-/// code (8-byte little-endian length, then the bytes) from the channel, then runs it.
-const LOADER_PY: &str = "def _gearbox_load():\n    import marshal, os\n    n = int.from_bytes(os.read(3, 8), 'little')\n    b = b''\n    while len(b) < n:\n        chunk = os.read(3, n - len(b))\n        if not chunk:\n            os._exit(0)\n        b += chunk\n    return marshal.loads(b)\nexec(_gearbox_load())\n";
-
-/// What the first guest compiled, as marshalled code objects: the gears modules (in import order)
-/// and guest.py. Later guests load these instead of compiling ~1,700 lines of Python, which costs
-/// ~57 ms in the guest's CPython (built with -O0).
-struct Compiled {
-    modules: Value,
-    guest: Vec<u8>,
-}
-
 struct Shared {
     engine: Engine,
-    pre: InstancePre<Guest>,
-    /// argv of a guest that compiles guest.py from source.
-    args: Vec<Vec<u8>>,
-    /// argv of a guest that loads guest.py compiled (`LOADER_PY`).
-    loader_args: Vec<Vec<u8>>,
-    /// Set by the first guest's bootstrap (made by the runtime itself, before any script ran).
-    compiled: OnceLock<Compiled>,
+    pre: SandboxPre<Guest>,
 }
 
 impl Shared {
-    /// A started instance with gears.py loaded, ready for its first script.
+    /// A started instance, ready for its first script: the snapshot already holds gears.py, so
+    /// starting is instantiating; one empty command checks that the guest answers.
     fn new_instance(&self) -> Result<Arc<Instance>, String> {
-        let compiled = self.compiled.get();
-        let (instance, boot) = match compiled {
-            Some(c) => {
-                let mut preload = (c.guest.len() as u64).to_le_bytes().to_vec();
-                preload.extend_from_slice(&c.guest);
-                let instance = Instance::spawn(&self.engine, &self.pre, &self.loader_args, BOOT_MEMORY, Some(preload))?;
-                (instance, Value::Array(vec![Value::Status("code".into()), c.modules.clone()]))
-            }
-            None => (Instance::spawn(&self.engine, &self.pre, &self.args, BOOT_MEMORY, None)?, source_boot()),
-        };
-        match instance.command(kind::BOOTSTRAP, &boot, None, Some(Instant::now() + BOOT_TIMEOUT), false) {
-            Ok(Value::Nil) if compiled.is_some() => Ok(instance),
-            Ok(Value::Array(mut codes)) if compiled.is_none() && codes.len() == 5 && codes.iter().all(|c| matches!(c, Value::Bulk(_))) => {
-                if let Some(Value::Bulk(guest)) = codes.pop() {
-                    let _ = self.compiled.set(Compiled { modules: Value::Array(codes), guest });
-                }
-                Ok(instance)
-            }
-            Ok(Value::Error(text)) => Err(format!("gears.py failed in the wasm guest: {text}")),
-            Ok(_) => Err("the wasm guest answered bootstrap with an unexpected value".into()),
+        let instance = Instance::spawn(&self.engine, &self.pre, BOOT_MEMORY)?;
+        match instance.command(kind::DROP_PLAN, &Value::Int(0), None, Some(Instant::now() + BOOT_TIMEOUT), false) {
+            Ok(Value::Nil) => Ok(instance),
+            Ok(_) => Err("the wasm guest answered its first command with an unexpected value".into()),
             Err(Failure::Dead(reason)) => Err(reason),
             Err(Failure::Stopped(_)) => Err("the wasm guest did not start in time".into()),
         }
@@ -128,16 +89,15 @@ impl WasmRuntime {
     pub fn start(settings: Settings) -> Result<WasmRuntime, String> {
         let path = artefact::locate(settings.python_path.as_deref())?;
         let engine = artefact::engine()?;
-        let (module, load_note) = artefact::load_module(&engine, &path)?;
+        let (component, load_note) = artefact::load_component(&engine, &path)?;
         eprintln!("gearbox: wasm mode: {load_note}");
+        let link = |e: wasmtime::Error| format!("could not link the wasm guest {}: {e:#}", path.display());
         let mut linker = Linker::new(&engine);
-        wasi::add_to_linker(&mut linker, &module).map_err(|e| format!("could not link the wasm guest: {e:#}"))?;
-        let pre = linker.instantiate_pre(&module).map_err(|e| format!("could not link the wasm guest: {e:#}"))?;
-        let argv = |program: &str| -> Vec<Vec<u8>> {
-            ["python", "-I", "-S", "-c", program, &wasi::CHANNEL_FD.to_string()].iter().map(|s| s.as_bytes().to_vec()).collect()
-        };
-        let shared =
-            Arc::new(Shared { engine: engine.clone(), pre, args: argv(GUEST_PY), loader_args: argv(LOADER_PY), compiled: OnceLock::new() });
+        Sandbox::add_to_linker::<_, HasSelf<_>>(&mut linker, |g| g).map_err(link)?;
+        wasi::add_to_linker(&mut linker, &engine, &component).map_err(link)?;
+        linker.define_unknown_imports_as_traps(&component).map_err(link)?;
+        let pre = linker.instantiate_pre(&component).and_then(SandboxPre::new).map_err(link)?;
+        let shared = Arc::new(Shared { engine: engine.clone(), pre });
         std::thread::Builder::new()
             .name("gearbox-wasm-epoch".into())
             .spawn(move || loop {
