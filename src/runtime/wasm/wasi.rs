@@ -210,7 +210,9 @@ pub fn add_to_linker(linker: &mut Linker<Guest>, engine: &Engine, component: &Co
         }
     }
     if let Some(mut i) = iface(linker, &names, "wasi:cli/stdin")? {
-        i.func_wrap("get-stdin", |mut store: StoreContextMut<'_, Guest>, (): ()| entry(|| Ok((store.data_mut().table.push(InputStream)?,))))?;
+        i.func_wrap("get-stdin", |mut store: StoreContextMut<'_, Guest>, (): ()| {
+            entry(|| Ok((store.data_mut().table.push(InputStream)?,)))
+        })?;
     }
     for (prefix, getter) in [
         ("wasi:cli/terminal-stdin", "get-terminal-stdin"),
@@ -242,7 +244,8 @@ fn add_socket_denials(linker: &mut Linker<Guest>, names: &[String]) -> wasmtime:
             Ok((Err::<Resource<Unreachable>, _>(SocketError::AccessDenied),))
         })?;
     }
-    for (prefix, func) in [("wasi:sockets/tcp-create-socket", "create-tcp-socket"), ("wasi:sockets/udp-create-socket", "create-udp-socket")] {
+    for (prefix, func) in [("wasi:sockets/tcp-create-socket", "create-tcp-socket"), ("wasi:sockets/udp-create-socket", "create-udp-socket")]
+    {
         if let Some(mut i) = iface(linker, names, prefix)? {
             i.func_new(func, |_, _, _, results| {
                 if let Some(slot) = results.first_mut() {

@@ -26,7 +26,6 @@ pub const MAX_PAYLOAD: usize = 512 << 20;
 
 /// Frame kinds. Host → guest commands and replies; guest → host requests and answers.
 pub mod kind {
-    pub const BOOTSTRAP: u8 = b'B';
     pub const RUN_SCRIPT: u8 = b'S';
     pub const RUN_PLAN: u8 = b'P';
     pub const DROP_PLAN: u8 = b'D';
@@ -50,7 +49,7 @@ pub mod kind {
 
     /// Whether a host → guest frame of this kind starts a command (rather than answering).
     pub fn is_command(k: u8) -> bool {
-        matches!(k, BOOTSTRAP | RUN_SCRIPT | RUN_PLAN | DROP_PLAN | FIRE | ON_REGISTERED)
+        matches!(k, RUN_SCRIPT | RUN_PLAN | DROP_PLAN | FIRE | ON_REGISTERED)
     }
 }
 
