@@ -66,6 +66,14 @@ class Server:
                 return int(line.split()[1]) * 1024
         return 0
 
+    def pss_bytes(self):
+        """Proportional set size: pages shared between mappings (a wasm guest's copy-on-write
+        memory image, mapped once per instance) counted once, not once per mapping as in RSS."""
+        for line in Path(f"/proc/{self.proc.pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith("Pss:"):
+                return int(line.split()[1]) * 1024
+        return 0
+
     def stop(self):
         if self.proc.poll() is None:
             self.proc.terminate()

@@ -194,11 +194,13 @@ def sessions(server, quick):
     c.delete("go")
     wait = "import time\nGB('ShardsIDReader').map(lambda x: [time.sleep(0.01) for _ in iter(lambda: execute('get', 'go'), '1')]).run()"
     rss1 = settled_rss(server)
+    pss1 = server.pss_bytes()
     for _ in range(held):
         c.execute_command("RG.PYEXECUTE", wait, "UNBLOCKING")
     time.sleep(0.5)
     live = int(c.info("rg").get("rg_live_interpreters", 0))
     per_session = (server.rss_bytes() - rss1) / max(live, 1)
+    pss_per_session = (server.pss_bytes() - pss1) / max(live, 1)
     c.set("go", "1")
     deadline = time.time() + 60
     while time.time() < deadline and any(e[3] != "done" for e in c.execute_command("RG.DUMPEXECUTIONS")):
@@ -208,6 +210,7 @@ def sessions(server, quick):
     return [
         row("session create+run+destroy (RG.PYEXECUTE 'x = 1', mean)", total / n * 1000, None, "ms"),
         row(f"RSS per idle session ({live} held)", per_session / 2**20, None, "MiB"),
+        row(f"PSS per idle session ({live} held)", pss_per_session / 2**20, None, "MiB"),
         row(f"RSS growth per 1000 sessions (measured over {n})", growth / 2**20, None, "MiB"),
     ]
 

@@ -139,9 +139,11 @@ def _step_kind():
 
 _CREATED, _RETURNED, _DONE, _DROPPED = range(4)
 
-# References to a returned future while its record waits and nothing else holds it: the step
-# loop's `out`, settle()'s `out`, _wait()'s `self` and getrefcount's argument.
-_UNREACHABLE = 4
+# References to a returned future while its record waits and nothing else holds it. CPython
+# 3.13 counts the step loop's `out`, settle()'s `out`, _wait()'s `self` and getrefcount's
+# argument; 3.14 (the wasm guest) passes arguments as borrowed references and counts only the
+# step loop's `out` (measured; tests/e2e/test_async_records.py checks both modes).
+_UNREACHABLE = 4 if sys.version_info < (3, 14) else 1
 
 
 class gearsFuture:
@@ -202,6 +204,13 @@ class gearsFuture:
             self._state = _DROPPED
             self._cond.notify_all()
 
+    def _fail_if_unreachable(self, refs):
+        """Nothing but the pipeline holds the future (`refs`, counted by the waiting loop): nobody
+        can ever continue it. It fails, as RedisGears fails a future freed without a continue."""
+        if refs <= _UNREACHABLE:
+            self._state = _DROPPED
+            raise _gearbox.error("Async record did not called continue")
+
     def _wait(self):
         """Wait (as the execution owning the record) until continued; its value, or its error
         raised."""
@@ -211,31 +220,36 @@ class gearsFuture:
                     self._state = _RETURNED
                     self._cond.notify_all()
                 while self._state != _DONE:
-                    # Nothing but the pipeline holds the future: nobody can ever continue it. It
-                    # fails, as RedisGears fails a future freed without a continue.
-                    if sys.getrefcount(self) <= _UNREACHABLE:
-                        self._state = _DROPPED
-                        raise _gearbox.error("Async record did not called continue")
+                    refs = sys.getrefcount(self)  # before the call below puts `self` on the stack
+                    self._fail_if_unreachable(refs)
                     # Short waits: RG.ABORTEXECUTION's exception is seen between them.
                     self._cond.wait(0.05)
         else:
             if self._state == _CREATED:
                 self._state = _RETURNED
-            _drive_until(lambda: self._state == _DONE)
+            while self._state != _DONE:
+                refs = sys.getrefcount(self)
+                self._fail_if_unreachable(refs)
+                _pause()
         if self._error is not None:
             raise self._error
         return self._value
 
 
-def _drive_until(done):
-    """wasm: run the loop until done(); nothing left to run means nothing will ever continue."""
+def _pause(task=None):
+    """wasm (no threads): one slice of a wait. Run the session's loop a moment (until `task` is
+    done, at most 5 ms), then lend the instance to the session's other commands for 5 ms: one of
+    them may continue what this execution waits for."""
     import asyncio
 
     lp = loop()
-    while not done():
-        if not asyncio.all_tasks(lp):
-            raise _gearbox.error("Async record did not called continue")
-        lp.run_until_complete(asyncio.sleep(0.005))
+    if task is not None:
+        lp.run_until_complete(asyncio.wait({task}, timeout=0.005))
+        if task.done():
+            return
+    elif asyncio.all_tasks(lp):
+        lp.run_until_complete(asyncio.sleep(0))
+    _gearbox.pause(5)
 
 
 class _Forwarder:
@@ -304,10 +318,14 @@ def command(op, arg):
 
 
 def _run_coroutine(coro):
+    import asyncio
+
     lp = loop()
     if not _THREADS:
-        return lp.run_until_complete(coro)
-    import asyncio
+        task = lp.create_task(coro)
+        while not task.done():
+            _pause(task)
+        return task.result()
 
     channel = _Forwarder()
     fut = asyncio.run_coroutine_threadsafe(_forwarding(channel, coro), lp)

@@ -9,7 +9,7 @@ until the host closes the channel:
   S run_script(source)   P run_plan(id)   D drop_plan(id)   F fire(handle, record, profile)
   O on_registered(handle)
 While a command runs, host calls are request frames (C call, K read_keys, Q scan_keys, N count_keys, J scan_close, L log, G config_get,
-A atomic_begin, Z atomic_end, X register, T time_event, H command, W async_allowed) answered by an `r` frame. Frame: b"GB", version, kind,
+A atomic_begin, Z atomic_end, X register, T time_event, H command, W async_allowed, Y pause) answered by an `r` frame. Frame: b"GB", version, kind,
 u32 tag, u32 length, then one value in marshal format (version 2: bytes = bulk, str = status, a
 1-tuple holding a str = error), so both directions are encoded and decoded in C. Frames travel
 through the component's `channel` imports (`send`, `recv`), one whole frame per call. Every frame
@@ -73,6 +73,8 @@ _stash = {}
 # Redis lock); any other command arriving during a wait waits here for the top loop.
 _NESTABLE = 1 << 31
 _deferred = []
+# Tags of the commands pausing now (see `pause`).
+_pausing = set()
 
 
 def _send_payload(kind, payload):
@@ -95,17 +97,22 @@ def _recv():
 
 def _reply():
     """Wait for the host's answer to this command's host call, running any command that comes
-    first (nested) and keeping answers meant for outer commands."""
+    first (nested) and keeping answers meant for outer commands. While this command pauses
+    (`pause`), any command of the session may run nested, those deferred before included."""
     mine = _cur[-1]
+    pausing = mine in _pausing
     while True:
         if mine in _stash:
             return _stash.pop(mine)
+        if pausing and _deferred:
+            _dispatch(*_deferred.pop(0))
+            continue
         kind, tag, value = _recv()
         if kind == "r":
             if tag == mine:
                 return value
             _stash[tag] = value
-        elif tag & _NESTABLE:
+        elif pausing or tag & _NESTABLE:
             _dispatch(kind, tag, value)
         else:
             _deferred.append((kind, tag, value))
@@ -249,13 +256,24 @@ def async_allowed():
     return bool(_host("W", None))
 
 
+def pause(ms):
+    """Let the host run other commands of this session, nested, for up to `ms` milliseconds: this
+    command waits for something one of them may bring (an async record's continue)."""
+    mine = _cur[-1]
+    _pausing.add(mine)
+    try:
+        _host("Y", int(ms))
+    finally:
+        _pausing.discard(mine)
+
+
 def command(op, arg):
     if not isinstance(op, str):
         raise TypeError("command(op: str, arg)")
     return _reply_obj(_host("H", [op, _plain(arg)]))
 
 
-for _f in (call, read_keys, scan_keys, count_keys, scan_close, log, config_get, atomic_begin, atomic_end, register, time_event, command, async_allowed):
+for _f in (call, read_keys, scan_keys, count_keys, scan_close, log, config_get, atomic_begin, atomic_end, register, time_event, command, async_allowed, pause):
     setattr(_gb, _f.__name__, _f)
 sys.modules["_gearbox"] = _gb
 

@@ -3,8 +3,9 @@ setFutureException / runCoroutine, isAsyncAllow): a record waits for its corouti
 the execution goes on with the others; the errors RedisGears gives for misuse; sync registrations
 refuse (gearbox does not move them to the background); RG.ABORTEXECUTION stops an execution that
 waits for a future nobody continues; run() inside an execution runs the nested plan and can be
-awaited. wasm mode has no threads: coroutines run on the waiting execution, and a future only a
-thread could continue is reported instead of hanging."""
+awaited. wasm mode has no threads: coroutines run on the waiting execution, which lends the
+instance to the session's other executions and commands while it waits (so one of them can
+continue its future), and a future only a thread could continue is reported instead of hanging."""
 import time
 
 import pytest
@@ -261,6 +262,48 @@ def test_a_future_only_a_thread_can_continue(r, mode):
         assert results == [] and len(errors) == 3, "wasm mode has no threads"
 
 
+WAIT_AND_RELEASE = script("""
+    blocked = []
+    def wait(x):
+        f = gearsFuture()
+        blocked.append(f)
+        return f
+    GB('CommandReader').map(lambda x: x[1]).map(wait).register(trigger='WaitForIt', mode='async_local')
+    def release(x):
+        for f in blocked:
+            f.continueRun('released by ' + x['key'])
+        blocked.clear()
+    GB().foreach(release).register(prefix='go*', mode='async_local', readValue=False)
+""")
+
+
+def test_a_future_continued_by_another_execution(server, r):
+    """RedisGears' main async pattern: a command's record waits for a future, and an execution
+    another event starts (here a write) continues it."""
+    import threading
+
+    assert pyexec(r, WAIT_AND_RELEASE) == "OK"
+    replies = {}
+    waiters = []
+    for name in ("a", "b"):
+        conn = server.client()
+
+        def call(conn=conn, name=name):
+            replies[name] = conn.execute_command("RG.TRIGGER", "WaitForIt", name)
+
+        waiters.append(threading.Thread(target=call))
+        waiters[-1].start()
+    time.sleep(0.3)
+    assert not replies, "the records wait for their futures"
+    assert r.ping()
+    r.set("go1", "x")
+    for t in waiters:
+        t.join(10)
+    assert replies == {"a": ["released by go1"], "b": ["released by go1"]}, replies
+    r.set("canary", "1")
+    assert r.get("canary") == "1"
+
+
 def test_a_future_nobody_can_continue_fails_its_record(r):
     # Returned and held by nothing else: as in RedisGears (a future freed without a continue),
     # the record fails instead of waiting forever.
@@ -272,9 +315,7 @@ def test_a_future_nobody_can_continue_fails_its_record(r):
     assert results == [] and "Async record did not called continue" in errors[0], (results, errors)
 
 
-def test_abort_an_execution_waiting_for_a_future(r, mode):
-    if mode == "wasm":
-        pytest.skip("wasm mode: a future only the guest's own loop could continue fails at once (no threads)")
+def test_abort_an_execution_waiting_for_a_future(r):
     # The future is kept (so something could still continue it): the record waits until aborted.
     code = script(f"""
         kept = []

@@ -20,8 +20,8 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicUsize, Ordering};
 use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender};
-use std::sync::{Arc, Condvar, Mutex};
-use std::time::Instant;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use gearbox_engine::{Host, Value};
 use wasmtime::component::ResourceTable;
@@ -31,6 +31,7 @@ use super::guest_world::SandboxPre;
 use super::hostcalls;
 use super::marshal;
 use super::routes::{Out, Routes};
+use super::turns::{Turn, Turns};
 use super::wire::{self, kind};
 
 /// Why a guest was stopped from outside.
@@ -208,51 +209,6 @@ pub enum Failure {
     Dead(String),
 }
 
-/// Who may send a command now: one owner at a time, and inline commands nested inside it. An
-/// owner also waits for nested commands to end: a command sent while one is nested would be
-/// taken by the guest as nested inside it, and could then wait for the Redis lock that the
-/// nested command's thread holds.
-#[derive(Default)]
-struct Turns {
-    state: Mutex<(bool, usize)>,
-    freed: Condvar,
-}
-
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Turn {
-    Owner,
-    Nested,
-}
-
-impl Turns {
-    fn take(&self, inline: bool) -> Turn {
-        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        if inline && (st.0 || st.1 > 0) {
-            st.1 += 1;
-            return Turn::Nested;
-        }
-        while st.0 || st.1 > 0 {
-            st = self.freed.wait(st).unwrap_or_else(|e| e.into_inner());
-        }
-        st.0 = true;
-        Turn::Owner
-    }
-
-    fn give(&self, turn: Turn) {
-        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        match turn {
-            Turn::Owner => st.0 = false,
-            Turn::Nested => st.1 -= 1,
-        }
-        drop(st);
-        self.freed.notify_all();
-    }
-
-    fn idle(&self) -> bool {
-        *self.state.lock().unwrap_or_else(|e| e.into_inner()) == (false, 0)
-    }
-}
-
 enum Ended {
     Answer(Value),
     Withdrawn,
@@ -397,6 +353,14 @@ impl Instance {
                     }
                 }
                 Out::Frame(kind::LOG, value) => hostcalls::log(host, &value),
+                Out::Frame(kind::PAUSE, value) => {
+                    // The guest waits for another command of its session: lend it the instance.
+                    let ms = if let Value::Int(ms) = value { ms.clamp(0, 100) as u64 } else { 0 };
+                    self.turns.pause(Duration::from_millis(ms));
+                    if let Err(e) = self.send(wire::frame(kind::REPLY, tag, &Value::Nil)) {
+                        return Ended::Dead(e);
+                    }
+                }
                 Out::Frame(k, value) => {
                     let reply = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| hostcalls::serve(host, k, &value)))
                         .unwrap_or_else(|_| marshal::value(&Value::Error("gearbox: internal error (panic) in a host call".into())));

@@ -25,6 +25,7 @@ mod marshal;
 mod measure;
 mod pool;
 mod routes;
+mod turns;
 mod wasi;
 mod wire;
 

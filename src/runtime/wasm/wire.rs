@@ -46,6 +46,9 @@ pub mod kind {
     pub const TIME_EVENT: u8 = b'T';
     pub const COMMAND: u8 = b'H';
     pub const ASYNC_ALLOWED: u8 = b'W';
+    /// The guest waits (for an async record another command may continue): for the given
+    /// milliseconds, other commands of its session may run nested (`turns.rs`).
+    pub const PAUSE: u8 = b'Y';
 
     /// Whether a host → guest frame of this kind starts a command (rather than answering).
     pub fn is_command(k: u8) -> bool {
