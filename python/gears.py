@@ -432,6 +432,12 @@ def _end_session():
         atexit._clear()
 
 
+def _profile(request):
+    """RG.PYPROFILE, run by the host: request is [op, order] (see gears_pipeline.profile_request)."""
+    op, order = request
+    return _pipeline.profile_request(op, order)
+
+
 def _run_script(source):
     """Run a script's top level (source text, or a code object the host compiled already).
     None: nothing to run; ("run", plan, steps); ("error", text)."""

@@ -341,11 +341,84 @@ class _Timer:
         return int(self.seconds * 1000)
 
 
+class _SessionProfile:
+    """The cProfile data of this session's profiled plans (ProfileExecutions 1), for
+    RG.PYPROFILE: one profiler, on while any profiled plan runs (it covers every thread)."""
+
+    profiler = None
+    running = 0
+
+
+def _profile_on():
+    """Start (or keep) the session's profiler; False if another profiler (the script's own) is on."""
+    import cProfile
+
+    p = _SessionProfile
+    if p.profiler is None:
+        p.profiler = cProfile.Profile()
+    if p.running == 0:
+        try:
+            p.profiler.enable()
+        except ValueError:
+            return False
+    p.running += 1
+    return True
+
+
+def _profile_off():
+    p = _SessionProfile
+    p.running -= 1
+    if p.running == 0:
+        p.profiler.disable()
+
+
+def profile_request(op, order):
+    """RG.PYPROFILE: "stats" answers the pstats text of what was collected (None: nothing);
+    "reset" forgets it."""
+    import io
+    import pstats
+
+    p = _SessionProfile
+    if op == "reset":
+        if p.profiler is not None and p.running:
+            import cProfile
+
+            p.profiler.disable()
+            p.profiler = cProfile.Profile()  # the plans still running go on into a fresh one
+            p.profiler.enable()
+        else:
+            p.profiler = None
+        return None
+    if p.profiler is None:
+        return None
+    out = io.StringIO()
+    stats = pstats.Stats(p.profiler, stream=out)  # this stops the profiler...
+    if p.running:
+        p.profiler.enable()  # ...for plans still running
+    if not stats.stats:
+        return None
+    stats.sort_stats(order or "tottime")
+    stats.print_stats()
+    stats.print_callers()
+    stats.print_callees()
+    return out.getvalue()
+
+
 def run_plan(reader, steps, profile=False):
     """Run a plan; returns (results, errors, step_ms) for the host. `reader()` gives the records
     (a list, for an event's records, is taken as it is: it cannot fail), `steps` is a list of
     (name, args); step_ms has the reader's time first, then each step's (all zero unless
-    `profile`). The unprofiled path makes no timers: a sync trigger runs this for every call."""
+    `profile`, which also runs the plan under the session's profiler). The unprofiled path makes
+    no timers: a sync trigger runs this for every call."""
+    if not (profile and _profile_on()):
+        return _run_plan(reader, steps, profile)
+    try:
+        return _run_plan(reader, steps, profile)
+    finally:
+        _profile_off()
+
+
+def _run_plan(reader, steps, profile):
     errors = []
     results = []
     timers = [_Timer() for _ in range(len(steps) + 1)] if profile else None

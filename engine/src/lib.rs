@@ -28,7 +28,9 @@ pub mod watchdog;
 
 pub use engine::Engine;
 pub use execution::{Execution, ExecutionStatus, Outcome};
-pub use port::{CommandRequest, Host, Interpreter, InterruptHandle, Job, KeyRecord, KeyValue, LogLevel, RunControl, Runtime, StepInfo};
+pub use port::{
+    CommandRequest, Host, Interpreter, InterruptHandle, Job, KeyRecord, KeyValue, LogLevel, ProfileRequest, RunControl, Runtime, StepInfo,
+};
 pub use registration::{Mode, ReaderKind, Registration, RegistrationSpec};
 pub use registrations::RegistrationRegistry;
 pub use runtime_policy::{RuntimeKind, RuntimePolicy};

@@ -237,11 +237,34 @@ pub trait Interpreter: Send + Sync {
     /// Run registration `handle`'s `onRegistered` callback on this thread (which holds the
     /// Redis lock); `Err` is the formatted exception.
     fn on_registered(&self, handle: i64, timeout: Duration) -> Result<(), String>;
+    /// RG.PYPROFILE on this thread (which holds the Redis lock): `Stats(order)` answers the
+    /// session's cProfile data as pstats text (None: there is none), `Reset` forgets it. `Err`
+    /// is the formatted exception.
+    fn profile(&self, request: &ProfileRequest, timeout: Duration) -> Result<Option<String>, String>;
     /// Which runtime made it.
     fn runtime(&self) -> crate::RuntimeKind;
     /// Bytes this interpreter holds now (native: counted allocations; wasm: linear memory).
     fn memory_bytes(&self) -> u64 {
         0
+    }
+}
+
+/// What RG.PYPROFILE asks of a session's interpreter.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ProfileRequest {
+    /// The collected statistics, ordered by this pstats sort key (`tottime` by default).
+    Stats(String),
+    Reset,
+}
+
+impl ProfileRequest {
+    /// The request as the runtimes hand it to gears.py's `_profile`: `[op, order]`.
+    pub fn to_value(&self) -> crate::Value {
+        let (op, order) = match self {
+            ProfileRequest::Stats(order) => ("stats", order.as_str()),
+            ProfileRequest::Reset => ("reset", ""),
+        };
+        crate::Value::Array(vec![crate::Value::bulk(op), crate::Value::bulk(order)])
     }
 }
 

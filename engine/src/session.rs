@@ -128,6 +128,14 @@ impl SessionRegistry {
         all.iter().filter_map(Weak::upgrade).filter(|s| s.is(owner, id) && !s.is_dead()).collect()
     }
 
+    /// A live (not replaced) session `id` whose owner `visible` accepts (the caller's own, or any
+    /// for an administrator).
+    pub fn find_visible(&self, id: &str, visible: impl Fn(Option<&str>) -> bool) -> Option<Arc<Session>> {
+        let mut all = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
+        all.retain(|w| w.strong_count() > 0);
+        all.iter().filter_map(Weak::upgrade).find(|s| s.id == id && !s.is_dead() && visible(s.owner.as_deref()))
+    }
+
     /// Whether `owner` has a live (not replaced) session with this id.
     pub fn contains(&self, owner: Option<&str>, id: &str) -> bool {
         self.summaries().iter().any(|s| s.id == id && s.owner.as_deref() == owner && !s.dead)
@@ -171,6 +179,9 @@ pub(crate) mod tests {
         }
         fn on_registered(&self, _: i64, _: Duration) -> Result<(), String> {
             Ok(())
+        }
+        fn profile(&self, _: &crate::ProfileRequest, _: Duration) -> Result<Option<String>, String> {
+            Ok(None)
         }
     }
 

@@ -99,6 +99,7 @@ entry_point!(c_configset, config::config_set);
 entry_point!(c_pydumpsessions, sessions::dump_sessions);
 entry_point!(c_pystats, sessions::py_stats);
 entry_point!(c_pydumpreqs, sessions::dump_requirements);
+entry_point!(c_pyprofile, sessions::py_profile);
 entry_point!(c_infocluster, misc::info_cluster);
 entry_point!(c_refreshcluster, misc::ok);
 entry_point!(c_networktest, misc::ok);
@@ -143,6 +144,7 @@ pub const COMMANDS: &[(&str, Entry, &str, &str)] = &[
     ("rg.pydumpsessions", c_pydumpsessions, USER, ""),
     ("rg.pystats", c_pystats, USER, ""),
     ("rg.pydumpreqs", c_pydumpreqs, USER, ""),
+    ("rg.pyprofile", c_pyprofile, USER, ""),
     ("rg.infocluster", c_infocluster, USER, ""),
     ("rg.refreshcluster", c_refreshcluster, ADMIN, "admin dangerous"),
     ("rg.networktest", c_networktest, ADMIN, "admin dangerous"),

@@ -1,8 +1,9 @@
-//! Session and interpreter commands: RG.PYDUMPSESSIONS, RG.PYSTATS, RG.PYDUMPREQS.
+//! Session and interpreter commands: RG.PYDUMPSESSIONS, RG.PYSTATS, RG.PYDUMPREQS,
+//! RG.PYPROFILE.
 
 use gearbox_engine::errors::EngineError;
 use gearbox_engine::session::SessionSummary;
-use gearbox_engine::Value;
+use gearbox_engine::{ProfileRequest, Value};
 
 use super::viewer::Viewer;
 use super::{registrations, text, Reply};
@@ -101,4 +102,31 @@ pub fn py_stats(_: Ctx, _: &[Vec<u8>]) -> Reply {
 /// RG.PYDUMPREQS: gearbox installs no requirements yet, so the list is empty.
 pub fn dump_requirements(_: Ctx, _: &[Vec<u8>]) -> Reply {
     Reply::Value(Value::Array(Vec::new()))
+}
+
+/// RG.PYPROFILE STATS <session> [order] | RESET <session>: the cProfile data a session's profiled
+/// plans collected (ProfileExecutions 1) as pstats text, ordered by a pstats sort key (`tottime`
+/// by default), or forget it. Another owner's session answers as an unknown one.
+pub fn py_profile(ctx: Ctx, args: &[Vec<u8>]) -> Reply {
+    if args.len() < 3 {
+        return Reply::WrongArity;
+    }
+    let request = match (text(&args[1]).to_ascii_uppercase().as_str(), args.len()) {
+        ("STATS", 3) => ProfileRequest::Stats("tottime".into()),
+        ("STATS", 4) => ProfileRequest::Stats(text(&args[3])),
+        ("RESET", 3) => ProfileRequest::Reset,
+        _ => return Reply::error("Wrong subcommand given to RG.PYPROFILE"),
+    };
+    let viewer = Viewer::of(ctx);
+    let id = text(&args[2]);
+    let Some(session) = gearbox::get().engine.sessions.find_visible(&id, |owner| viewer.sees(owner)) else {
+        return Reply::error("session does not exists");
+    };
+    let timeout = gearbox::get().config().script_timeout();
+    match (session.interpreter().profile(&request, timeout), &request) {
+        (Err(e), _) => Reply::error(e),
+        (Ok(_), ProfileRequest::Reset) => Reply::ok(),
+        (Ok(Some(stats)), _) => Reply::Value(Value::bulk(stats)),
+        (Ok(None), _) => Reply::error(format!("no profile information for session {id} (ProfileExecutions is 0, or it was reset)")),
+    }
 }

@@ -208,6 +208,26 @@ pub fn on_registered(_py: &Attached, handle: i64) -> Result<(), String> {
     }
 }
 
+/// RG.PYPROFILE's request to gears.py's `_profile`, attached on this thread: the pstats text, or
+/// None when there is none (and for a reset).
+pub fn profile(_py: &Attached, request: &Value) -> Result<Option<String>, String> {
+    let py = _py.py();
+    // SAFETY: attached (proof `_py`). Every new reference made here is released.
+    unsafe {
+        let f = gears_function(py, c"_profile")?;
+        let arg = convert::reply_to_py(py, request);
+        let result = ffi::PyObject_CallOneArg(f, arg);
+        ffi::Py_DecRef(arg);
+        ffi::Py_DecRef(f);
+        if result.is_null() {
+            return Err(cpython::take_error_text());
+        }
+        let out = if result == ffi::Py_None() { None } else { Some(utf8_of(result).unwrap_or_default()) };
+        ffi::Py_DecRef(result);
+        Ok(out)
+    }
+}
+
 impl Job for NativeJob {
     fn steps(&self) -> Vec<StepInfo> {
         match &self.work {

@@ -30,7 +30,7 @@ use std::time::Duration;
 
 use gearbox_engine::errors;
 use gearbox_engine::port::ScriptOutcome;
-use gearbox_engine::{Host, Interpreter, Job, Runtime, Value};
+use gearbox_engine::{Host, Interpreter, Job, ProfileRequest, Runtime, Value};
 use pyo3_ffi as ffi;
 
 use cpython::{Attached, InterpPtr};
@@ -327,6 +327,26 @@ struct NativeInterpreter {
     watchdog: Watchdog,
 }
 
+impl NativeInterpreter {
+    /// Run `f` attached to this interpreter on this thread (which holds the Redis lock), stopped
+    /// by ScriptTimeoutMS like top-level code.
+    fn attached_call<T>(&self, timeout: Duration, f: impl FnOnce(&cpython::Attached) -> Result<T, String>) -> Result<T, String> {
+        let py = cpython::attach(self.core.interp);
+        let active = Arc::new(Mutex::new(true));
+        let fired = Arc::new(AtomicUsize::new(0));
+        let interrupter = self.core.interrupter(py.thread_ident(), self.core.timeout_exception, active.clone(), true, fired.clone());
+        let armed = self.watchdog.arm(timeout, interrupter);
+        let outcome = f(&py);
+        deactivate(&active);
+        drop(armed);
+        drop(py);
+        match outcome {
+            Err(_) if fired.load(Ordering::SeqCst) > 0 => Err(errors::script_timeout(timeout.as_millis())),
+            other => other,
+        }
+    }
+}
+
 impl Interpreter for NativeInterpreter {
     fn run_script(&self, source: &str, timeout: Duration) -> Result<ScriptOutcome, String> {
         // Compiling in the main interpreter, which has built its AST types once, spares each new
@@ -360,19 +380,11 @@ impl Interpreter for NativeInterpreter {
     }
 
     fn on_registered(&self, handle: i64, timeout: Duration) -> Result<(), String> {
-        let py = cpython::attach(self.core.interp);
-        let active = Arc::new(Mutex::new(true));
-        let fired = Arc::new(AtomicUsize::new(0));
-        let interrupter = self.core.interrupter(py.thread_ident(), self.core.timeout_exception, active.clone(), true, fired.clone());
-        let armed = self.watchdog.arm(timeout, interrupter);
-        let outcome = job::on_registered(&py, handle);
-        deactivate(&active);
-        drop(armed);
-        drop(py);
-        match outcome {
-            Err(_) if fired.load(Ordering::SeqCst) > 0 => Err(errors::script_timeout(timeout.as_millis())),
-            other => other,
-        }
+        self.attached_call(timeout, |py| job::on_registered(py, handle))
+    }
+
+    fn profile(&self, request: &ProfileRequest, timeout: Duration) -> Result<Option<String>, String> {
+        self.attached_call(timeout, |py| job::profile(py, &request.to_value()))
     }
 
     fn runtime(&self) -> gearbox_engine::RuntimeKind {

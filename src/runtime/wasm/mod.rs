@@ -34,7 +34,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use gearbox_engine::port::ScriptOutcome;
-use gearbox_engine::{errors, Host, Interpreter, Job, Outcome, RunControl, Runtime, StepInfo, Value};
+use gearbox_engine::{errors, Host, Interpreter, Job, Outcome, ProfileRequest, RunControl, Runtime, StepInfo, Value};
 use wasmtime::component::{HasSelf, Linker};
 use wasmtime::Engine;
 
@@ -205,6 +205,17 @@ impl Interpreter for WasmInterpreter {
         match s.instance.command(kind::ON_REGISTERED, &Value::Int(handle), Some(&s.host), Some(Instant::now() + timeout), true) {
             Ok(Value::Nil) => Ok(()),
             Ok(other) => Err(wire::text_of(&other)),
+            Err(Failure::Stopped(_)) => Err(errors::script_timeout(timeout.as_millis())),
+            Err(Failure::Dead(reason)) => Err(dead_text(&reason)),
+        }
+    }
+
+    fn profile(&self, request: &ProfileRequest, timeout: Duration) -> Result<Option<String>, String> {
+        let s = &self.session;
+        match s.instance.command(kind::PROFILE, &request.to_value(), Some(&s.host), Some(Instant::now() + timeout), true) {
+            Ok(Value::Nil) => Ok(None),
+            Ok(Value::Error(text)) => Err(text),
+            Ok(stats) => Ok(Some(wire::text_of(&stats))),
             Err(Failure::Stopped(_)) => Err(errors::script_timeout(timeout.as_millis())),
             Err(Failure::Dead(reason)) => Err(dead_text(&reason)),
         }

@@ -31,6 +31,7 @@ pub mod kind {
     pub const DROP_PLAN: u8 = b'D';
     pub const FIRE: u8 = b'F';
     pub const ON_REGISTERED: u8 = b'O';
+    pub const PROFILE: u8 = b'M';
     pub const REPLY: u8 = b'r';
     pub const RESULT: u8 = b'R';
     pub const CALL: u8 = b'C';
@@ -52,7 +53,7 @@ pub mod kind {
 
     /// Whether a host → guest frame of this kind starts a command (rather than answering).
     pub fn is_command(k: u8) -> bool {
-        matches!(k, RUN_SCRIPT | RUN_PLAN | DROP_PLAN | FIRE | ON_REGISTERED)
+        matches!(k, RUN_SCRIPT | RUN_PLAN | DROP_PLAN | FIRE | ON_REGISTERED | PROFILE)
     }
 }
 
