@@ -4,6 +4,7 @@
 //! is `engine/src/runtime_policy.rs`).
 
 pub mod native;
+mod settle;
 #[cfg(feature = "wasm")]
 pub mod wasm;
 

@@ -16,6 +16,7 @@ use gearbox_engine::{Host, LogLevel};
 
 use super::cpython::{self, InterpPtr};
 use super::{arenas, bootstrap, memory_ledger, scratch, teardown, ObjPtr, Sources};
+use crate::runtime::settle::settle_after;
 use gearbox_engine::watchdog::Watchdog;
 
 /// A bootstrapped interpreter that no session owns yet.
@@ -62,22 +63,6 @@ impl InterpreterPool {
 
     pub fn ready(&self) -> usize {
         self.shared.ready.lock().unwrap_or_else(|e| e.into_inner()).len()
-    }
-}
-
-/// How long a background thread (the pool thread, the reaper) woken after a quiet spell waits
-/// before working, so the command that woke it finishes first. Woken by Redis' main thread, the
-/// pool thread was run on the main thread's core at once and kept it for the whole ~2 ms of
-/// creating an interpreter while the command's reply waited: spaced `RG.PYEXECUTE 'x = 1'` took
-/// 2.5-3 ms, ~0.65 ms with the pause. Under steady load (woken again within `QUIET`) there is
-/// no pause: it would only slow the refill down.
-const SETTLE: Duration = Duration::from_millis(2);
-const QUIET: Duration = Duration::from_millis(10);
-
-/// Called right after a wait that began at `since`.
-fn settle_after(since: Instant) {
-    if since.elapsed() >= QUIET {
-        std::thread::sleep(SETTLE);
     }
 }
 

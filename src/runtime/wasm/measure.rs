@@ -113,7 +113,7 @@ fn measure_instances() {
     drop(interp);
 
     let before = rss_kib();
-    let idle: Vec<_> = (0..10).map(|_| shared.new_instance().expect("instance")).collect();
+    let idle: Vec<_> = (0..10).map(|_| shared.new_instance(true).expect("instance")).collect();
     std::thread::sleep(std::time::Duration::from_millis(200));
     println!("RSS per parked (idle) instance: {} KiB", (rss_kib() - before) / idle.len() as u64);
 }

@@ -47,12 +47,14 @@ impl Pool {
 
     fn refill<F: Fn() -> Result<Arc<Instance>, String>>(&self, make: F) {
         loop {
+            let since = std::time::Instant::now();
             {
                 let mut ready = self.ready.lock().unwrap_or_else(|e| e.into_inner());
                 while ready.len() >= self.size {
                     ready = self.wake.wait(ready).unwrap_or_else(|e| e.into_inner());
                 }
             }
+            crate::runtime::settle::settle_after(since);
             match std::panic::catch_unwind(std::panic::AssertUnwindSafe(&make)) {
                 Ok(Ok(instance)) => self.ready.lock().unwrap_or_else(|e| e.into_inner()).push_back(instance),
                 Ok(Err(e)) => {
