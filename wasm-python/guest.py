@@ -454,6 +454,32 @@ def _waiting_locks():
 _waiting_locks()
 
 
+def _lending_sleep():
+    """time.sleep in an execution that may wait (its thread does not hold the Redis lock) lends
+    the instance to the session's other commands while it sleeps, as a sleeping thread lets the
+    others run in native mode; elsewhere (top level, sync registrations, atomic blocks) it is the
+    plain interruptible sleep."""
+    import time
+
+    plain, monotonic = time.sleep, time.monotonic
+
+    def sleep(secs):
+        if not _cur[-1] or not (secs > 0.001) or not async_allowed():
+            return plain(secs)
+        end = monotonic() + secs
+        while True:
+            left = end - monotonic()
+            if left <= 0.001:
+                return plain(max(left, 0))
+            pause(min(left, 0.1) * 1000)
+
+    sleep.__doc__ = plain.__doc__
+    time.sleep = sleep
+
+
+_lending_sleep()
+
+
 class WitWorld(wit_world.WitWorld):
     def serve(self) -> None:
         try:

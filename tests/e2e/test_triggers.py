@@ -199,3 +199,31 @@ def test_unregistered_trigger_is_gone_and_name_reusable(r):
     assert "subcommand not found" in trigger_error(r, "t1")
     register(r, "GB('CommandReader').map(lambda x: 'again').register(trigger='t1')")
     assert trigger(r, "t1") == ["again"]
+
+
+ORDER_SCRIPT = script("""
+    import time
+    def slow_if_x(x):
+        if x[2] == 'x':
+            time.sleep(0.5)
+    GB('CommandReader').foreach(slow_if_x).map(lambda x: execute('rpush', x[1], x[2])).register(trigger='in_order', mode='async_local', inorder=True)
+    GB('CommandReader').foreach(slow_if_x).map(lambda x: execute('rpush', x[1], x[2])).register(trigger='any_order', mode='async_local')
+""")
+
+
+@pytest.mark.parametrize("trigger_name, expected", [("any_order", ["y", "x"]), ("in_order", ["x", "y"])])
+def test_a_sleeping_execution_holds_back_the_next_one_only_in_order(server, r, trigger_name, expected):
+    """While an async registration's execution sleeps, the next trigger's execution runs and
+    finishes first (native: on another thread; wasm: the sleep lends the session's instance),
+    unless the registration is `inorder`."""
+    import threading
+    import time
+
+    assert r.execute_command("RG.PYEXECUTE", ORDER_SCRIPT) == "OK"
+    key = f"list:{trigger_name}"
+    first = threading.Thread(target=lambda: server.client().execute_command("RG.TRIGGER", trigger_name, key, "x"))
+    first.start()
+    time.sleep(0.1)
+    server.client().execute_command("RG.TRIGGER", trigger_name, key, "y")
+    first.join(10)
+    assert r.lrange(key, 0, -1) == expected
