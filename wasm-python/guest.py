@@ -455,16 +455,16 @@ _waiting_locks()
 
 
 def _lending_sleep():
-    """time.sleep in an execution that may wait (its thread does not hold the Redis lock) lends
-    the instance to the session's other commands while it sleeps, as a sleeping thread lets the
-    others run in native mode; elsewhere (top level, sync registrations, atomic blocks) it is the
-    plain interruptible sleep."""
+    """time.sleep in a command lends the instance to the session's other commands while it
+    sleeps, as a sleeping thread lets the others run in native mode. The host lends it only when
+    the command's thread does not hold the Redis lock; elsewhere (top level, sync registrations,
+    atomic blocks) a pause is the plain interruptible sleep."""
     import time
 
     plain, monotonic = time.sleep, time.monotonic
 
     def sleep(secs):
-        if not _cur[-1] or not (secs > 0.001) or not async_allowed():
+        if not _cur[-1] or not (secs > 0.001):
             return plain(secs)
         end = monotonic() + secs
         while True:

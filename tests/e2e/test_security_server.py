@@ -8,7 +8,7 @@ import time
 import pytest
 import redis
 
-from gb_helpers import pyexec, pyexec_error, run
+from gb_helpers import pyexec, pyexec_error, run, script, wait_until
 from security_helpers import assert_healthy, error_of, make_tenants
 
 
@@ -315,3 +315,28 @@ def test_writes_on_a_read_only_replica_are_refused(gears, server, r):
     assert "READONLY" in err or "read only" in err.lower(), err
     assert rc.get("k") is None
     assert replica.alive() and rc.ping()
+
+
+def test_a_sync_registration_cannot_lend_its_instance_while_it_holds_redis(server, r):
+    """wasm's pause (an execution waiting for an async record lends its session's instance to the
+    session's other commands) is refused to a command whose thread holds the Redis lock: a sync
+    registration calling it while its own write queues an async execution of the same session
+    would let that execution in, which would then wait for the lock the sync one holds, forever.
+    Native mode has no pause; the same script sleeps there."""
+    make_tenants(server, r)
+    code = script("""
+        import time
+        import _gearbox
+        GB().foreach(lambda rec: execute('set', 'b:seen', rec['key'])).register(prefix='b:in*', mode='async_local')
+        def pauser(x):
+            execute('set', 'b:in1', 'x')
+            for _ in range(3):
+                getattr(_gearbox, 'pause', lambda ms: time.sleep(ms / 1000))(100)
+            return 'paused'
+        GB('CommandReader').map(pauser).register(trigger='pauser', mode='sync')
+    """)
+    bob = server.client(username="bob", password="bobpw")
+    assert bob.execute_command("RG.PYEXECUTE", code) == "OK"
+    assert bob.execute_command("RG.TRIGGER", "pauser") == ["paused"]
+    assert_healthy(server, r)
+    wait_until(lambda: bob.get("b:seen") == "b:in1", what="the async execution ran after the sync one")

@@ -354,9 +354,15 @@ impl Instance {
                 }
                 Out::Frame(kind::LOG, value) => hostcalls::log(host, &value),
                 Out::Frame(kind::PAUSE, value) => {
-                    // The guest waits for another command of its session: lend it the instance.
-                    let ms = if let Value::Int(ms) = value { ms.clamp(0, 100) as u64 } else { 0 };
-                    self.turns.pause(Duration::from_millis(ms));
+                    // The guest waits for another command of its session: lend it the instance,
+                    // unless this thread holds the Redis lock (a nested command that needs the
+                    // lock would then wait forever); then it is a plain sleep.
+                    let period = Duration::from_millis(if let Value::Int(ms) = value { ms.clamp(0, 100) as u64 } else { 0 });
+                    if host.is_some_and(|h| h.may_wait_for_lock()) {
+                        self.turns.pause(period);
+                    } else {
+                        std::thread::sleep(period);
+                    }
                     if let Err(e) = self.send(wire::frame(kind::REPLY, tag, &Value::Nil)) {
                         return Ended::Dead(e);
                     }
