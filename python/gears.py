@@ -16,6 +16,7 @@ import gears_async as _async
 import gears_events as _events
 import gears_pipeline as _pipeline
 from gears_pipeline import flat_error
+from gears_requirements import use as _use_requirements  # noqa: F401 (the host calls it)
 
 
 class _LogStream:

@@ -53,6 +53,8 @@ const NUMERIC: &[NumericSpec] = &[
     NumericSpec { name: "MaxRegistrationsPerUser", default: 1000, min: 1, runtime: true },
     NumericSpec { name: "MaxTimeEventsPerUser", default: 1000, min: 1, runtime: true },
     NumericSpec { name: "MaxUnblockingExecutionsPerUser", default: 100, min: 1, runtime: true },
+    // gearbox's own: how long one REQUIREMENTS install (pip download + install) may take.
+    NumericSpec { name: "RequirementsInstallTimeoutMS", default: 300000, min: 1000, runtime: true },
 ];
 
 const STRINGS: &[(&str, &str)] = &[
@@ -64,6 +66,12 @@ const STRINGS: &[(&str, &str)] = &[
     // The runtime policy: ACL users (comma-separated) whose sessions may run natively; when set,
     // both runtimes run and everyone else's sessions run in wasm (`engine/src/runtime_policy.rs`).
     ("NativeUsers", ""),
+    // REQUIREMENTS (src/host/pip.rs): where installs live (empty: `gearbox-requirements` in the
+    // directory Redis runs in, fixed at load), the package index pip uses (`none`: no index),
+    // and an optional directory or page of wheels pip looks in too (`--find-links`).
+    ("RequirementsDir", ""),
+    ("RequirementsIndexUrl", "https://pypi.org/simple"),
+    ("RequirementsFindLinks", ""),
 ];
 
 /// What RG.CONFIGGET answers for one name.
@@ -241,6 +249,22 @@ impl Config {
     pub fn runtime_policy(&self) -> Result<RuntimePolicy, String> {
         let users = string_index("NativeUsers", true).map(|i| self.strings[i].as_str()).unwrap_or("");
         RuntimePolicy::new(self.mode, users)
+    }
+
+    /// A string parameter by its exact name ("" for an unknown one).
+    pub fn text(&self, name: &str) -> &str {
+        string_index(name, true).map(|i| self.strings[i].as_str()).unwrap_or("")
+    }
+
+    /// Fix an empty RequirementsDir to `gearbox-requirements` in the directory Redis runs in now
+    /// (at load), so a later `CONFIG SET dir` does not move the installs.
+    pub fn settle_requirements_dir(&mut self) {
+        if let Some(i) = string_index("RequirementsDir", true) {
+            if self.strings[i].is_empty() {
+                let cwd = std::env::current_dir().unwrap_or_else(|_| std::path::PathBuf::from("."));
+                self.strings[i] = cwd.join("gearbox-requirements").to_string_lossy().into_owned();
+            }
+        }
     }
 
     pub fn interpreter_pool_size(&self) -> usize {

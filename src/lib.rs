@@ -30,7 +30,8 @@ fn load(ctx: Ctx, argv: *mut *mut raw::RedisModuleString, argc: c_int) -> Result
         .into_iter()
         .map(|a| String::from_utf8(a).map_err(|_| "module arguments must be UTF-8".to_string()))
         .collect::<Result<_, _>>()?;
-    let config = config::Config::from_load_args(&args)?;
+    let mut config = config::Config::from_load_args(&args)?;
+    config.settle_requirements_dir();
     redis_ffi::init_globals(ctx);
     let runtimes = runtime::Runtimes::start(&config)?;
     let engine = Engine::new(config.execution_threads()).map_err(|e| format!("could not start the execution threads: {e}"))?;

@@ -7,7 +7,7 @@ It provides `_gearbox` (the host functions gears.py uses, same API as the native
 then, in the `serve` export the host calls once per instance, serves the host's command frames
 until the host closes the channel:
   S run_script(source)   P run_plan(id)   D drop_plan(id)   F fire(handle, record, profile)
-  O on_registered(handle)   M profile([op, order])
+  O on_registered(handle)   M profile([op, order])   U use_requirements(roots)
 While a command runs, host calls are request frames (C call, K read_keys, Q scan_keys, N count_keys, J scan_close, L log, G config_get,
 A atomic_begin, Z atomic_end, X register, T time_event, H command, W async_allowed, Y pause) answered by an `r` frame. Frame: b"GB", version, kind,
 u32 tag, u32 length, then one value in marshal format (version 2: bytes = bulk, str = status, a
@@ -346,6 +346,12 @@ def _run(kind, arg):
     if kind == "D":
         _plans.pop(arg, None)
         return None
+    if kind == "U":
+        try:
+            sys.modules["gears"]._use_requirements(arg)
+            return None
+        except BaseException as e:
+            return _str(e)
     if kind == "M":
         try:
             return sys.modules["gears"]._profile(_reply_obj(arg))

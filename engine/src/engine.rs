@@ -19,6 +19,7 @@ pub struct Engine {
     pub executions: Arc<ExecutionRegistry>,
     pub sessions: SessionRegistry,
     pub registrations: RegistrationRegistry,
+    pub requirements: crate::requirements::RequirementRegistry,
     pool: Arc<Pool>,
 }
 
@@ -29,6 +30,7 @@ impl Engine {
             executions: Arc::new(ExecutionRegistry::default()),
             sessions: SessionRegistry::default(),
             registrations: RegistrationRegistry::new(STANDALONE_SHARD_ID),
+            requirements: Default::default(),
             pool: Arc::new(Pool::new(execution_threads, "gearbox-exec")?),
         })
     }

@@ -19,6 +19,7 @@ pub mod pool;
 pub mod port;
 pub mod registration;
 pub mod registrations;
+pub mod requirements;
 pub mod runtime_policy;
 pub mod script_calls;
 pub mod session;

@@ -34,16 +34,23 @@ impl SavedSession {
             self.recipe.user.clone().map(Value::bulk).unwrap_or(Value::Nil),
             Value::Array(self.registrations.iter().map(|(h, id)| Value::Array(vec![Value::Int(*h), Value::bulk(id.clone())])).collect()),
             self.recipe.runtime.map(|k| Value::bulk(k.as_str())).unwrap_or(Value::Nil),
+            Value::bulks(self.recipe.requirements.iter().map(|r| r.as_bytes().to_vec())),
         ])
     }
 
     fn from_value(v: &Value) -> Result<SavedSession, String> {
         let Value::Array(parts) = v else { return Err("a saved session is not an array".into()) };
-        // The runtime (7th) came later: sessions saved before it have six parts.
-        let (id, desc, source, journal, user, regs, runtime) = match parts.as_slice() {
-            [id, desc, source, Value::Array(journal), user, Value::Array(regs)] => (id, desc, source, journal, user, regs, &Value::Nil),
+        // The runtime (7th) and the requirements (8th) came later: older sessions have fewer parts.
+        let none: &[Value] = &[];
+        let (id, desc, source, journal, user, regs, runtime, reqs) = match parts.as_slice() {
+            [id, desc, source, Value::Array(journal), user, Value::Array(regs)] => {
+                (id, desc, source, journal, user, regs, &Value::Nil, none)
+            }
             [id, desc, source, Value::Array(journal), user, Value::Array(regs), runtime] => {
-                (id, desc, source, journal, user, regs, runtime)
+                (id, desc, source, journal, user, regs, runtime, none)
+            }
+            [id, desc, source, Value::Array(journal), user, Value::Array(regs), runtime, Value::Array(reqs)] => {
+                (id, desc, source, journal, user, regs, runtime, reqs.as_slice())
             }
             _ => return Err("a saved session has the wrong shape".into()),
         };
@@ -55,7 +62,13 @@ impl SavedSession {
         Ok(SavedSession {
             id: text_of(id),
             description: opt(desc),
-            recipe: Recipe { source: text_of(source), journal: journal.clone(), user: opt(user), runtime },
+            recipe: Recipe {
+                source: text_of(source),
+                journal: journal.clone(),
+                user: opt(user),
+                runtime,
+                requirements: reqs.iter().map(text_of).collect(),
+            },
             registrations: regs
                 .iter()
                 .map(|r| match r {
@@ -115,6 +128,7 @@ mod tests {
                 journal: vec![Value::Int(1), Value::Nil],
                 user: Some("default".into()),
                 runtime: Some(RuntimeKind::Wasm),
+                requirements: vec!["redis==3".into()],
             },
             registrations: vec![(1, "x-1".into()), (3, "x-3".into())],
         }
@@ -130,11 +144,12 @@ mod tests {
     fn sessions_saved_before_the_runtime_was_recorded_still_load() {
         let mut old = saved("a").to_value();
         if let Value::Array(parts) = &mut old {
-            parts.pop();
+            parts.truncate(6);
         }
         let bytes = codec::to_bytes(&Value::Array(vec![Value::Int(FORMAT_VERSION), Value::Array(vec![old])]));
         let loaded = decode(&bytes).unwrap();
         assert_eq!(loaded[0].recipe.runtime, None);
+        assert!(loaded[0].recipe.requirements.is_empty());
         assert_eq!(loaded[0].recipe.user.as_deref(), Some("default"));
     }
 

@@ -241,6 +241,9 @@ pub trait Interpreter: Send + Sync {
     /// session's cProfile data as pstats text (None: there is none), `Reset` forgets it. `Err`
     /// is the formatted exception.
     fn profile(&self, request: &ProfileRequest, timeout: Duration) -> Result<Option<String>, String>;
+    /// Make these installed requirements importable in this interpreter (only), the first one
+    /// first; called before the script runs. `Err` says why they cannot be used here.
+    fn use_requirements(&self, requirements: &[Arc<crate::requirements::Requirement>], timeout: Duration) -> Result<(), String>;
     /// Which runtime made it.
     fn runtime(&self) -> crate::RuntimeKind;
     /// Bytes this interpreter holds now (native: counted allocations; wasm: linear memory).

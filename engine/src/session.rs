@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex, Weak};
 
 use crate::errors::EngineError;
 use crate::port::Interpreter;
+use crate::requirements::Requirement;
 use crate::runtime_policy::RuntimeKind;
 use crate::value::Value;
 
@@ -24,6 +25,8 @@ pub struct Recipe {
     pub user: Option<String>,
     /// The runtime the session ran in (None: recorded by a gearbox that did not say).
     pub runtime: Option<RuntimeKind>,
+    /// The requirements it asked for (names as given), which its rebuild needs installed.
+    pub requirements: Vec<String>,
 }
 
 pub struct Session {
@@ -36,11 +39,21 @@ pub struct Session {
     /// Replaced by an UPGRADE / REPLACE_WITH while something still holds it.
     dead: AtomicBool,
     recipe: Mutex<Option<Recipe>>,
+    /// The installed requirements its imports see (REQUIREMENTS); held while the session lives.
+    requirements: Mutex<Vec<Arc<Requirement>>>,
 }
 
 impl Session {
     pub fn new(id: String, description: Option<String>, owner: Option<String>, interpreter: Box<dyn Interpreter>) -> Arc<Session> {
-        Arc::new(Session { id, description, owner, interpreter, dead: AtomicBool::new(false), recipe: Mutex::new(None) })
+        Arc::new(Session {
+            id,
+            description,
+            owner,
+            interpreter,
+            dead: AtomicBool::new(false),
+            recipe: Mutex::new(None),
+            requirements: Mutex::new(Vec::new()),
+        })
     }
 
     pub fn interpreter(&self) -> &dyn Interpreter {
@@ -57,6 +70,14 @@ impl Session {
 
     pub fn set_recipe(&self, recipe: Recipe) {
         *self.recipe.lock().unwrap_or_else(|e| e.into_inner()) = Some(recipe);
+    }
+
+    pub fn set_requirements(&self, requirements: Vec<Arc<Requirement>>) {
+        *self.requirements.lock().unwrap_or_else(|e| e.into_inner()) = requirements;
+    }
+
+    pub fn requirements(&self) -> Vec<Arc<Requirement>> {
+        self.requirements.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     pub fn recipe(&self) -> Option<Recipe> {
@@ -95,6 +116,8 @@ pub struct SessionSummary {
     /// Bytes its interpreter holds (see `Interpreter::memory_bytes`).
     pub memory_bytes: u64,
     pub runtime: RuntimeKind,
+    /// The names of the requirements it uses.
+    pub requirements: Vec<String>,
 }
 
 #[derive(Default)]
@@ -155,8 +178,28 @@ impl SessionRegistry {
                 dead: s.is_dead(),
                 memory_bytes: s.interpreter.memory_bytes(),
                 runtime: s.interpreter.runtime(),
+                requirements: s.requirements().iter().map(|r| r.name.clone()).collect(),
             })
             .collect()
+    }
+
+    /// The requirements live sessions whose owner `visible` accepts hold, each with how many
+    /// live sessions (of anyone) hold it.
+    pub fn requirements_in_use(&self, visible: impl Fn(Option<&str>) -> bool) -> Vec<(Arc<Requirement>, usize)> {
+        let mut all = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
+        all.retain(|w| w.strong_count() > 0);
+        let sessions: Vec<Arc<Session>> = all.iter().filter_map(Weak::upgrade).collect();
+        drop(all);
+        let mut found: Vec<(Arc<Requirement>, usize)> = Vec::new();
+        for s in sessions.iter().filter(|s| visible(s.owner.as_deref())) {
+            for r in s.requirements() {
+                if !found.iter().any(|(f, _)| Arc::ptr_eq(f, &r)) {
+                    let users = sessions.iter().filter(|o| o.requirements().iter().any(|x| Arc::ptr_eq(x, &r))).count();
+                    found.push((r, users));
+                }
+            }
+        }
+        found
     }
 }
 
@@ -183,6 +226,9 @@ pub(crate) mod tests {
         fn profile(&self, _: &crate::ProfileRequest, _: Duration) -> Result<Option<String>, String> {
             Ok(None)
         }
+        fn use_requirements(&self, _: &[Arc<Requirement>], _: Duration) -> Result<(), String> {
+            Ok(())
+        }
     }
 
     pub fn session(id: &str) -> Arc<Session> {
@@ -204,13 +250,32 @@ pub(crate) mod tests {
                 ref_count: 2,
                 dead: false,
                 memory_bytes: 0,
-                runtime: RuntimeKind::Native
+                runtime: RuntimeKind::Native,
+                requirements: vec![],
             }]
         );
         drop(extra);
         assert_eq!(reg.summaries()[0].ref_count, 1);
         drop(a);
         assert!(reg.summaries().is_empty());
+    }
+
+    #[test]
+    fn requirements_in_use_are_counted_per_holding_session_and_filtered_by_owner() {
+        use crate::requirements::Requirement;
+        let reg = SessionRegistry::default();
+        let r = Arc::new(Requirement { name: "p==1".into(), path: "/x".into(), wheels: vec![], compiled: vec![] });
+        let a = Session::new("a".into(), None, Some("alice".into()), Box::new(NullInterpreter));
+        let b = Session::new("b".into(), None, Some("bob".into()), Box::new(NullInterpreter));
+        a.set_requirements(vec![r.clone()]);
+        b.set_requirements(vec![r.clone()]);
+        reg.add(&a).unwrap();
+        reg.add(&b).unwrap();
+        let mine = reg.requirements_in_use(|o| o == Some("alice"));
+        assert_eq!(mine.len(), 1);
+        assert_eq!(mine[0].1, 2);
+        assert!(reg.requirements_in_use(|o| o == Some("carol")).is_empty());
+        assert_eq!(reg.summaries()[0].requirements, vec!["p==1".to_string()]);
     }
 
     #[test]

@@ -12,7 +12,9 @@ use super::{text, Reply};
 use crate::events::fire::PlanJob;
 use crate::events::install::{self, ScriptRequest};
 use crate::events::quotas;
+use crate::events::requirements;
 use crate::gearbox;
+use crate::host::blocked_client::BlockedClient;
 use crate::host::lock::RedisLock;
 use crate::host::redis_ffi::{self, Ctx};
 use crate::host::redis_hooks;
@@ -89,12 +91,8 @@ pub fn pyexecute(ctx: Ctx, args: &[Vec<u8>]) -> Reply {
     let Ok(source) = std::str::from_utf8(&args[1]) else {
         return Reply::error(errors::SCRIPT_NOT_UTF8);
     };
-    if !opts.requirements.is_empty() {
-        redis_ffi::log(
-            "warning",
-            &format!("gearbox: REQUIREMENTS {:?} refused: installing packages is not supported yet", opts.requirements),
-        );
-        return Reply::error(errors::REQUIREMENTS_FAILED);
+    if let Err(text) = requirements::check_names(&opts.requirements) {
+        return Reply::error(text);
     }
     let gb = gearbox::get();
     // Session ids are per owner: UPGRADE and REPLACE_WITH reach only the caller's own sessions.
@@ -131,33 +129,100 @@ pub fn pyexecute(ctx: Ctx, args: &[Vec<u8>]) -> Reply {
     if let Err(text) = quota {
         return Reply::error(text);
     }
-    let request = ScriptRequest {
+    let mut request = ScriptRequest {
         source: source.to_string(),
         id,
         description: opts.description.clone(),
         user_name,
-        replacing: replacing.clone(),
+        replacing,
         restore: None,
         runtime,
+        requirements: Vec::new(),
     };
+    if opts.requirements.is_empty() {
+        return finish(request, opts.unblocking, ctx, Answer::Now(ctx));
+    }
+    if !opts.force_reinstall {
+        if let Some(found) = requirements::installed(&opts.requirements) {
+            request.requirements = found;
+            return finish(request, opts.unblocking, ctx, Answer::Now(ctx));
+        }
+    }
+    // pip takes seconds: it runs on a thread of its own while the client waits, then the script
+    // runs on the main thread as usual.
+    let client = redis_ffi::block_client(ctx);
+    let (names, force, unblocking) = (opts.requirements, opts.force_reinstall, opts.unblocking);
+    let spawned = std::thread::Builder::new().name("gearbox-pip".into()).spawn(move || {
+        let installed = requirements::install(&names, force);
+        let lock = RedisLock::acquire();
+        redis_hooks::after(
+            lock.held(),
+            0,
+            Box::new(move |locked| match installed {
+                Ok(found) => {
+                    request.requirements = found;
+                    let _ = finish(request, unblocking, locked.detached(), Answer::Later(client));
+                }
+                Err(text) => client.reply(&Value::Error(text)),
+            }),
+        );
+    });
+    match spawned {
+        Ok(_) => Reply::Blocked,
+        Err(e) => {
+            redis_ffi::log("warning", &format!("gearbox: could not start a thread to install requirements: {e}"));
+            Reply::Blocked
+        }
+    }
+}
+
+/// Who gets the answer: the client of the command running now, or a client blocked while its
+/// requirements were installed.
+enum Answer {
+    Now(Ctx),
+    Later(BlockedClient),
+}
+
+impl Answer {
+    fn give(self, reply: Reply) -> Reply {
+        match (self, reply) {
+            (Answer::Now(_), reply) => reply,
+            (Answer::Later(client), Reply::Value(v)) => {
+                client.reply(&v);
+                Reply::Blocked
+            }
+            (Answer::Later(_), other) => other,
+        }
+    }
+}
+
+/// Run the script, install and replicate what it registered (through `replicate_ctx`), and
+/// answer: `OK`, the execution's id (UNBLOCKING), the execution's results once it is done, or
+/// the script's error.
+fn finish(request: ScriptRequest, unblocking: bool, replicate_ctx: Ctx, answer: Answer) -> Reply {
+    let gb = gearbox::get();
+    let replacing = request.replacing.clone();
     let installed = match install::run_and_install(request, false) {
         Ok(i) => i,
-        Err(text) => return Reply::error(text),
+        Err(text) => return answer.give(Reply::error(text)),
     };
     if !installed.registrations.is_empty() || !replacing.is_empty() {
-        install::replicate(ctx, &installed.session, &replacing);
+        install::replicate(replicate_ctx, &installed.session, &replacing);
     }
     let max_executions = gb.config().max_executions();
     match installed.outcome {
-        ScriptOutcome::Done => Reply::ok(),
-        ScriptOutcome::Run(job) if opts.unblocking => {
+        ScriptOutcome::Done => answer.give(Reply::ok()),
+        ScriptOutcome::Run(job) if unblocking => {
             let job = Box::new(PlanJob(job));
             let exec = gb.engine.start(installed.session, job, true, max_executions);
-            Reply::Value(Value::bulk(exec.id.clone()))
+            answer.give(Reply::Value(Value::bulk(exec.id.clone())))
         }
         ScriptOutcome::Run(job) => {
             let job = Box::new(PlanJob(job));
-            let client = redis_ffi::block_client(ctx);
+            let client = match answer {
+                Answer::Now(ctx) => redis_ffi::block_client(ctx),
+                Answer::Later(client) => client,
+            };
             let exec = gb.engine.start(installed.session, job, false, max_executions);
             exec.on_done(move |outcome| client.reply(&outcome.to_reply()));
             Reply::Blocked

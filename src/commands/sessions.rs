@@ -33,7 +33,7 @@ fn session_value(s: &SessionSummary, verbose: bool, with_owner: bool) -> Value {
         ("linked", Value::bulk("primary")),
         ("dead", Value::bulk(if s.dead { "true" } else { "false" })),
         ("requirementInstallationNeeded", Value::Int(0)),
-        ("requirements", Value::Array(Vec::new())),
+        ("requirements", Value::bulks(s.requirements.iter().map(|r| r.as_bytes().to_vec()))),
         ("registrations", Value::Array(registrations)),
     ];
     if with_owner {
@@ -99,9 +99,22 @@ pub fn py_stats(_: Ctx, _: &[Vec<u8>]) -> Reply {
     ]))
 }
 
-/// RG.PYDUMPREQS: gearbox installs no requirements yet, so the list is empty.
-pub fn dump_requirements(_: Ctx, _: &[Vec<u8>]) -> Reply {
-    Reply::Value(Value::Array(Vec::new()))
+/// RG.PYDUMPREQS: the installed requirements, as RedisGears shows them. An administrator sees
+/// the whole dictionary (and older installs sessions still use); another user only the
+/// requirements their own sessions use.
+pub fn dump_requirements(ctx: Ctx, _: &[Vec<u8>]) -> Reply {
+    let gb = gearbox::get();
+    let viewer = Viewer::of(ctx);
+    let mut shown = gb.engine.sessions.requirements_in_use(|owner| viewer.sees(owner));
+    if viewer.is_admin() {
+        for r in gb.engine.requirements.all() {
+            if !shown.iter().any(|(s, _)| std::sync::Arc::ptr_eq(s, &r)) {
+                shown.push((r, 0));
+            }
+        }
+    }
+    let os = format!("{}-{}", std::env::consts::OS, std::env::consts::ARCH);
+    Reply::Value(Value::Array(shown.iter().map(|(r, users)| gb.engine.requirements.dump(r, *users, &os)).collect()))
 }
 
 /// RG.PYPROFILE STATS <session> [order] | RESET <session>: the cProfile data a session's profiled

@@ -11,6 +11,7 @@ use std::sync::{Arc, Mutex};
 use gearbox_engine::codec;
 use gearbox_engine::persist::{self, SavedSession};
 use gearbox_engine::port::ScriptOutcome;
+use gearbox_engine::requirements::Requirement;
 use gearbox_engine::session::Recipe;
 use gearbox_engine::{ReaderKind, Registration, Replacing, RuntimeKind, Session, Value};
 
@@ -33,6 +34,8 @@ pub struct ScriptRequest {
     pub restore: Option<Restore>,
     /// The runtime the policy chose for it.
     pub runtime: RuntimeKind,
+    /// The installed requirements its imports see (REQUIREMENTS).
+    pub requirements: Vec<Arc<Requirement>>,
 }
 
 /// A saved session's top-level journal and its registrations' (handle, id) pairs.
@@ -75,6 +78,10 @@ pub fn run_and_install(req: ScriptRequest, loading: bool) -> Result<Installed, S
     host.set_session(Arc::downgrade(&session));
     gb.engine.sessions.track(&session);
     let timeout = gb.config().script_timeout();
+    if !req.requirements.is_empty() {
+        session.interpreter().use_requirements(&req.requirements, timeout)?;
+        session.set_requirements(req.requirements.clone());
+    }
     let mut result = session.interpreter().run_script(&req.source, timeout);
     if crate::host::lock::atomic_end_if_open() && result.is_ok() {
         result = Err(crate::host::lock::ATOMIC_LEFT_OPEN.to_string());
@@ -89,7 +96,13 @@ pub fn run_and_install(req: ScriptRequest, loading: bool) -> Result<Installed, S
     }
     if !registrations.is_empty() || !finished.keyed_time_events.is_empty() {
         let journal = if replaying { journal } else { finished.journal };
-        session.set_recipe(Recipe { source: req.source, journal, user: req.user_name, runtime: Some(req.runtime) });
+        session.set_recipe(Recipe {
+            source: req.source,
+            journal,
+            user: req.user_name,
+            runtime: Some(req.runtime),
+            requirements: session.requirements().iter().map(|r| r.name.clone()).collect(),
+        });
     }
     for r in &registrations {
         gb.engine.registrations.reserve(&r.id);
@@ -185,7 +198,14 @@ fn replay_request(saved: SavedSession, replacing: Vec<String>, ids: Vec<(i64, St
             ),
         );
     }
+    let requirements = super::requirements::installed(&saved.recipe.requirements).ok_or_else(|| {
+        format!(
+            "its requirements {:?} are not installed on this server (RG.PYEXECUTE … REQUIREMENTS installs them)",
+            saved.recipe.requirements
+        )
+    })?;
     Ok(ScriptRequest {
+        requirements,
         source: saved.recipe.source,
         id: saved.id,
         description: saved.description,

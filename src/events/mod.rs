@@ -9,6 +9,7 @@
 //! * `timers.rs` — time events (`registerTE`).
 //! * `persistence.rs` — the hooks Redis calls: save/load the sessions blob, loading start/end.
 //! * `quotas.rs` — per-user quotas on sessions, registrations and UNBLOCKING executions.
+//! * `requirements.rs` — REQUIREMENTS found or installed (pip off the main thread).
 
 pub mod command_ctx;
 pub mod command_info;
@@ -20,5 +21,6 @@ pub mod keyed_timers;
 pub mod keyspace;
 pub mod persistence;
 pub mod quotas;
+pub mod requirements;
 pub mod streams;
 pub mod timers;

@@ -13,6 +13,7 @@ mod keys;
 pub mod lock;
 mod log_limit;
 mod open_key;
+pub mod pip;
 mod private_names;
 pub mod quiet;
 pub mod redis_ffi;

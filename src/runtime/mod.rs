@@ -60,7 +60,8 @@ impl Runtimes {
 
 fn start_one(kind: RuntimeKind, config: &Config) -> Result<Box<dyn Runtime>, String> {
     match kind {
-        RuntimeKind::Native => native::NativeRuntime::start(config.interpreter_pool_size()).map(|r| Box::new(r) as Box<dyn Runtime>),
+        RuntimeKind::Native => native::NativeRuntime::start(config.interpreter_pool_size(), config.text("RequirementsDir"))
+            .map(|r| Box::new(r) as Box<dyn Runtime>),
         #[cfg(not(feature = "wasm"))]
         RuntimeKind::Wasm => Err("mode wasm is not available in this build (built without the 'wasm' feature)".to_string()),
         #[cfg(feature = "wasm")]

@@ -28,9 +28,11 @@ import posix
 
 
 def _readable_roots():
-    """Where a script may read: the Python installation, its import paths, time zone data."""
+    """Where a script may read: the Python installation, its import paths, installed requirements,
+    time zone data."""
     roots = {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix}
     roots.update(p for p in sys.path if p)
+    roots.add(_gearbox.requirements_dir)  # REQUIREMENTS' installs (src/host/pip.rs)
     roots.update(("/usr/share/zoneinfo", "/usr/lib/zoneinfo", "/usr/share/lib/zoneinfo", "/etc/zoneinfo",
                   "/etc/localtime", "/etc/mime.types"))
     return tuple(sorted({os.path.realpath(r) for r in roots} - {"/"}))

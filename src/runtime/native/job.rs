@@ -211,20 +211,40 @@ pub fn on_registered(_py: &Attached, handle: i64) -> Result<(), String> {
 /// RG.PYPROFILE's request to gears.py's `_profile`, attached on this thread: the pstats text, or
 /// None when there is none (and for a reset).
 pub fn profile(_py: &Attached, request: &Value) -> Result<Option<String>, String> {
-    let py = _py.py();
-    // SAFETY: attached (proof `_py`). Every new reference made here is released.
+    // SAFETY: attached (proof `_py`); the result is released.
     unsafe {
-        let f = gears_function(py, c"_profile")?;
-        let arg = convert::reply_to_py(py, request);
+        let result = call_gears(_py, c"_profile", request)?;
+        let out = if result == ffi::Py_None() { None } else { Some(utf8_of(result).unwrap_or_default()) };
+        ffi::Py_DecRef(result);
+        Ok(out)
+    }
+}
+
+/// REQUIREMENTS: put these directories first on this interpreter's `sys.path`.
+pub fn use_requirements(_py: &Attached, paths: &[String]) -> Result<(), String> {
+    let roots = Value::Array(paths.iter().map(|p| Value::Status(p.clone())).collect());
+    // SAFETY: attached (proof `_py`); the result is released.
+    unsafe {
+        ffi::Py_DecRef(call_gears(_py, c"_use_requirements", &roots)?);
+    }
+    Ok(())
+}
+
+/// gears.py's function `name` called with `arg`: a new reference to its result, or the
+/// formatted exception.
+fn call_gears(_py: &Attached, name: &std::ffi::CStr, arg: &Value) -> Result<*mut ffi::PyObject, String> {
+    let py = _py.py();
+    // SAFETY: attached (proof `_py`). Every new reference made here is released but the result.
+    unsafe {
+        let f = gears_function(py, name)?;
+        let arg = convert::reply_to_py(py, arg);
         let result = ffi::PyObject_CallOneArg(f, arg);
         ffi::Py_DecRef(arg);
         ffi::Py_DecRef(f);
         if result.is_null() {
             return Err(cpython::take_error_text());
         }
-        let out = if result == ffi::Py_None() { None } else { Some(utf8_of(result).unwrap_or_default()) };
-        ffi::Py_DecRef(result);
-        Ok(out)
+        Ok(result)
     }
 }
 

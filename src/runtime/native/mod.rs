@@ -34,6 +34,7 @@ use gearbox_engine::{Host, Interpreter, Job, ProfileRequest, Runtime, Value};
 use pyo3_ffi as ffi;
 
 use cpython::{Attached, InterpPtr};
+use gearbox_engine::requirements::Requirement;
 use gearbox_engine::watchdog::Watchdog;
 use interrupts::Push;
 use job::{NativeJob, Work};
@@ -46,6 +47,8 @@ const ASYNC_PY: &str = include_str!("../../../python/gears_async.py");
 const PIPELINE_PY: &str = include_str!("../../../python/gears_pipeline.py");
 /// Registrations and time events, imported by `gears.py`.
 const EVENTS_PY: &str = include_str!("../../../python/gears_events.py");
+/// REQUIREMENTS made importable in one interpreter, imported by `gears.py`.
+const REQUIREMENTS_PY: &str = include_str!("../../../python/gears_requirements.py");
 /// Run first in every sub-interpreter: works around CPython versions known to crash.
 const BOOT_PY: &str = include_str!("boot.py");
 /// Run last when an interpreter is prepared: the native-mode guards (see guards.py).
@@ -137,14 +140,14 @@ pub struct NativeRuntime {
 
 impl NativeRuntime {
     /// Start CPython in this process. Call once, on Redis' main thread, at module load.
-    pub fn start(pool_size: usize) -> Result<NativeRuntime, String> {
+    pub fn start(pool_size: usize, requirements_dir: &str) -> Result<NativeRuntime, String> {
         let (major, minor, patch) = cpython::python_version();
         if (major, minor) < (3, 13) {
             return Err(format!("Python {major}.{minor}.{patch} is too old: gearbox needs 3.13+ (own-GIL sub-interpreters)"));
         }
         cpython::initialize(env!("GEARBOX_PYTHON_HOME"), hostmodule::MODULE_NAME, hostmodule::init_module)?;
         scratch::remove_stale();
-        let sources = Arc::new(Sources::compile()?);
+        let sources = Arc::new(Sources::compile(requirements_dir)?);
         let watchdog = Watchdog::start("gearbox-watchdog", Duration::from_millis(100)).map_err(|e| e.to_string())?;
         let pool = pool::InterpreterPool::start(pool_size, sources.clone()).map_err(|e| e.to_string())?;
         let reaper = pool::Reaper::start(watchdog.clone()).map_err(|e| e.to_string())?;
@@ -163,12 +166,15 @@ pub struct Sources {
     asyncs: Vec<u8>,
     pipeline: Vec<u8>,
     events: Vec<u8>,
+    requirements: Vec<u8>,
     gears: Vec<u8>,
     guards: Vec<u8>,
+    /// Where REQUIREMENTS are installed: the guards let scripts read there.
+    requirements_dir: CString,
 }
 
 impl Sources {
-    fn compile() -> Result<Sources, String> {
+    fn compile(requirements_dir: &str) -> Result<Sources, String> {
         // The main interpreter runs without `site`; give every sub-interpreter the same
         // site-packages directories `site` would have added.
         let site_paths =
@@ -180,8 +186,10 @@ impl Sources {
             asyncs: cpython::compile_marshalled(ASYNC_PY, c"gears_async.py")?,
             pipeline: cpython::compile_marshalled(PIPELINE_PY, c"gears_pipeline.py")?,
             events: cpython::compile_marshalled(EVENTS_PY, c"gears_events.py")?,
+            requirements: cpython::compile_marshalled(REQUIREMENTS_PY, c"gears_requirements.py")?,
             gears: cpython::compile_marshalled(GEARS_PY, c"gears.py")?,
             guards: cpython::compile_marshalled(GUARDS_PY, c"guards.py")?,
+            requirements_dir: CString::new(requirements_dir).map_err(|_| "RequirementsDir contains a NUL byte".to_string())?,
         })
     }
 }
@@ -237,6 +245,7 @@ fn bootstrap(py: &Attached, sources: &Sources) -> Result<(ObjPtr, ObjPtr), Strin
             }
         };
         ffi::PyModule_AddStringConstant(module, c"scratch_dir".as_ptr(), dir.as_ptr());
+        ffi::PyModule_AddStringConstant(module, c"requirements_dir".as_ptr(), sources.requirements_dir.as_ptr());
         // The guards' list of refused imports (import_guard.rs keeps the one copy).
         let refused = ffi::PyTuple_New(import_guard::REFUSED.len() as ffi::Py_ssize_t);
         for (i, name) in import_guard::REFUSED.iter().enumerate() {
@@ -257,6 +266,7 @@ fn bootstrap(py: &Attached, sources: &Sources) -> Result<(ObjPtr, ObjPtr), Strin
             (c"gears_async", &sources.asyncs, c"gears_async.py"),
             (c"gears_pipeline", &sources.pipeline, c"gears_pipeline.py"),
             (c"gears_events", &sources.events, c"gears_events.py"),
+            (c"gears_requirements", &sources.requirements, c"gears_requirements.py"),
             (c"gears", &sources.gears, c"gears.py"),
             (c"_gearbox_guards", &sources.guards, c"guards.py"),
         ] {
@@ -385,6 +395,11 @@ impl Interpreter for NativeInterpreter {
 
     fn profile(&self, request: &ProfileRequest, timeout: Duration) -> Result<Option<String>, String> {
         self.attached_call(timeout, |py| job::profile(py, &request.to_value()))
+    }
+
+    fn use_requirements(&self, requirements: &[Arc<Requirement>], timeout: Duration) -> Result<(), String> {
+        let paths: Vec<String> = requirements.iter().map(|r| r.path.clone()).collect();
+        self.attached_call(timeout, |py| job::use_requirements(py, &paths))
     }
 
     fn runtime(&self) -> gearbox_engine::RuntimeKind {

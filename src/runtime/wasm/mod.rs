@@ -24,6 +24,7 @@ mod marshal;
 #[cfg(test)]
 mod measure;
 mod pool;
+mod requirement_files;
 mod routes;
 mod turns;
 mod wasi;
@@ -34,6 +35,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use gearbox_engine::port::ScriptOutcome;
+use gearbox_engine::requirements::Requirement;
 use gearbox_engine::{errors, Host, Interpreter, Job, Outcome, ProfileRequest, RunControl, Runtime, StepInfo, Value};
 use wasmtime::component::{HasSelf, Linker};
 use wasmtime::Engine;
@@ -227,6 +229,17 @@ impl Interpreter for WasmInterpreter {
             Ok(Value::Nil) => Ok(None),
             Ok(Value::Error(text)) => Err(text),
             Ok(stats) => Ok(Some(wire::text_of(&stats))),
+            Err(Failure::Stopped(_)) => Err(errors::script_timeout(timeout.as_millis())),
+            Err(Failure::Dead(reason)) => Err(dead_text(&reason)),
+        }
+    }
+
+    fn use_requirements(&self, requirements: &[Arc<Requirement>], timeout: Duration) -> Result<(), String> {
+        let roots = requirement_files::roots(requirements)?;
+        let s = &self.session;
+        match s.instance.command(kind::USE_REQUIREMENTS, &roots, Some(&s.host), Some(Instant::now() + timeout), true) {
+            Ok(Value::Nil) => Ok(()),
+            Ok(other) => Err(wire::text_of(&other)),
             Err(Failure::Stopped(_)) => Err(errors::script_timeout(timeout.as_millis())),
             Err(Failure::Dead(reason)) => Err(dead_text(&reason)),
         }

@@ -32,6 +32,7 @@ pub mod kind {
     pub const FIRE: u8 = b'F';
     pub const ON_REGISTERED: u8 = b'O';
     pub const PROFILE: u8 = b'M';
+    pub const USE_REQUIREMENTS: u8 = b'U';
     pub const REPLY: u8 = b'r';
     pub const RESULT: u8 = b'R';
     pub const CALL: u8 = b'C';
@@ -53,7 +54,7 @@ pub mod kind {
 
     /// Whether a host → guest frame of this kind starts a command (rather than answering).
     pub fn is_command(k: u8) -> bool {
-        matches!(k, RUN_SCRIPT | RUN_PLAN | DROP_PLAN | FIRE | ON_REGISTERED | PROFILE)
+        matches!(k, RUN_SCRIPT | RUN_PLAN | DROP_PLAN | FIRE | ON_REGISTERED | PROFILE | USE_REQUIREMENTS)
     }
 }
 

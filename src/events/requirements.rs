@@ -1,0 +1,82 @@
+//! The requirements a session asks for, found or installed: RG.PYEXECUTE's REQUIREMENTS (pip runs
+//! on a thread of its own, never on Redis' main thread) and a session being rebuilt after a
+//! restart or on a replica (only what is installed already: a load never waits for the network).
+//! Installs go into the engine's requirement dictionary, which RG.PYDUMPREQS lists.
+
+use std::sync::Arc;
+
+use gearbox_engine::errors;
+use gearbox_engine::requirements::{is_valid_requirement, Requirement};
+
+use crate::gearbox;
+use crate::host::pip::{self, PipSettings};
+use crate::host::redis_ffi;
+
+fn settings() -> PipSettings {
+    PipSettings::from_config(&gearbox::get().config())
+}
+
+/// `Err` (the reply text, with a log line saying why) when a name may not be handed to pip.
+pub fn check_names(names: &[String]) -> Result<(), String> {
+    match names.iter().find(|n| !is_valid_requirement(n)) {
+        None => Ok(()),
+        Some(bad) => {
+            redis_ffi::log(
+                "warning",
+                &format!("gearbox: REQUIREMENTS '{bad}' refused: give a package name with optional extras and version specifiers, not an option, path or URL"),
+            );
+            Err(errors::REQUIREMENTS_FAILED.to_string())
+        }
+    }
+}
+
+/// The requirements `names`, if every one is installed already (in the dictionary, or on disk
+/// from before a restart). Never runs pip.
+pub fn installed(names: &[String]) -> Option<Vec<Arc<Requirement>>> {
+    let gb = gearbox::get();
+    let mut out = Vec::with_capacity(names.len());
+    for name in names {
+        let req = match gb.engine.requirements.get(name) {
+            Some(r) => r,
+            None => {
+                let found = Arc::new(pip::find_installed(&settings(), name)?);
+                gb.engine.requirements.put(found.clone());
+                found
+            }
+        };
+        out.push(req);
+    }
+    Some(out)
+}
+
+/// Install `names` (each again if `force`) with pip, on the calling thread, which must not be
+/// Redis' main thread. `Err` is the reply text; the log says what went wrong.
+pub fn install(names: &[String], force: bool) -> Result<Vec<Arc<Requirement>>, String> {
+    let settings = settings();
+    let gb = gearbox::get();
+    let mut out = Vec::with_capacity(names.len());
+    for name in names {
+        let started = std::time::Instant::now();
+        match pip::install(&settings, name, force) {
+            Ok(req) => {
+                redis_ffi::log(
+                    "notice",
+                    &format!(
+                        "gearbox: requirement '{name}' ready in {} ({} ms): {}",
+                        req.path,
+                        started.elapsed().as_millis(),
+                        req.wheels.join(", ")
+                    ),
+                );
+                let req = Arc::new(req);
+                gb.engine.requirements.put(req.clone());
+                out.push(req);
+            }
+            Err(why) => {
+                redis_ffi::log("warning", &format!("gearbox: could not install requirement '{name}': {why}"));
+                return Err(errors::REQUIREMENTS_FAILED.to_string());
+            }
+        }
+    }
+    Ok(out)
+}

@@ -1,0 +1,236 @@
+//! Installing a requirement (`RG.PYEXECUTE … REQUIREMENTS pkg==ver`) with pip, into a directory
+//! of its own, and finding one installed earlier (after a restart, for a session being rebuilt).
+//!
+//! pip runs as a child process of the Python native mode is built against, on the installing
+//! thread (never Redis' main thread), bounded by `RequirementsInstallTimeoutMS`. It only ever
+//! takes wheels (`--only-binary=:all:`), so installing runs no code of the package (an sdist's
+//! `setup.py` would run as the Redis user). It first downloads the wheels of the requirement and
+//! its dependencies into `wheels/`, then installs them from there (no index) into `site/`; a
+//! marker file written last says the install is complete. Layout, under `RequirementsDir`:
+//! `<name-slug>-<hash of the name>/<generation>/{wheels,site,gearbox-requirement}`;
+//! FORCE_REINSTALL_REQUIREMENTS makes the next generation, so sessions using the old one keep it.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use gearbox_engine::requirements::Requirement;
+
+const MARKER: &str = "gearbox-requirement";
+
+/// Where and how requirements are installed (from the load-time configuration).
+#[derive(Clone, Debug)]
+pub struct PipSettings {
+    pub python: PathBuf,
+    pub base_dir: PathBuf,
+    /// `None`: no index at all (only `find_links`).
+    pub index_url: Option<String>,
+    pub find_links: Option<String>,
+    pub timeout: Duration,
+}
+
+impl PipSettings {
+    /// From the configuration: the Python native mode is built against runs pip.
+    pub fn from_config(config: &crate::config::Config) -> PipSettings {
+        let python = Path::new(env!("GEARBOX_PYTHON_HOME")).join("bin").join(concat!("python", env!("GEARBOX_PYTHON_VERSION")));
+        let text = |name: &str| Some(config.text(name).to_string()).filter(|t| !t.is_empty());
+        PipSettings {
+            python,
+            base_dir: PathBuf::from(config.text("RequirementsDir")),
+            index_url: text("RequirementsIndexUrl").filter(|u| !u.eq_ignore_ascii_case("none")),
+            find_links: text("RequirementsFindLinks"),
+            timeout: Duration::from_millis(config.limit("RequirementsInstallTimeoutMS") as u64),
+        }
+    }
+}
+
+/// One install at a time per requirement name (two tenants asking for the same one wait for one
+/// pip run; different names install side by side).
+static INSTALLING: Mutex<Option<HashMap<String, Arc<Mutex<()>>>>> = Mutex::new(None);
+
+fn name_lock(name: &str) -> Arc<Mutex<()>> {
+    let mut all = INSTALLING.lock().unwrap_or_else(|e| e.into_inner());
+    all.get_or_insert_with(HashMap::new).entry(name.to_string()).or_default().clone()
+}
+
+/// The directory all generations of `name` live in: readable, and stable across builds.
+fn home_of(base: &Path, name: &str) -> PathBuf {
+    let slug: String = name.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '_' }).take(40).collect();
+    // FNV-1a: distinct names that share a slug (`a==1` and `a<1`) get distinct directories.
+    let hash = name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ b as u64).wrapping_mul(0x100_0000_01b3));
+    base.join(format!("{slug}-{hash:016x}"))
+}
+
+/// The newest complete install of `name`, if any (no pip run, no network).
+pub fn find_installed(settings: &PipSettings, name: &str) -> Option<Requirement> {
+    let home = home_of(&settings.base_dir, name);
+    let mut generations: Vec<u64> = std::fs::read_dir(&home).ok()?.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok()).collect();
+    generations.sort_unstable();
+    generations.into_iter().rev().find_map(|g| read_install(&home.join(g.to_string()), name))
+}
+
+fn read_install(dir: &Path, name: &str) -> Option<Requirement> {
+    let marker = std::fs::read_to_string(dir.join(MARKER)).ok()?;
+    let mut lines = marker.lines();
+    if lines.next()? != name {
+        return None;
+    }
+    let wheels = lines.map(str::to_string).collect();
+    let site = dir.join("site");
+    let mut compiled = Vec::new();
+    compiled_files(&site, &site, &mut compiled);
+    Some(Requirement { name: name.to_string(), path: site.to_string_lossy().into_owned(), wheels, compiled })
+}
+
+/// Files of native code under `dir` (relative to `root`).
+fn compiled_files(root: &Path, dir: &Path, out: &mut Vec<String>) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        match entry.file_type() {
+            Ok(t) if t.is_dir() => compiled_files(root, &path, out),
+            Ok(t) if t.is_file() => {
+                let n = entry.file_name().to_string_lossy().into_owned();
+                if n.ends_with(".so") || n.contains(".so.") || n.ends_with(".pyd") || n.ends_with(".dylib") {
+                    out.push(path.strip_prefix(root).unwrap_or(&path).to_string_lossy().into_owned());
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Install `name` unless it is installed already (or `force`: always, as a new generation).
+/// `Err` is a message for the log (the client gets RedisGears' "Could not satisfy requirements").
+pub fn install(settings: &PipSettings, name: &str, force: bool) -> Result<Requirement, String> {
+    let lock = name_lock(name);
+    let _one_at_a_time = lock.lock().unwrap_or_else(|e| e.into_inner());
+    if !force {
+        if let Some(found) = find_installed(settings, name) {
+            return Ok(found);
+        }
+    }
+    let home = home_of(&settings.base_dir, name);
+    std::fs::create_dir_all(&home).map_err(|e| format!("could not create {}: {e}", home.display()))?;
+    let next = std::fs::read_dir(&home)
+        .map_err(|e| format!("could not read {}: {e}", home.display()))?
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u64>().ok())
+        .max()
+        .map_or(1, |g| g + 1);
+    let dir = home.join(next.to_string());
+    let result = pip_into(settings, name, &dir);
+    if result.is_err() {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    result
+}
+
+fn pip_into(settings: &PipSettings, name: &str, dir: &Path) -> Result<Requirement, String> {
+    let deadline = Instant::now() + settings.timeout;
+    let wheels = dir.join("wheels");
+    let site = dir.join("site");
+    let mut download = vec!["download".to_string(), "--only-binary=:all:".into(), "--dest".into(), wheels.to_string_lossy().into()];
+    match &settings.index_url {
+        Some(url) => download.extend(["--index-url".to_string(), url.clone()]),
+        None => download.push("--no-index".into()),
+    }
+    if let Some(links) = &settings.find_links {
+        download.extend(["--find-links".to_string(), links.clone()]);
+    }
+    download.extend(["--".to_string(), name.to_string()]);
+    run_pip(settings, &download, deadline)?;
+    let wheel_dir = wheels.to_string_lossy().into_owned();
+    let site_dir = site.to_string_lossy().into_owned();
+    let install =
+        ["install", "--only-binary=:all:", "--no-index", "--find-links", &wheel_dir, "--target", &site_dir, "--no-compile", "--", name];
+    run_pip(settings, &install.map(str::to_string), deadline)?;
+    let mut names: Vec<String> = std::fs::read_dir(&wheels)
+        .map_err(|e| format!("could not list {}: {e}", wheels.display()))?
+        .filter_map(|e| Some(e.ok()?.file_name().to_str()?.to_string()))
+        .filter(|n| n.ends_with(".whl"))
+        .collect();
+    names.sort();
+    let marker = std::iter::once(name.to_string()).chain(names).collect::<Vec<_>>().join("\n");
+    std::fs::write(dir.join(MARKER), marker + "\n").map_err(|e| format!("could not write the install marker: {e}"))?;
+    read_install(dir, name).ok_or_else(|| "the install marker could not be read back".to_string())
+}
+
+/// Run `python -m pip <args>` until `deadline`; `Err` carries the end of pip's output.
+fn run_pip(settings: &PipSettings, args: &[String], deadline: Instant) -> Result<(), String> {
+    let log = tempfile_path();
+    let out = std::fs::File::create(&log).map_err(|e| format!("could not create pip's log file: {e}"))?;
+    let err = out.try_clone().map_err(|e| format!("could not create pip's log file: {e}"))?;
+    let mut child = Command::new(&settings.python)
+        .args(["-m", "pip", "--disable-pip-version-check", "--no-input", "--no-cache-dir", "--quiet"])
+        .args(args)
+        .env("PYTHONNOUSERSITE", "1")
+        .stdin(Stdio::null())
+        .stdout(out)
+        .stderr(err)
+        .spawn()
+        .map_err(|e| format!("could not start {} -m pip: {e}", settings.python.display()))?;
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break Some(status),
+            Ok(None) if Instant::now() >= deadline => {
+                let _ = child.kill();
+                let _ = child.wait();
+                break None;
+            }
+            Ok(None) => std::thread::sleep(Duration::from_millis(20)),
+            Err(e) => return Err(format!("could not wait for pip: {e}")),
+        }
+    };
+    let output = std::fs::read_to_string(&log).unwrap_or_default();
+    let _ = std::fs::remove_file(&log);
+    let tail: String = output.lines().rev().take(6).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join(" | ");
+    match status {
+        None => Err(format!("pip {} took longer than {} ms and was stopped", args[0], settings.timeout.as_millis())),
+        Some(s) if s.success() => Ok(()),
+        Some(s) => Err(format!("pip {} failed ({s}): {tail}", args[0])),
+    }
+}
+
+fn tempfile_path() -> PathBuf {
+    static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    std::env::temp_dir().join(format!("gearbox-pip-{}-{n}.log", std::process::id()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_get_distinct_stable_directories() {
+        let base = Path::new("/r");
+        assert_eq!(home_of(base, "redis==3"), home_of(base, "redis==3"));
+        assert_ne!(home_of(base, "a==1"), home_of(base, "a<1"));
+        assert!(home_of(base, "Redis==3").to_string_lossy().starts_with("/r/redis__3-"));
+        assert!(home_of(base, &"x".repeat(200)).file_name().unwrap().len() < 60);
+    }
+
+    #[test]
+    fn an_install_without_its_marker_is_not_found() {
+        let base = std::env::temp_dir().join(format!("gearbox-pip-test-{}", std::process::id()));
+        let settings = PipSettings {
+            python: "python3".into(),
+            base_dir: base.clone(),
+            index_url: None,
+            find_links: None,
+            timeout: Duration::from_secs(1),
+        };
+        let dir = home_of(&base, "p==1").join("1");
+        std::fs::create_dir_all(dir.join("site/p")).unwrap();
+        assert!(find_installed(&settings, "p==1").is_none());
+        std::fs::write(dir.join("site/p/_c.cpython-313-x86_64-linux-gnu.so"), b"").unwrap();
+        std::fs::write(dir.join(MARKER), "p==1\np-1-py3-none-any.whl\n").unwrap();
+        let found = find_installed(&settings, "p==1").unwrap();
+        assert_eq!(found.wheels, vec!["p-1-py3-none-any.whl".to_string()]);
+        assert_eq!(found.compiled, vec!["p/_c.cpython-313-x86_64-linux-gnu.so".to_string()]);
+        assert!(found.path.ends_with("/1/site"));
+        std::fs::remove_dir_all(&base).unwrap();
+    }
+}
