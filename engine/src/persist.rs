@@ -8,6 +8,7 @@
 
 use crate::codec::{self, text_of};
 use crate::registrations::RegistrationRegistry;
+use crate::requirements::Exported;
 use crate::runtime_policy::RuntimeKind;
 use crate::session::Recipe;
 use crate::value::Value;
@@ -102,15 +103,33 @@ pub fn snapshot(registrations: &RegistrationRegistry) -> Vec<SavedSession> {
 }
 
 pub fn encode(sessions: &[SavedSession]) -> Vec<u8> {
-    codec::to_bytes(&Value::Array(vec![Value::Int(FORMAT_VERSION), Value::Array(sessions.iter().map(SavedSession::to_value).collect())]))
+    encode_with_requirements(sessions, &[])
+}
+
+/// Sessions together with the requirements they use (wheels included), so a server that has
+/// not installed them (a replica, another machine) can rebuild the sessions.
+pub fn encode_with_requirements(sessions: &[SavedSession], requirements: &[Exported]) -> Vec<u8> {
+    let mut parts = vec![Value::Int(FORMAT_VERSION), Value::Array(sessions.iter().map(SavedSession::to_value).collect())];
+    if !requirements.is_empty() {
+        parts.push(Value::Array(requirements.iter().map(Exported::to_value).collect()));
+    }
+    codec::to_bytes(&Value::Array(parts))
 }
 
 pub fn decode(bytes: &[u8]) -> Result<Vec<SavedSession>, String> {
+    Ok(decode_with_requirements(bytes)?.0)
+}
+
+pub fn decode_with_requirements(bytes: &[u8]) -> Result<(Vec<SavedSession>, Vec<Exported>), String> {
     let value = codec::decode(bytes)?;
     let Value::Array(parts) = value else { return Err("saved sessions are not an array".into()) };
+    let sessions = |list: &[Value]| list.iter().map(SavedSession::from_value).collect::<Result<Vec<_>, String>>();
     match parts.as_slice() {
-        [Value::Int(FORMAT_VERSION), Value::Array(sessions)] => sessions.iter().map(SavedSession::from_value).collect(),
-        [Value::Int(v), _] => Err(format!("saved sessions use format {v}, this gearbox reads {FORMAT_VERSION}")),
+        [Value::Int(FORMAT_VERSION), Value::Array(list)] => Ok((sessions(list)?, Vec::new())),
+        [Value::Int(FORMAT_VERSION), Value::Array(list), Value::Array(reqs)] => {
+            Ok((sessions(list)?, reqs.iter().map(Exported::from_value).collect::<Result<_, _>>()?))
+        }
+        [Value::Int(v), ..] => Err(format!("saved sessions use format {v}, this gearbox reads {FORMAT_VERSION}")),
         _ => Err("saved sessions have the wrong shape".into()),
     }
 }
@@ -138,6 +157,9 @@ mod tests {
     fn sessions_round_trip() {
         let all = vec![saved("a"), SavedSession { description: None, ..saved("b") }];
         assert_eq!(decode(&encode(&all)).unwrap(), all);
+        let reqs = vec![Exported { name: "redis==3".into(), wheels: vec![("r-3-py3-none-any.whl".into(), vec![7; 10])] }];
+        assert_eq!(decode_with_requirements(&encode_with_requirements(&all, &reqs)).unwrap(), (all.clone(), reqs));
+        assert_eq!(decode(&encode_with_requirements(&all, &[])).unwrap(), all);
     }
 
     #[test]

@@ -103,6 +103,66 @@ pub fn is_valid_requirement(text: &str) -> bool {
     starts_well && rest_ok && text.len() <= 256 && !text.contains("://") && !text.contains(" @")
 }
 
+/// A requirement with its wheels, as RG.PYEXPORTREQ hands it out and RG.PYIMPORTREQ, replicas
+/// and RDB files take it back.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Exported {
+    pub name: String,
+    /// (file name, bytes) of each wheel.
+    pub wheels: Vec<(String, Vec<u8>)>,
+}
+
+const EXPORT_TAG: &str = "gearbox-requirement";
+const EXPORT_VERSION: i64 = 1;
+
+impl Exported {
+    pub fn to_value(&self) -> Value {
+        Value::Array(vec![
+            Value::bulk(EXPORT_TAG),
+            Value::Int(EXPORT_VERSION),
+            Value::bulk(self.name.clone()),
+            Value::Array(self.wheels.iter().map(|(n, b)| Value::Array(vec![Value::bulk(n.clone()), Value::Bulk(b.clone())])).collect()),
+        ])
+    }
+
+    /// Checks the shape, the requirement's name and every wheel's file name.
+    pub fn from_value(v: &Value) -> Result<Exported, String> {
+        let Value::Array(parts) = v else { return Err("not an exported requirement".into()) };
+        let [Value::Bulk(tag), Value::Int(version), Value::Bulk(name), Value::Array(wheels)] = parts.as_slice() else {
+            return Err("not an exported requirement".into());
+        };
+        if tag.as_slice() != EXPORT_TAG.as_bytes() {
+            return Err("not an exported requirement".into());
+        }
+        if *version != EXPORT_VERSION {
+            return Err(format!("an exported requirement of format {version}; this gearbox reads {EXPORT_VERSION}"));
+        }
+        let name = String::from_utf8(name.clone()).ok().filter(|n| is_valid_requirement(n)).ok_or("a bad requirement name")?;
+        let wheels = wheels
+            .iter()
+            .map(|w| match w {
+                Value::Array(p) => match p.as_slice() {
+                    [Value::Bulk(n), Value::Bulk(b)] => {
+                        let n = String::from_utf8(n.clone()).ok().filter(|n| is_valid_wheel_name(n)).ok_or("a bad wheel file name")?;
+                        Ok((n, b.clone()))
+                    }
+                    _ => Err("a bad wheel entry".to_string()),
+                },
+                _ => Err("a bad wheel entry".to_string()),
+            })
+            .collect::<Result<Vec<_>, String>>()?;
+        Ok(Exported { name, wheels })
+    }
+}
+
+/// Whether `name` may be a wheel's file name in an install directory: one plain file name.
+pub fn is_valid_wheel_name(name: &str) -> bool {
+    name.len() <= 255
+        && name.ends_with(".whl")
+        && !name.starts_with('.')
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || "._+-".contains(c))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -150,6 +210,28 @@ mod tests {
             assert!(!is_valid_requirement(bad), "{bad}");
         }
         assert!(!is_valid_requirement(&"a".repeat(300)));
+    }
+
+    #[test]
+    fn exports_round_trip_and_damage_is_refused() {
+        let e = Exported { name: "p==1".into(), wheels: vec![("p-1-py3-none-any.whl".into(), vec![0, 1, 2])] };
+        let bytes = crate::codec::to_bytes(&e.to_value());
+        assert_eq!(Exported::from_value(&crate::codec::decode(&bytes).unwrap()).unwrap(), e);
+        for cut in 0..bytes.len() {
+            assert!(crate::codec::decode(&bytes[..cut]).map_or(true, |v| Exported::from_value(&v).is_err()), "{cut}");
+        }
+        let evil = Exported { name: "p==1".into(), wheels: vec![("../../x.whl".into(), vec![])] };
+        assert!(Exported::from_value(&evil.to_value()).unwrap_err().contains("wheel file name"));
+        let evil = Exported { name: "--index-url=x".into(), wheels: vec![] };
+        assert!(Exported::from_value(&evil.to_value()).is_err());
+    }
+
+    #[test]
+    fn wheel_names_are_plain_file_names() {
+        assert!(is_valid_wheel_name("redis-3.5.3-py2.py3-none-any.whl"));
+        for bad in ["../x.whl", "a/b.whl", ".whl", "x.zip", "x y.whl", "..whl"] {
+            assert!(!is_valid_wheel_name(bad), "{bad}");
+        }
     }
 
     #[test]

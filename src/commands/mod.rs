@@ -8,6 +8,7 @@ pub mod info;
 pub mod misc;
 pub mod pyexecute;
 pub mod registrations;
+pub mod requirements;
 pub mod sessions;
 pub mod trigger;
 pub mod viewer;
@@ -100,6 +101,8 @@ entry_point!(c_pydumpsessions, sessions::dump_sessions);
 entry_point!(c_pystats, sessions::py_stats);
 entry_point!(c_pydumpreqs, sessions::dump_requirements);
 entry_point!(c_pyprofile, sessions::py_profile);
+entry_point!(c_pyexportreq, requirements::export);
+entry_point!(c_pyimportreq, requirements::import);
 entry_point!(c_infocluster, misc::info_cluster);
 entry_point!(c_refreshcluster, misc::ok);
 entry_point!(c_networktest, misc::ok);
@@ -145,6 +148,9 @@ pub const COMMANDS: &[(&str, Entry, &str, &str)] = &[
     ("rg.pystats", c_pystats, USER, ""),
     ("rg.pydumpreqs", c_pydumpreqs, USER, ""),
     ("rg.pyprofile", c_pyprofile, USER, ""),
+    ("rg.pyexportreq", c_pyexportreq, USER, ""),
+    // Installs what later sessions of any user get under that requirement's name.
+    ("rg.pyimportreq", c_pyimportreq, ADMIN, "admin dangerous"),
     ("rg.infocluster", c_infocluster, USER, ""),
     ("rg.refreshcluster", c_refreshcluster, ADMIN, "admin dangerous"),
     ("rg.networktest", c_networktest, ADMIN, "admin dangerous"),

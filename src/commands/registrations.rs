@@ -158,11 +158,13 @@ pub fn inner_register(ctx: Ctx, args: &[Vec<u8>]) -> Reply {
     if args.len() != 2 {
         return Reply::WrongArity;
     }
-    let (saved, replacing) = match install::decode_inner(&args[1]) {
+    let (saved, replacing, requirements) = match install::decode_inner(&args[1]) {
         Ok(v) => v,
         Err(e) => return Reply::error(format!("gearbox: bad RG.INNERREGISTER payload: {e}")),
     };
     let id = saved.id.clone();
+    // One that fails is logged; the session then needs it installed here already.
+    let _ = crate::events::requirements::import(&requirements);
     match install::restore(saved, replacing, redis_hooks::is_loading(ctx)) {
         Ok(()) => Reply::ok(),
         Err(e) => {

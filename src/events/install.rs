@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use gearbox_engine::codec;
 use gearbox_engine::persist::{self, SavedSession};
 use gearbox_engine::port::ScriptOutcome;
-use gearbox_engine::requirements::Requirement;
+use gearbox_engine::requirements::{Exported, Requirement};
 use gearbox_engine::session::Recipe;
 use gearbox_engine::{ReaderKind, Registration, Replacing, RuntimeKind, Session, Value};
 
@@ -171,7 +171,7 @@ pub fn replicate(ctx: Ctx, session: &Arc<Session>, replacing: &[String]) {
             .collect(),
     };
     let blob = codec::to_bytes(&Value::Array(vec![
-        Value::Bulk(persist::encode(&[saved])),
+        Value::Bulk(persist::encode_with_requirements(&[saved], &super::requirements::exports(&session.requirements()))),
         Value::bulks(replacing.iter().map(|s| s.as_bytes().to_vec())),
     ]));
     redis_hooks::replicate(ctx, "RG.INNERREGISTER", &[&blob]);
@@ -243,13 +243,13 @@ pub fn rebuild(saved: SavedSession) -> Result<Arc<Session>, String> {
     Ok(installed.session)
 }
 
-/// Decode an RG.INNERREGISTER blob: the session and the ids it replaces.
-pub fn decode_inner(blob: &[u8]) -> Result<(SavedSession, Vec<String>), String> {
+/// Decode an RG.INNERREGISTER blob: the session, the ids it replaces, the requirements it uses.
+pub fn decode_inner(blob: &[u8]) -> Result<(SavedSession, Vec<String>, Vec<Exported>), String> {
     let Value::Array(parts) = codec::decode(blob)? else { return Err("not an array".into()) };
     let [Value::Bulk(sessions), Value::Array(replacing)] = parts.as_slice() else { return Err("wrong shape".into()) };
-    let mut sessions = persist::decode(sessions)?;
+    let (mut sessions, requirements) = persist::decode_with_requirements(sessions)?;
     if sessions.len() != 1 {
         return Err("expected one session".into());
     }
-    Ok((sessions.remove(0), replacing.iter().map(codec::text_of).collect()))
+    Ok((sessions.remove(0), replacing.iter().map(codec::text_of).collect(), requirements))
 }

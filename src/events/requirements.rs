@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use gearbox_engine::errors;
-use gearbox_engine::requirements::{is_valid_requirement, Requirement};
+use gearbox_engine::requirements::{is_valid_requirement, Exported, Requirement};
 
 use crate::gearbox;
 use crate::host::pip::{self, PipSettings};
@@ -47,6 +47,45 @@ pub fn installed(names: &[String]) -> Option<Vec<Arc<Requirement>>> {
         out.push(req);
     }
     Some(out)
+}
+
+/// The wheels of these requirements, to export, replicate or save; one that cannot be read is
+/// left out (logged): the session is then rebuilt only where it is installed.
+pub fn exports(requirements: &[Arc<Requirement>]) -> Vec<Exported> {
+    requirements
+        .iter()
+        .filter_map(|r| match pip::wheels_of(r) {
+            Ok(wheels) => Some(Exported { name: r.name.clone(), wheels }),
+            Err(e) => {
+                redis_ffi::log("warning", &format!("gearbox: requirement '{}' left out: {e}", r.name));
+                None
+            }
+        })
+        .collect()
+}
+
+/// Install exported requirements from their wheels (no pip, no network; quick enough for the
+/// main thread), making each the current install of its name. `Err`: the first that failed.
+pub fn import(exported: &[Exported]) -> Result<Vec<Arc<Requirement>>, String> {
+    let settings = settings();
+    let gb = gearbox::get();
+    exported
+        .iter()
+        .map(|e| match pip::install_wheels(&settings, &e.name, &e.wheels) {
+            Ok(req) => match gb.engine.requirements.get(&e.name).filter(|cur| cur.path == req.path) {
+                Some(same) => Ok(same),
+                None => {
+                    let req = Arc::new(req);
+                    gb.engine.requirements.put(req.clone());
+                    Ok(req)
+                }
+            },
+            Err(why) => {
+                redis_ffi::log("warning", &format!("gearbox: could not install requirement '{}' from its wheels: {why}", e.name));
+                Err(format!("gearbox: could not install requirement '{}' from its wheels: {why}", e.name))
+            }
+        })
+        .collect()
 }
 
 /// Install `names` (each again if `force`) with pip, on the calling thread, which must not be

@@ -20,6 +20,7 @@ pub mod redis_ffi;
 pub mod redis_hooks;
 pub mod reply;
 pub mod top_level;
+mod wheel;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -2,11 +2,12 @@
 //! of its own, and finding one installed earlier (after a restart, for a session being rebuilt).
 //!
 //! pip runs as a child process of the Python native mode is built against, on the installing
-//! thread (never Redis' main thread), bounded by `RequirementsInstallTimeoutMS`. It only ever
-//! takes wheels (`--only-binary=:all:`), so installing runs no code of the package (an sdist's
-//! `setup.py` would run as the Redis user). It first downloads the wheels of the requirement and
-//! its dependencies into `wheels/`, then installs them from there (no index) into `site/`; a
-//! marker file written last says the install is complete. Layout, under `RequirementsDir`:
+//! thread (never Redis' main thread), bounded by `RequirementsInstallTimeoutMS`, to resolve and
+//! download: it only ever takes wheels (`--only-binary=:all:`), so no code of the package runs
+//! (an sdist's `setup.py` would run as the Redis user). The wheels of the requirement and its
+//! dependencies land in `wheels/`; gearbox unpacks them into `site/` itself (`wheel.rs`), which
+//! is also how an exported or replicated requirement is installed without pip. A marker file
+//! written last says the install is complete. Layout, under `RequirementsDir`:
 //! `<name-slug>-<hash of the name>/<generation>/{wheels,site,gearbox-requirement}`;
 //! FORCE_REINSTALL_REQUIREMENTS makes the next generation, so sessions using the old one keep it.
 
@@ -16,7 +17,7 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use gearbox_engine::requirements::Requirement;
+use gearbox_engine::requirements::{is_valid_wheel_name, Requirement};
 
 const MARKER: &str = "gearbox-requirement";
 
@@ -112,14 +113,7 @@ pub fn install(settings: &PipSettings, name: &str, force: bool) -> Result<Requir
             return Ok(found);
         }
     }
-    let home = home_of(&settings.base_dir, name);
-    std::fs::create_dir_all(&home).map_err(|e| format!("could not create {}: {e}", home.display()))?;
-    let next = std::fs::read_dir(&home)
-        .map_err(|e| format!("could not read {}: {e}", home.display()))?
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u64>().ok())
-        .max()
-        .map_or(1, |g| g + 1);
-    let dir = home.join(next.to_string());
+    let dir = next_generation(settings, name)?;
     let result = pip_into(settings, name, &dir);
     if result.is_err() {
         let _ = std::fs::remove_dir_all(&dir);
@@ -130,7 +124,6 @@ pub fn install(settings: &PipSettings, name: &str, force: bool) -> Result<Requir
 fn pip_into(settings: &PipSettings, name: &str, dir: &Path) -> Result<Requirement, String> {
     let deadline = Instant::now() + settings.timeout;
     let wheels = dir.join("wheels");
-    let site = dir.join("site");
     let mut download = vec!["download".to_string(), "--only-binary=:all:".into(), "--dest".into(), wheels.to_string_lossy().into()];
     match &settings.index_url {
         Some(url) => download.extend(["--index-url".to_string(), url.clone()]),
@@ -141,20 +134,74 @@ fn pip_into(settings: &PipSettings, name: &str, dir: &Path) -> Result<Requiremen
     }
     download.extend(["--".to_string(), name.to_string()]);
     run_pip(settings, &download, deadline)?;
-    let wheel_dir = wheels.to_string_lossy().into_owned();
-    let site_dir = site.to_string_lossy().into_owned();
-    let install =
-        ["install", "--only-binary=:all:", "--no-index", "--find-links", &wheel_dir, "--target", &site_dir, "--no-compile", "--", name];
-    run_pip(settings, &install.map(str::to_string), deadline)?;
     let mut names: Vec<String> = std::fs::read_dir(&wheels)
         .map_err(|e| format!("could not list {}: {e}", wheels.display()))?
         .filter_map(|e| Some(e.ok()?.file_name().to_str()?.to_string()))
-        .filter(|n| n.ends_with(".whl"))
+        .filter(|n| is_valid_wheel_name(n))
         .collect();
     names.sort();
-    let marker = std::iter::once(name.to_string()).chain(names).collect::<Vec<_>>().join("\n");
+    finish_install(dir, name, &names)
+}
+
+/// Unpack the wheels `names` (in `dir/wheels`) into `dir/site`, then write the marker that
+/// makes the install complete.
+fn finish_install(dir: &Path, name: &str, names: &[String]) -> Result<Requirement, String> {
+    let site = dir.join("site");
+    std::fs::create_dir_all(&site).map_err(|e| format!("could not create {}: {e}", site.display()))?;
+    for wheel in names {
+        let bytes = std::fs::read(dir.join("wheels").join(wheel)).map_err(|e| format!("could not read {wheel}: {e}"))?;
+        super::wheel::unpack(&bytes, &site).map_err(|e| format!("{wheel}: {e}"))?;
+    }
+    let marker = std::iter::once(name.to_string()).chain(names.iter().cloned()).collect::<Vec<_>>().join("\n");
     std::fs::write(dir.join(MARKER), marker + "\n").map_err(|e| format!("could not write the install marker: {e}"))?;
     read_install(dir, name).ok_or_else(|| "the install marker could not be read back".to_string())
+}
+
+/// Install `name` from these wheels (RG.PYIMPORTREQ, a replica, a load), without pip or the
+/// network. An install of `name` made of the same wheels is reused.
+pub fn install_wheels(settings: &PipSettings, name: &str, wheels: &[(String, Vec<u8>)]) -> Result<Requirement, String> {
+    if let Some(bad) = wheels.iter().find(|(n, _)| !is_valid_wheel_name(n)) {
+        return Err(format!("{:?} is not a wheel file name", bad.0));
+    }
+    let lock = name_lock(name);
+    let _one_at_a_time = lock.lock().unwrap_or_else(|e| e.into_inner());
+    let mut names: Vec<String> = wheels.iter().map(|(n, _)| n.clone()).collect();
+    names.sort();
+    if let Some(found) = find_installed(settings, name).filter(|f| f.wheels == names) {
+        return Ok(found);
+    }
+    let dir = next_generation(settings, name)?;
+    let result = (|| {
+        std::fs::create_dir_all(dir.join("wheels")).map_err(|e| format!("could not create {}: {e}", dir.display()))?;
+        for (n, bytes) in wheels {
+            std::fs::write(dir.join("wheels").join(n), bytes).map_err(|e| format!("could not write {n}: {e}"))?;
+        }
+        finish_install(&dir, name, &names)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+    result
+}
+
+/// The wheels `req` was installed from, to export or replicate it.
+pub fn wheels_of(req: &Requirement) -> Result<Vec<(String, Vec<u8>)>, String> {
+    let dir = Path::new(&req.path).parent().ok_or("an install without a directory")?.join("wheels");
+    req.wheels.iter().map(|n| std::fs::read(dir.join(n)).map(|b| (n.clone(), b)).map_err(|e| format!("could not read {n}: {e}"))).collect()
+}
+
+/// A new, empty generation directory of `name`'s installs.
+fn next_generation(settings: &PipSettings, name: &str) -> Result<PathBuf, String> {
+    let home = home_of(&settings.base_dir, name);
+    std::fs::create_dir_all(&home).map_err(|e| format!("could not create {}: {e}", home.display()))?;
+    let next = std::fs::read_dir(&home)
+        .map_err(|e| format!("could not read {}: {e}", home.display()))?
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u64>().ok())
+        .max()
+        .map_or(1, |g| g + 1);
+    let dir = home.join(next.to_string());
+    std::fs::create_dir(&dir).map_err(|e| format!("could not create {}: {e}", dir.display()))?;
+    Ok(dir)
 }
 
 /// Run `python -m pip <args>` until `deadline`; `Err` carries the end of pip's output.
