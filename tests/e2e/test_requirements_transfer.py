@@ -146,3 +146,28 @@ def test_a_restart_rebuilds_sessions_from_the_wheels_in_the_rdb(gears, wheels_di
     r = restart(srv)
     assert r.execute_command("RG.TRIGGER", "ver") == ["1.0one"]
     assert names(r) == ["gbtoy==1.0"]
+
+
+def test_gears_cli_installs_exports_and_imports_requirements(gears, wheels_dir, tmp_path):
+    from test_gears_cli import gears_cli_path
+    import subprocess
+    cli = gears_cli_path()
+    src = gears("RequirementsIndexUrl", "none", "RequirementsFindLinks", wheels_dir)
+    dst = offline(gears)
+
+    def call(server, *args):
+        proc = subprocess.run([cli, *args, "--host", "127.0.0.1", "--port", str(server.port)],
+                              capture_output=True, text=True, timeout=120)
+        return proc.returncode, proc.stdout + proc.stderr
+
+    rc, out = call(src, "install-requirements", "gbtoy==1.0")
+    assert rc == 0, out
+    export_dir = tmp_path / "exported"
+    export_dir.mkdir()
+    rc, out = call(src, "export-requirements", "--requirement", "gbtoy==1.0", "--save-directory", str(export_dir))
+    assert rc == 0, out
+    (zipped_req,) = list(export_dir.iterdir())
+    rc, out = call(dst, "import-requirements", "--requirements-path", str(export_dir), zipped_req.name)
+    assert rc == 0 and "imported successfully" in out, out
+    assert names(dst.client()) == ["gbtoy==1.0"]
+    assert run(dst.client(), VERSION, "REQUIREMENTS", "gbtoy==1.0")[0] == ["1.0one"]
