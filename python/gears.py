@@ -362,8 +362,6 @@ class GearsBuilder:
         on_registered = kwargs.get("onRegistered")
         if on_registered is not None and not isinstance(on_registered, types.FunctionType):
             raise error("onRegistered argument must be a function")
-        if not _state.in_script:
-            raise error("register() can only be called from a script's top level in gearbox")
         spec = {"reader": self.reader, "desc": self.desc, "mode": mode, "onRegistered": on_registered is not None}
         spec.update(_events.reader_spec(self.reader, prefix, kwargs))
         steps = list(self.steps)

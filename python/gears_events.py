@@ -206,10 +206,14 @@ def register(reader, spec, steps, on_registered):
     """Hand a checked registration to the host; keep its callbacks under a new handle."""
     handle = len(_registrations) + 1
     spec["handle"] = handle
-    rid = _gearbox.register(_flat_spec(spec))
     options = spec if reader == "StreamReader" else spec.get("readValue", True)
+    # Kept first: inside an execution the registration is live (may fire) once the host has it.
     _registrations[handle] = (reader, steps, on_registered, options)
-    return rid
+    try:
+        return _gearbox.register(_flat_spec(spec))
+    except BaseException:
+        del _registrations[handle]
+        raise
 
 
 def registerTE(seconds, fn, keyName=None):

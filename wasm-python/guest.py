@@ -418,43 +418,15 @@ _all_codecs()
 def _waiting_locks():
     """This CPython has no threads, so a blocking acquire (without a timeout) of a held lock can
     never succeed, and the C library traps on it, killing the instance. threading's locks (and
-    with them Condition, Event, Semaphore, queue.Queue) wait with a timeout instead, which sleeps
-    in the host's interruptible sleep: ScriptTimeoutMS and RG.ABORTEXECUTION stop them as they
-    stop time.sleep()."""
+    with them Condition, Event, Semaphore, queue.Queue) wait with a timeout instead
+    (python/gears_waits.py), which sleeps in the host's interruptible sleep: ScriptTimeoutMS and
+    RG.ABORTEXECUTION stop them as they stop time.sleep(). One long slice is enough here."""
     import _thread
-    import threading
+    import time
 
-    raw, longest = _thread.allocate_lock, min(86400.0, _thread.TIMEOUT_MAX)
+    import gears_waits
 
-    class Lock:
-        __slots__ = ("_lock",)
-
-        def __init__(self):
-            self._lock = raw()
-
-        def acquire(self, blocking=True, timeout=-1):
-            if not blocking or timeout != -1:
-                return self._lock.acquire(blocking, timeout)
-            while not self._lock.acquire(True, longest):
-                pass
-            return True
-
-        __enter__ = acquire
-
-        def __exit__(self, *exc):
-            self._lock.release()
-
-        def release(self):
-            self._lock.release()
-
-        def locked(self):
-            return self._lock.locked()
-
-        def _at_fork_reinit(self):
-            self._lock = raw()
-
-    Lock.__module__ = "threading"
-    threading.Lock = threading._allocate_lock = Lock
+    gears_waits.install(time.monotonic, min(86400.0, _thread.TIMEOUT_MAX))
 
 
 _waiting_locks()

@@ -86,7 +86,7 @@ impl SavedSession {
 /// The sessions that own registrations now, each with its ids (oldest first).
 pub fn snapshot(registrations: &RegistrationRegistry) -> Vec<SavedSession> {
     let mut out: Vec<SavedSession> = Vec::new();
-    for reg in registrations.all() {
+    for reg in registrations.all().into_iter().filter(|r| !r.made_at_run_time) {
         if let Some(saved) = out.iter_mut().find(|s| reg.session.is(s.recipe.user.as_deref(), &s.id)) {
             saved.registrations.push((reg.spec.handle, reg.id.clone()));
             continue;

@@ -315,6 +315,9 @@ pub struct Registration {
     tail: Mutex<Option<Arc<Execution>>>,
     /// StreamReader batches and status.
     pub stream: Mutex<StreamState>,
+    /// Made by `register()` inside an execution, not by the script's top level: replaying the
+    /// script does not make it again, so it is not saved or replicated.
+    pub made_at_run_time: bool,
 }
 
 fn locked<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -323,6 +326,15 @@ fn locked<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl Registration {
     pub fn new(id: String, session: Arc<Session>, spec: RegistrationSpec) -> Arc<Registration> {
+        Self::make(id, session, spec, false)
+    }
+
+    /// One made by `register()` inside an execution (see `made_at_run_time`).
+    pub fn new_at_run_time(id: String, session: Arc<Session>, spec: RegistrationSpec) -> Arc<Registration> {
+        Self::make(id, session, spec, true)
+    }
+
+    fn make(id: String, session: Arc<Session>, spec: RegistrationSpec, made_at_run_time: bool) -> Arc<Registration> {
         Arc::new(Registration {
             id,
             session,
@@ -331,6 +343,7 @@ impl Registration {
             tail: Mutex::new(None),
             stream: Mutex::new(StreamState::new(spec.batch, spec.duration_ms)),
             spec,
+            made_at_run_time,
         })
     }
 

@@ -92,6 +92,11 @@ impl RequirementRegistry {
     }
 }
 
+/// RG.PYDUMPREQS' `CompiledOs`: the platform requirements are installed for.
+pub fn compiled_os() -> String {
+    format!("{}-{}", std::env::consts::OS, std::env::consts::ARCH)
+}
+
 /// Whether `text` may be handed to pip as one requirement: a name with optional extras, version
 /// specifiers and markers, never an option (`-r file`, `--index-url …`), a path or a URL.
 pub fn is_valid_requirement(text: &str) -> bool {

@@ -116,8 +116,8 @@ pub struct SessionSummary {
     /// Bytes its interpreter holds (see `Interpreter::memory_bytes`).
     pub memory_bytes: u64,
     pub runtime: RuntimeKind,
-    /// The names of the requirements it uses.
-    pub requirements: Vec<String>,
+    /// The requirements it uses.
+    pub requirements: Vec<Arc<Requirement>>,
 }
 
 #[derive(Default)]
@@ -178,7 +178,7 @@ impl SessionRegistry {
                 dead: s.is_dead(),
                 memory_bytes: s.interpreter.memory_bytes(),
                 runtime: s.interpreter.runtime(),
-                requirements: s.requirements().iter().map(|r| r.name.clone()).collect(),
+                requirements: s.requirements(),
             })
             .collect()
     }
@@ -275,7 +275,7 @@ pub(crate) mod tests {
         assert_eq!(mine.len(), 1);
         assert_eq!(mine[0].1, 2);
         assert!(reg.requirements_in_use(|o| o == Some("carol")).is_empty());
-        assert_eq!(reg.summaries()[0].requirements, vec!["p==1".to_string()]);
+        assert_eq!(reg.summaries()[0].requirements, vec![r.clone()]);
     }
 
     #[test]

@@ -50,7 +50,7 @@ pub fn export(ctx: Ctx, args: &[Vec<u8>]) -> Reply {
     let chunks = blob.chunks(CHUNK).map(|c| Value::Bulk(c.to_vec())).collect();
     let gb = gearbox::get();
     let users = gb.engine.sessions.requirements_in_use(|_| true).into_iter().find(|(r, _)| Arc::ptr_eq(r, &req)).map_or(0, |(_, n)| n);
-    let os = format!("{}-{}", std::env::consts::OS, std::env::consts::ARCH);
+    let os = gearbox_engine::requirements::compiled_os();
     Reply::Value(Value::Array(vec![gb.engine.requirements.dump(&req, users, &os), Value::Array(chunks)]))
 }
 

@@ -32,8 +32,8 @@ fn session_value(s: &SessionSummary, verbose: bool, with_owner: bool) -> Value {
         ("refCount", Value::Int(s.ref_count as i64)),
         ("linked", Value::bulk("primary")),
         ("dead", Value::bulk(if s.dead { "true" } else { "false" })),
-        ("requirementInstallationNeeded", Value::Int(0)),
-        ("requirements", Value::bulks(s.requirements.iter().map(|r| r.as_bytes().to_vec()))),
+        ("requirementInstallationNeeded", Value::Int(!s.requirements.is_empty() as i64)),
+        ("requirements", requirements_value(&s.requirements, verbose)),
         ("registrations", Value::Array(registrations)),
     ];
     if with_owner {
@@ -99,6 +99,24 @@ pub fn py_stats(_: Ctx, _: &[Vec<u8>]) -> Reply {
     ]))
 }
 
+/// A session's requirements: their names, or (VERBOSE) their RG.PYDUMPREQS records.
+fn requirements_value(reqs: &[std::sync::Arc<gearbox_engine::requirements::Requirement>], verbose: bool) -> Value {
+    if !verbose {
+        return Value::bulks(reqs.iter().map(|r| r.name.as_bytes().to_vec()));
+    }
+    let gb = gearbox::get();
+    let in_use = gb.engine.sessions.requirements_in_use(|_| true);
+    let os = gearbox_engine::requirements::compiled_os();
+    Value::Array(
+        reqs.iter()
+            .map(|r| {
+                let users = in_use.iter().find(|(u, _)| std::sync::Arc::ptr_eq(u, r)).map_or(0, |(_, n)| *n);
+                gb.engine.requirements.dump(r, users, &os)
+            })
+            .collect(),
+    )
+}
+
 /// RG.PYDUMPREQS: the installed requirements, as RedisGears shows them. An administrator sees
 /// the whole dictionary (and older installs sessions still use); another user only the
 /// requirements their own sessions use.
@@ -113,7 +131,7 @@ pub fn dump_requirements(ctx: Ctx, _: &[Vec<u8>]) -> Reply {
             }
         }
     }
-    let os = format!("{}-{}", std::env::consts::OS, std::env::consts::ARCH);
+    let os = gearbox_engine::requirements::compiled_os();
     Reply::Value(Value::Array(shown.iter().map(|(r, users)| gb.engine.requirements.dump(r, *users, &os)).collect()))
 }
 

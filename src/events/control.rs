@@ -1,15 +1,16 @@
 //! The events side of the host's control half (`host::control`): register-time checks against
 //! Redis' command table, time events, and the command context a job runs for.
 
-use std::sync::Weak;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use gearbox_engine::errors;
-use gearbox_engine::{CommandRequest, RegistrationSpec, Replacing, Session, Value};
+use gearbox_engine::{CommandRequest, Registration, RegistrationSpec, Replacing, Session, Value};
 
-use super::{command_ctx, command_info, hooks, timers};
+use super::{command_ctx, command_info, hooks, install, timers};
 use crate::host::control::Control;
 use crate::host::lock::{Locked, RedisLock};
+use crate::host::redis_hooks;
 
 pub struct EventsControl;
 
@@ -20,6 +21,18 @@ impl Control for EventsControl {
     fn check_registration(&self, spec: &RegistrationSpec, earlier: &[&RegistrationSpec], replacing: Replacing<'_>) -> Result<(), String> {
         command_info::check_hook(spec, earlier, replacing)?;
         command_info::check_commands(spec)
+    }
+
+    fn install_at_run_time(&self, locked: Locked<'_>, session: Arc<Session>, spec: RegistrationSpec, id: String) -> Result<(), String> {
+        super::quotas::new_registrations(locked, session.owner.as_deref(), 1, &[])?;
+        let registration = Registration::new_at_run_time(id, session.clone(), spec);
+        let owner = session.owner.clone();
+        let removed =
+            crate::gearbox::get().engine.registrations.install(vec![registration.clone()], Replacing { owner: owner.as_deref(), ids: &[] });
+        drop(removed);
+        // Not now: the script that called register() is running (this call comes from it).
+        redis_hooks::after(locked, 0, Box::new(move |_| install::installed(&registration)));
+        Ok(())
     }
 
     fn start_time_event(&self, locked: Locked<'_>, session: Weak<Session>, handle: i64, period: Duration) -> Result<(), String> {

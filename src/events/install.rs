@@ -126,7 +126,7 @@ pub fn run_and_install(req: ScriptRequest, loading: bool) -> Result<Installed, S
 
 /// A registration is in place (and, after a load, the whole dataset is there): its
 /// onRegistered callback runs, and a stream registration reads what is waiting in its streams.
-fn installed(r: &Arc<Registration>) {
+pub fn installed(r: &Arc<Registration>) {
     if r.spec.on_registered {
         let timeout = gearbox::get().config().script_timeout();
         if let Err(e) = r.session.interpreter().on_registered(r.spec.handle, timeout) {
@@ -166,7 +166,7 @@ pub fn replicate(ctx: Ctx, session: &Arc<Session>, replacing: &[String]) {
             .registrations
             .all()
             .iter()
-            .filter(|r| Arc::ptr_eq(&r.session, session))
+            .filter(|r| Arc::ptr_eq(&r.session, session) && !r.made_at_run_time)
             .map(|r| (r.spec.handle, r.id.clone()))
             .collect(),
     };

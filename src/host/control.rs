@@ -4,7 +4,7 @@
 //! lives in `events/`; this file is the seam through which the host reaches it, so imports point
 //! one way (events/ uses host/, never the reverse). `events::control` installs it at load.
 
-use std::sync::{OnceLock, Weak};
+use std::sync::{Arc, OnceLock, Weak};
 use std::time::Duration;
 
 use gearbox_engine::{CommandRequest, RegistrationSpec, Replacing, Session, Value};
@@ -15,6 +15,9 @@ pub trait Control: Send + Sync {
     /// Checks of a `register()` that need Redis' command table (`hook=`, `commands=`); `earlier`
     /// are the script's registrations so far.
     fn check_registration(&self, spec: &RegistrationSpec, earlier: &[&RegistrationSpec], replacing: Replacing<'_>) -> Result<(), String>;
+    /// `register()` inside an execution: install registration `id` of `session` now (quotas,
+    /// then the registry; its onRegistered runs once the current command is done).
+    fn install_at_run_time(&self, locked: Locked<'_>, session: Arc<Session>, spec: RegistrationSpec, id: String) -> Result<(), String>;
     /// `registerTE(seconds, fn)` without a key: start the time event now.
     fn start_time_event(&self, locked: Locked<'_>, session: Weak<Session>, handle: i64, period: Duration) -> Result<(), String>;
     /// `call_next` / `get_command` / `override_reply` for the job running on this thread;

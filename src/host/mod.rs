@@ -225,7 +225,17 @@ impl Host for RedisHost {
     }
 
     fn register(&self, spec: &Value) -> Result<String, String> {
-        self.top_level().register(self.user_name.as_deref(), spec)
+        if self.top_level().is_running() {
+            return self.top_level().register(self.user_name.as_deref(), spec);
+        }
+        // Inside an execution (RedisGears allows it): installed now, for this server's life.
+        let owner = self.user_name.as_deref();
+        let spec = top_level::checked_spec(owner, spec, &[], &[])?;
+        let session = self.session.get().and_then(|s| s.upgrade()).ok_or("gearbox: register() after the session ended")?;
+        let lock = RedisLock::acquire();
+        let id = crate::gearbox::get().engine.registrations.next_id();
+        control::get()?.install_at_run_time(lock.held(), session, spec, id.clone())?;
+        Ok(id)
     }
 
     fn time_event(&self, seconds: u64, handle: i64, key: Option<Vec<u8>>) -> Result<bool, String> {

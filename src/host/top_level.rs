@@ -125,24 +125,8 @@ impl TopLevel {
         if matches!(self.phase, Phase::Idle) {
             return Err("register() can only be called from a script's top level in gearbox".into());
         }
-        let spec = RegistrationSpec::from_value(spec)?;
-        if let Some(name) = &spec.trigger {
-            if self.pending.iter().any(|p| p.spec.trigger.as_ref() == Some(name)) {
-                return Err(EngineError::TriggerTakenInSession.to_string());
-            }
-            let replacing = Replacing { owner, ids: &self.replacing };
-            if gearbox::get().engine.registrations.trigger_taken(name, replacing) {
-                return Err(EngineError::TriggerTaken.to_string());
-            }
-        }
-        let replacing = Replacing { owner, ids: &self.replacing };
         let earlier: Vec<&RegistrationSpec> = self.pending.iter().map(|p| &p.spec).collect();
-        control::get()?.check_registration(&spec, &earlier, replacing)?;
-        // After RedisGears' own checks, so their texts come first: only administrators hook.
-        hook_policy::may_register(&spec, || {
-            let lock = RedisLock::acquire();
-            owner.is_some_and(|owner| acl_users::is_admin(lock.held(), owner))
-        })?;
+        let spec = checked_spec(owner, spec, &self.replacing, &earlier)?;
         if matches!(self.phase, Phase::Replaying) {
             // Unregistered since the script first ran: the call returns, nothing is installed.
             let Some(id) = self.saved_ids.get(&spec.handle).cloned() else { return Ok(String::new()) };
@@ -153,4 +137,36 @@ impl TopLevel {
         self.pending.push(Pending { id: id.clone(), spec });
         Ok(id)
     }
+
+    /// Whether top-level code runs now (recording or replaying).
+    pub fn is_running(&self) -> bool {
+        !matches!(self.phase, Phase::Idle)
+    }
+}
+
+/// A `register()`'s spec once it passed every check: RedisGears' (a trigger taken by this
+/// script's `earlier` registrations or by another session of `owner` not being replaced; hooks
+/// and `commands=` against the command table), then gearbox's (only administrators hook).
+pub fn checked_spec(
+    owner: Option<&str>,
+    spec: &Value,
+    replacing: &[String],
+    earlier: &[&RegistrationSpec],
+) -> Result<RegistrationSpec, String> {
+    let spec = RegistrationSpec::from_value(spec)?;
+    let replacing = Replacing { owner, ids: replacing };
+    if let Some(name) = &spec.trigger {
+        if earlier.iter().any(|p| p.trigger.as_ref() == Some(name)) {
+            return Err(EngineError::TriggerTakenInSession.to_string());
+        }
+        if gearbox::get().engine.registrations.trigger_taken(name, replacing) {
+            return Err(EngineError::TriggerTaken.to_string());
+        }
+    }
+    control::get()?.check_registration(&spec, earlier, replacing)?;
+    hook_policy::may_register(&spec, || {
+        let lock = RedisLock::acquire();
+        owner.is_some_and(|owner| acl_users::is_admin(lock.held(), owner))
+    })?;
+    Ok(spec)
 }

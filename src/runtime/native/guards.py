@@ -103,60 +103,16 @@ def _install():
 
 
 def _sliced_waits(monotonic):
-    """threading's locks, and so Condition, Event, Semaphore, Barrier, queue.Queue and Thread.join,
-    wait in short slices like time.sleep, so ScriptTimeoutMS and RG.ABORTEXECUTION stop a script
-    that waits for a lock nobody will release. (A raw _thread.allocate_lock() still waits in one C
+    """threading's locks wait in slices like time.sleep (python/gears_waits.py), and so does
+    Thread.join, so ScriptTimeoutMS and RG.ABORTEXECUTION stop a script that waits for a lock nobody
+    will release or a thread that never ends. (A raw _thread.allocate_lock() still waits in one C
     call: see the README's known limits.)"""
     import threading
-    import _thread
 
-    allocate = _thread.allocate_lock
+    import gears_waits
+
     slice_ = 0.02
-
-    class Lock:
-        """threading.Lock, waiting in slices."""
-
-        __slots__ = ("_lock", "__weakref__")
-
-        def __init__(self):
-            self._lock = allocate()
-
-        def acquire(self, blocking=True, timeout=-1):
-            if not blocking:
-                if timeout != -1:
-                    raise ValueError("can't specify a timeout for a non-blocking call")
-                return self._lock.acquire(False)
-            if timeout < 0 and timeout != -1:
-                raise ValueError("timeout value must be a non-negative number")
-            end = None if timeout == -1 else monotonic() + timeout
-            while True:
-                wait = slice_ if end is None else max(0.0, min(slice_, end - monotonic()))
-                if self._lock.acquire(True, wait):
-                    return True
-                if end is not None and monotonic() >= end:
-                    return False
-
-        __enter__ = acquire
-
-        def __exit__(self, *exc):
-            self._lock.release()
-
-        def release(self):
-            self._lock.release()
-
-        def locked(self):
-            return self._lock.locked()
-
-        def _at_fork_reinit(self):
-            self._lock._at_fork_reinit()
-
-        def __repr__(self):
-            return "<%s gearbox.Lock object at %#x>" % ("locked" if self.locked() else "unlocked", id(self))
-
-    threading.Lock = Lock
-    threading._allocate_lock = Lock
-    # RLock falls back to threading's Python version, built on _allocate_lock.
-    threading._CRLock = None
+    gears_waits.install(monotonic, slice_)
     join = threading.Thread.join
 
     def sliced_join(self, timeout=None):

@@ -370,7 +370,8 @@ unsafe extern "C" fn register(module: *mut ffi::PyObject, args: *mut *mut ffi::P
             let Some(host) = host_of(module) else {
                 return raise_gears_error(module, NO_HOST);
             };
-            match host.register(&spec) {
+            // Inside an execution it installs now, under the Redis lock: not while holding the GIL.
+            match maybe_without_gil(&host, || host.register(&spec)) {
                 Ok(id) => convert::text_or_bytearray(Py::assume(), id.as_bytes()),
                 Err(message) => raise_gears_error(module, &message),
             }

@@ -47,6 +47,8 @@ const ASYNC_PY: &str = include_str!("../../../python/gears_async.py");
 const PIPELINE_PY: &str = include_str!("../../../python/gears_pipeline.py");
 /// Registrations and time events, imported by `gears.py`.
 const EVENTS_PY: &str = include_str!("../../../python/gears_events.py");
+/// threading's locks waiting in slices, installed by `guards.py` (the wasm guest shares it).
+const WAITS_PY: &str = include_str!("../../../python/gears_waits.py");
 /// REQUIREMENTS made importable in one interpreter, imported by `gears.py`.
 const REQUIREMENTS_PY: &str = include_str!("../../../python/gears_requirements.py");
 /// Run first in every sub-interpreter: works around CPython versions known to crash.
@@ -168,6 +170,7 @@ pub struct Sources {
     events: Vec<u8>,
     requirements: Vec<u8>,
     gears: Vec<u8>,
+    waits: Vec<u8>,
     guards: Vec<u8>,
     /// Where REQUIREMENTS are installed: the guards let scripts read there.
     requirements_dir: CString,
@@ -187,6 +190,7 @@ impl Sources {
             pipeline: cpython::compile_marshalled(PIPELINE_PY, c"gears_pipeline.py")?,
             events: cpython::compile_marshalled(EVENTS_PY, c"gears_events.py")?,
             requirements: cpython::compile_marshalled(REQUIREMENTS_PY, c"gears_requirements.py")?,
+            waits: cpython::compile_marshalled(WAITS_PY, c"gears_waits.py")?,
             gears: cpython::compile_marshalled(GEARS_PY, c"gears.py")?,
             guards: cpython::compile_marshalled(GUARDS_PY, c"guards.py")?,
             requirements_dir: CString::new(requirements_dir).map_err(|_| "RequirementsDir contains a NUL byte".to_string())?,
@@ -268,6 +272,7 @@ fn bootstrap(py: &Attached, sources: &Sources) -> Result<(ObjPtr, ObjPtr), Strin
             (c"gears_events", &sources.events, c"gears_events.py"),
             (c"gears_requirements", &sources.requirements, c"gears_requirements.py"),
             (c"gears", &sources.gears, c"gears.py"),
+            (c"gears_waits", &sources.waits, c"gears_waits.py"),
             (c"_gearbox_guards", &sources.guards, c"guards.py"),
         ] {
             ffi::Py_DecRef(cpython::exec_module(py, name, code, file)?);
