@@ -385,11 +385,15 @@ impl Instance {
 /// two threads, and parking and waking a thread costs tens of microseconds where the answer
 /// usually takes a few.
 fn recv_until<T>(rx: &Receiver<T>, deadline: Option<Instant>) -> Result<T, RecvTimeoutError> {
-    let spin = Instant::now() + std::time::Duration::from_micros(50);
+    let start = Instant::now();
+    let (busy, spin) = (start + Duration::from_micros(10), start + Duration::from_micros(50));
     loop {
         match rx.try_recv() {
             Ok(v) => return Ok(v),
             Err(std::sync::mpsc::TryRecvError::Disconnected) => return Err(RecvTimeoutError::Disconnected),
+            // First without a system call (an answer usually takes a few microseconds), then
+            // giving the core away between looks.
+            Err(std::sync::mpsc::TryRecvError::Empty) if Instant::now() < busy => std::hint::spin_loop(),
             Err(std::sync::mpsc::TryRecvError::Empty) if Instant::now() < spin => std::thread::yield_now(),
             Err(std::sync::mpsc::TryRecvError::Empty) => {
                 return match deadline {
