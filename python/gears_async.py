@@ -193,6 +193,20 @@ class gearsFuture:
         if self._state == _DONE:
             raise _gearbox.error("Can not continue with the same future twice")
         self._state, self._value, self._error = _DONE, value, error
+        deliver = self.__dict__.get("_deliver")
+        if deliver is not None:
+            deliver(value, error)
+
+    def _returned(self):
+        """The callback that made it has returned it (a continue may come from now on)."""
+        if self._cond is None:
+            if self._state == _CREATED:
+                self._state = _RETURNED
+            return
+        with self._cond:
+            if self._state == _CREATED:
+                self._state = _RETURNED
+                self._cond.notify_all()
 
     def _drop(self):
         """The callback returned something else: continuing this future is an error from now on
@@ -234,6 +248,54 @@ class gearsFuture:
         if self._error is not None:
             raise self._error
         return self._value
+
+
+class Deferred:
+    """The futures a step's callbacks returned, waiting apart: the step goes on calling its
+    callback for the next records instead of waiting for each record in turn (RedisGears: an
+    async record does not hold back the others), then hands on each record once its future is
+    continued, in the order they are continued. The step keeps only a weak reference to each
+    future: one that nobody else holds can never be continued, and its record fails."""
+
+    def __init__(self):
+        import collections
+        import weakref
+
+        self._weak, self._done, self._waiting, self._n = weakref.ref, collections.deque(), {}, 0
+        self._wake = __import__("threading").Event() if _THREADS else None
+
+    def add(self, record, future):
+        pending.pop(_ident(), None)
+        key, self._n = self._n, self._n + 1
+        done, waiting, wake = self._done, self._waiting, self._wake
+
+        def deliver(value, error):
+            item = waiting.pop(key, None)
+            if item is not None:
+                done.append((item[0], value, error))
+                if wake is not None:
+                    wake.set()
+
+        future._deliver = deliver
+        waiting[key] = (record, self._weak(future))
+        future._returned()
+
+    def results(self):
+        """(record, value, error) for each record, as its future is continued."""
+        while self._waiting or self._done:
+            while self._done:
+                yield self._done.popleft()
+            for key, (record, ref) in list(self._waiting.items()):
+                if ref() is None and self._waiting.pop(key, None) is not None:
+                    self._done.append((record, None, _gearbox.error("Async record did not called continue")))
+            if self._done or not self._waiting:
+                continue
+            if self._wake is None:
+                _pause()
+            elif not self._wake.wait(0.05):  # short waits: RG.ABORTEXECUTION is seen between them
+                continue
+            else:
+                self._wake.clear()
 
 
 def _pause(task=None):

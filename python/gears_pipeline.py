@@ -164,16 +164,30 @@ def _failed(errors, e):
 def _calls(records, errors, f):
     """(record, f(record)) for every record whose call succeeded; a failing call's error is
     reported and its record dropped (RedisGears semantics for every callback step). The result
-    may be async (a coroutine, a gearsFuture): the record waits for it."""
+    may be async: a coroutine is waited for; a gearsFuture waits apart (`Deferred`) while the
+    step goes on with the next records, and its record comes once the future is continued."""
+    deferred = None
     for r in records:
         try:
             out = f(r)
             if _pending or type(out) is _Coroutine:
+                if type(out) is _async.gearsFuture and _pending.get(_async._ident()) is out:
+                    if deferred is None:
+                        deferred = _async.Deferred()
+                    deferred.add(r, out)
+                    out = None  # the step holds its futures weakly (see Deferred)
+                    continue
                 out = _async.settle(out)
         except Exception as e:
             _failed(errors, e)
             continue
         yield r, out
+    if deferred is not None:
+        for r, out, error in deferred.results():
+            if error is not None:
+                errors.append(format_exception(_async.AsyncFailure(str(error))))
+                continue
+            yield r, out
 
 
 def _extracted(records, errors, extractor):
