@@ -269,32 +269,29 @@ class Deferred:
         key, self._n = self._n, self._n + 1
         done, waiting, wake = self._done, self._waiting, self._wake
 
-        def deliver(value, error):
+        def finish(value, error):
             item = waiting.pop(key, None)
             if item is not None:
-                done.append((item[0], value, error))
+                done.append((item, value, error))
                 if wake is not None:
                     wake.set()
 
-        future._deliver = deliver
-        waiting[key] = (record, self._weak(future))
+        future._deliver = finish
+        # Freed without a continue (nobody else held it): its record fails, as in RedisGears.
+        waiting[key] = (record, self._weak(future, lambda _: finish(None, _gearbox.error("Async record did not called continue"))))
         future._returned()
 
     def results(self):
         """(record, value, error) for each record, as its future is continued."""
         while self._waiting or self._done:
             while self._done:
-                yield self._done.popleft()
-            for key, (record, ref) in list(self._waiting.items()):
-                if ref() is None and self._waiting.pop(key, None) is not None:
-                    self._done.append((record, None, _gearbox.error("Async record did not called continue")))
-            if self._done or not self._waiting:
-                continue
+                (record, _), value, error = self._done.popleft()
+                yield record, value, error
+            if not self._waiting:
+                break
             if self._wake is None:
                 _pause()
-            elif not self._wake.wait(0.05):  # short waits: RG.ABORTEXECUTION is seen between them
-                continue
-            else:
+            elif self._wake.wait(0.05):  # short waits: RG.ABORTEXECUTION is seen between them
                 self._wake.clear()
 
 

@@ -202,9 +202,19 @@ def on_registered(handle):
         return _pipeline.format_exception(e)
     return None
 
+def _new_handle():
+    """Handles only go up (a failed register() must not free one for a live registration); the
+    script's top level makes the same ones in the same order when it is replayed."""
+    _handles[0] += 1
+    return _handles[0]
+
+
+_handles = [0]
+
+
 def register(reader, spec, steps, on_registered):
     """Hand a checked registration to the host; keep its callbacks under a new handle."""
-    handle = len(_registrations) + 1
+    handle = _new_handle()
     spec["handle"] = handle
     options = spec if reader == "StreamReader" else spec.get("readValue", True)
     # Kept first: inside an execution the registration is live (may fire) once the host has it.
@@ -222,7 +232,7 @@ def registerTE(seconds, fn, keyName=None):
         raise _gearbox.error("time argument must be a long")
     if not isinstance(fn, types.FunctionType):
         raise _gearbox.error("callback must be a function")
-    handle = len(_registrations) + 1
+    handle = _new_handle()
     _registrations[handle] = ("TimeEvent", (), fn, False)
     # As in RedisGears, a keyName that is not a str is ignored.
     return _gearbox.time_event(seconds, handle, keyName if isinstance(keyName, str) else None)

@@ -53,8 +53,10 @@ const NUMERIC: &[NumericSpec] = &[
     NumericSpec { name: "MaxRegistrationsPerUser", default: 1000, min: 1, runtime: true },
     NumericSpec { name: "MaxTimeEventsPerUser", default: 1000, min: 1, runtime: true },
     NumericSpec { name: "MaxUnblockingExecutionsPerUser", default: 100, min: 1, runtime: true },
-    // gearbox's own: how long one REQUIREMENTS install (pip download + install) may take.
+    // gearbox's own: how long one REQUIREMENTS install (pip download + install) may take, and how
+    // much disk all installs together may use (an install that would pass it is removed).
     NumericSpec { name: "RequirementsInstallTimeoutMS", default: 300000, min: 1000, runtime: true },
+    NumericSpec { name: "RequirementsMaxMB", default: 2048, min: 1, runtime: true },
 ];
 
 const STRINGS: &[(&str, &str)] = &[
@@ -72,6 +74,9 @@ const STRINGS: &[(&str, &str)] = &[
     ("RequirementsDir", ""),
     ("RequirementsIndexUrl", "https://pypi.org/simple"),
     ("RequirementsFindLinks", ""),
+    // Who may install a requirement that is not installed yet (a download, disk, a pip run):
+    // `admins` (gearbox administrators) or `all`. Anyone may use an installed one.
+    ("RequirementsInstallers", "admins"),
 ];
 
 /// What RG.CONFIGGET answers for one name.
@@ -147,6 +152,9 @@ impl Config {
             }
         }
         config.runtime_policy()?;
+        if !["admins", "all"].contains(&config.text("RequirementsInstallers")) {
+            return Err(format!("RequirementsInstallers must be 'admins' or 'all', got '{}'", config.text("RequirementsInstallers")));
+        }
         Ok(config)
     }
 
@@ -249,6 +257,11 @@ impl Config {
     pub fn runtime_policy(&self) -> Result<RuntimePolicy, String> {
         let users = string_index("NativeUsers", true).map(|i| self.strings[i].as_str()).unwrap_or("");
         RuntimePolicy::new(self.mode, users)
+    }
+
+    /// Whether any user (not only administrators) may install a requirement.
+    pub fn anyone_installs_requirements(&self) -> bool {
+        self.text("RequirementsInstallers") == "all"
     }
 
     /// A string parameter by its exact name ("" for an unknown one).

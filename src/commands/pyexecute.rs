@@ -98,37 +98,15 @@ pub fn pyexecute(ctx: Ctx, args: &[Vec<u8>]) -> Reply {
     // Session ids are per owner: UPGRADE and REPLACE_WITH reach only the caller's own sessions.
     let user_name = redis_hooks::current_user_name(ctx);
     let owner = user_name.as_deref();
-    if let Some(old) = &opts.replace_with {
-        if !gb.engine.sessions.contains(owner, old) {
-            return Reply::error(EngineError::ReplaceMissing(old.clone()).to_string());
-        }
-    }
     let runtime = match gb.runtimes.policy.choose(owner, opts.runtime) {
         Ok(kind) => kind,
         Err(e) => return Reply::error(e.to_string()),
     };
     let id = opts.id.clone().unwrap_or_else(random_session_id);
-    let exists = gb.engine.sessions.contains(owner, &id);
-    // REPLACE_WITH onto an existing session is its own error (RedisGears checks it first).
-    if let (Some(old), true) = (&opts.replace_with, exists && opts.id.is_some() && !opts.upgrade) {
-        return Reply::error(EngineError::ReplaceExisting(id, old.clone()).to_string());
-    }
-    if exists && !opts.upgrade {
-        return Reply::error(EngineError::SessionExists(id).to_string());
-    }
-    let mut replacing: Vec<String> = opts.replace_with.iter().cloned().collect();
-    if opts.upgrade && exists {
-        replacing.push(id.clone());
-    }
-    let lock = RedisLock::acquire();
-    let quota = quotas::new_session(lock.held(), user_name.as_deref()).and_then(|()| match opts.unblocking {
-        true => quotas::new_unblocking(lock.held(), user_name.as_deref()),
-        false => Ok(()),
-    });
-    drop(lock);
-    if let Err(text) = quota {
-        return Reply::error(text);
-    }
+    let replacing = match admit(&opts, owner, &id) {
+        Ok(replacing) => replacing,
+        Err(text) => return Reply::error(text),
+    };
     let mut request = ScriptRequest {
         source: source.to_string(),
         id,
@@ -148,22 +126,41 @@ pub fn pyexecute(ctx: Ctx, args: &[Vec<u8>]) -> Reply {
             return finish(request, opts.unblocking, ctx, Answer::Now(ctx));
         }
     }
+    // Installing costs a download, disk and a pip run: on a shared server only administrators
+    // do it unless the operator lets everyone (RequirementsInstallers all).
+    if !gb.config().anyone_installs_requirements() && !super::viewer::Viewer::of(ctx).is_admin() {
+        redis_ffi::log(
+            "warning",
+            &format!(
+                "gearbox: REQUIREMENTS {:?} refused: not installed here, and only administrators may install requirements (RequirementsInstallers admins)",
+                opts.requirements
+            ),
+        );
+        return Reply::error(format!(
+            "{} (gearbox: only administrators may install a requirement; an installed one anyone may use)",
+            errors::REQUIREMENTS_FAILED
+        ));
+    }
     // pip takes seconds: it runs on a thread of its own while the client waits, then the script
     // runs on the main thread as usual.
     let client = redis_ffi::block_client(ctx);
-    let (names, force, unblocking) = (opts.requirements, opts.force_reinstall, opts.unblocking);
     let spawned = std::thread::Builder::new().name("gearbox-pip".into()).spawn(move || {
-        let installed = requirements::install(&names, force);
+        let installed = requirements::install(&opts.requirements, opts.force_reinstall);
         let lock = RedisLock::acquire();
         redis_hooks::after(
             lock.held(),
             0,
-            Box::new(move |locked| match installed {
-                Ok(found) => {
-                    request.requirements = found;
-                    let _ = finish(request, unblocking, locked.detached(), Answer::Later(client));
+            Box::new(move |locked| {
+                // Other commands ran while pip did: the session's checks are made again.
+                let admitted = installed.and_then(|found| admit(&opts, request.user_name.as_deref(), &request.id).map(|r| (found, r)));
+                match admitted {
+                    Ok((found, replacing)) => {
+                        request.requirements = found;
+                        request.replacing = replacing;
+                        let _ = finish(request, opts.unblocking, locked.detached(), Answer::Later(client));
+                    }
+                    Err(text) => client.reply(&Value::Error(text)),
                 }
-                Err(text) => client.reply(&Value::Error(text)),
             }),
         );
     });
@@ -174,6 +171,35 @@ pub fn pyexecute(ctx: Ctx, args: &[Vec<u8>]) -> Reply {
             Reply::Blocked
         }
     }
+}
+
+/// The checks a new session passes (its id, REPLACE_WITH, the owner's quotas); the session ids it
+/// replaces. Made again after an install, which other commands may have raced.
+fn admit(opts: &Options, owner: Option<&str>, id: &str) -> Result<Vec<String>, String> {
+    let gb = gearbox::get();
+    if let Some(old) = &opts.replace_with {
+        if !gb.engine.sessions.contains(owner, old) {
+            return Err(EngineError::ReplaceMissing(old.clone()).to_string());
+        }
+    }
+    let exists = gb.engine.sessions.contains(owner, id);
+    // REPLACE_WITH onto an existing session is its own error (RedisGears checks it first).
+    if let (Some(old), true) = (&opts.replace_with, exists && opts.id.is_some() && !opts.upgrade) {
+        return Err(EngineError::ReplaceExisting(id.to_string(), old.clone()).to_string());
+    }
+    if exists && !opts.upgrade {
+        return Err(EngineError::SessionExists(id.to_string()).to_string());
+    }
+    let mut replacing: Vec<String> = opts.replace_with.iter().cloned().collect();
+    if opts.upgrade && exists {
+        replacing.push(id.to_string());
+    }
+    let lock = RedisLock::acquire();
+    quotas::new_session(lock.held(), owner)?;
+    if opts.unblocking {
+        quotas::new_unblocking(lock.held(), owner)?;
+    }
+    Ok(replacing)
 }
 
 /// Who gets the answer: the client of the command running now, or a client blocked while its

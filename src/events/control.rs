@@ -24,6 +24,12 @@ impl Control for EventsControl {
     }
 
     fn install_at_run_time(&self, locked: Locked<'_>, session: Arc<Session>, spec: RegistrationSpec, id: String) -> Result<(), String> {
+        // Checked again under the lock: another execution may have taken the trigger meanwhile.
+        let owner = session.owner.clone();
+        let registrations = &crate::gearbox::get().engine.registrations;
+        if spec.trigger.as_ref().is_some_and(|t| registrations.trigger_taken(t, Replacing { owner: owner.as_deref(), ids: &[] })) {
+            return Err(errors::EngineError::TriggerTaken.to_string());
+        }
         super::quotas::new_registrations(locked, session.owner.as_deref(), 1, &[])?;
         let registration = Registration::new_at_run_time(id, session.clone(), spec);
         let owner = session.owner.clone();

@@ -16,14 +16,21 @@ fn settings() -> PipSettings {
     PipSettings::from_config(&gearbox::get().config())
 }
 
+/// Most requirements one command may name.
+const MAX_NAMES: usize = 32;
+
 /// `Err` (the reply text, with a log line saying why) when a name may not be handed to pip.
 pub fn check_names(names: &[String]) -> Result<(), String> {
+    if names.len() > MAX_NAMES {
+        redis_ffi::log("warning", &format!("gearbox: REQUIREMENTS refused: {} names, at most {MAX_NAMES} per command", names.len()));
+        return Err(errors::REQUIREMENTS_FAILED.to_string());
+    }
     match names.iter().find(|n| !is_valid_requirement(n)) {
         None => Ok(()),
         Some(bad) => {
             redis_ffi::log(
                 "warning",
-                &format!("gearbox: REQUIREMENTS '{bad}' refused: give a package name with optional extras and version specifiers, not an option, path or URL"),
+                &format!("gearbox: REQUIREMENTS {bad:?} refused: give a package name with optional extras and version specifiers, not an option, path or URL"),
             );
             Err(errors::REQUIREMENTS_FAILED.to_string())
         }

@@ -30,6 +30,8 @@ pub struct PipSettings {
     pub index_url: Option<String>,
     pub find_links: Option<String>,
     pub timeout: Duration,
+    /// Most bytes all installs under `base_dir` may take together.
+    pub max_bytes: u64,
 }
 
 impl PipSettings {
@@ -43,6 +45,7 @@ impl PipSettings {
             index_url: text("RequirementsIndexUrl").filter(|u| !u.eq_ignore_ascii_case("none")),
             find_links: text("RequirementsFindLinks"),
             timeout: Duration::from_millis(config.limit("RequirementsInstallTimeoutMS") as u64),
+            max_bytes: (config.limit("RequirementsMaxMB") as u64) << 20,
         }
     }
 }
@@ -54,6 +57,30 @@ static INSTALLING: Mutex<Option<HashMap<String, Arc<Mutex<()>>>>> = Mutex::new(N
 fn name_lock(name: &str) -> Arc<Mutex<()>> {
     let mut all = INSTALLING.lock().unwrap_or_else(|e| e.into_inner());
     all.get_or_insert_with(HashMap::new).entry(name.to_string()).or_default().clone()
+}
+
+/// Most pip runs at once in this server (each is a process and a download).
+const MAX_RUNNING: usize = 4;
+static RUNNING: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// One of the [`MAX_RUNNING`] install slots, given back when dropped.
+struct InstallSlot;
+
+impl InstallSlot {
+    fn take() -> Result<InstallSlot, String> {
+        use std::sync::atomic::Ordering;
+        if RUNNING.fetch_add(1, Ordering::SeqCst) >= MAX_RUNNING {
+            RUNNING.fetch_sub(1, Ordering::SeqCst);
+            return Err(format!("{MAX_RUNNING} installs are running already; try again when they are done"));
+        }
+        Ok(InstallSlot)
+    }
+}
+
+impl Drop for InstallSlot {
+    fn drop(&mut self) {
+        RUNNING.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
 }
 
 /// The directory all generations of `name` live in: readable, and stable across builds.
@@ -113,8 +140,9 @@ pub fn install(settings: &PipSettings, name: &str, force: bool) -> Result<Requir
             return Ok(found);
         }
     }
+    let _slot = InstallSlot::take()?;
     let dir = next_generation(settings, name)?;
-    let result = pip_into(settings, name, &dir);
+    let result = pip_into(settings, name, &dir).and_then(|r| within_disk_cap(settings, r));
     if result.is_err() {
         let _ = std::fs::remove_dir_all(&dir);
     }
@@ -133,7 +161,7 @@ fn pip_into(settings: &PipSettings, name: &str, dir: &Path) -> Result<Requiremen
         download.extend(["--find-links".to_string(), links.clone()]);
     }
     download.extend(["--".to_string(), name.to_string()]);
-    run_pip(settings, &download, deadline)?;
+    run_pip(settings, &download, dir, deadline)?;
     let mut names: Vec<String> = std::fs::read_dir(&wheels)
         .map_err(|e| format!("could not list {}: {e}", wheels.display()))?
         .filter_map(|e| Some(e.ok()?.file_name().to_str()?.to_string()))
@@ -167,7 +195,7 @@ pub fn install_wheels(settings: &PipSettings, name: &str, wheels: &[(String, Vec
     let _one_at_a_time = lock.lock().unwrap_or_else(|e| e.into_inner());
     let mut names: Vec<String> = wheels.iter().map(|(n, _)| n.clone()).collect();
     names.sort();
-    if let Some(found) = find_installed(settings, name).filter(|f| f.wheels == names) {
+    if let Some(found) = find_installed(settings, name).filter(|f| f.wheels == names && same_wheels(f, wheels)) {
         return Ok(found);
     }
     let dir = next_generation(settings, name)?;
@@ -176,7 +204,7 @@ pub fn install_wheels(settings: &PipSettings, name: &str, wheels: &[(String, Vec
         for (n, bytes) in wheels {
             std::fs::write(dir.join("wheels").join(n), bytes).map_err(|e| format!("could not write {n}: {e}"))?;
         }
-        finish_install(&dir, name, &names)
+        finish_install(&dir, name, &names).and_then(|r| within_disk_cap(settings, r))
     })();
     if result.is_err() {
         let _ = std::fs::remove_dir_all(&dir);
@@ -184,10 +212,46 @@ pub fn install_wheels(settings: &PipSettings, name: &str, wheels: &[(String, Vec
     result
 }
 
-/// The wheels `req` was installed from, to export or replicate it.
+/// Whether `found` was installed from exactly these wheels (names and bytes).
+fn same_wheels(found: &Requirement, wheels: &[(String, Vec<u8>)]) -> bool {
+    let Some(dir) = Path::new(&found.path).parent().map(|d| d.join("wheels")) else { return false };
+    wheels.iter().all(|(n, bytes)| std::fs::read(dir.join(n)).is_ok_and(|b| b == *bytes))
+}
+
+/// Most bytes of wheels one requirement may export, replicate or save with its sessions.
+pub const MAX_EXPORT: u64 = 64 << 20;
+
+/// The wheels `req` was installed from, to export or replicate it (at most [`MAX_EXPORT`]
+/// bytes, checked before anything is read).
 pub fn wheels_of(req: &Requirement) -> Result<Vec<(String, Vec<u8>)>, String> {
     let dir = Path::new(&req.path).parent().ok_or("an install without a directory")?.join("wheels");
+    let size: u64 = req.wheels.iter().map(|n| std::fs::metadata(dir.join(n)).map_or(0, |m| m.len())).sum();
+    if size > MAX_EXPORT {
+        return Err(format!("its wheels take {} MiB, more than the {} MiB that travel with a session", size >> 20, MAX_EXPORT >> 20));
+    }
     req.wheels.iter().map(|n| std::fs::read(dir.join(n)).map(|b| (n.clone(), b)).map_err(|e| format!("could not read {n}: {e}"))).collect()
+}
+
+/// `req` if all installs together stay within `RequirementsMaxMB` (else the caller removes it).
+fn within_disk_cap(settings: &PipSettings, req: Requirement) -> Result<Requirement, String> {
+    let used = disk_use(&settings.base_dir);
+    if used > settings.max_bytes {
+        return Err(format!("installs would take {} MiB, over RequirementsMaxMB ({} MiB)", used >> 20, settings.max_bytes >> 20));
+    }
+    Ok(req)
+}
+
+/// Bytes of the files under `dir` (symbolic links not followed).
+fn disk_use(dir: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
+    entries
+        .flatten()
+        .map(|e| match e.file_type() {
+            Ok(t) if t.is_dir() => disk_use(&e.path()),
+            Ok(t) if t.is_file() => e.metadata().map_or(0, |m| m.len()),
+            _ => 0,
+        })
+        .sum()
 }
 
 /// A new, empty generation directory of `name`'s installs.
@@ -205,7 +269,7 @@ fn next_generation(settings: &PipSettings, name: &str) -> Result<PathBuf, String
 }
 
 /// Run `python -m pip <args>` until `deadline`; `Err` carries the end of pip's output.
-fn run_pip(settings: &PipSettings, args: &[String], deadline: Instant) -> Result<(), String> {
+fn run_pip(settings: &PipSettings, args: &[String], dir: &Path, deadline: Instant) -> Result<(), String> {
     let log = tempfile_path();
     let out = std::fs::File::create(&log).map_err(|e| format!("could not create pip's log file: {e}"))?;
     let err = out.try_clone().map_err(|e| format!("could not create pip's log file: {e}"))?;
@@ -213,6 +277,8 @@ fn run_pip(settings: &PipSettings, args: &[String], deadline: Instant) -> Result
         .args(["-m", "pip", "--disable-pip-version-check", "--no-input", "--no-cache-dir", "--quiet"])
         .args(args)
         .env("PYTHONNOUSERSITE", "1")
+        // pip's own temporary files go where a failed install's clean-up removes them.
+        .env("TMPDIR", dir)
         .stdin(Stdio::null())
         .stdout(out)
         .stderr(err)
@@ -268,6 +334,7 @@ mod tests {
             index_url: None,
             find_links: None,
             timeout: Duration::from_secs(1),
+            max_bytes: 1 << 30,
         };
         let dir = home_of(&base, "p==1").join("1");
         std::fs::create_dir_all(dir.join("site/p")).unwrap();

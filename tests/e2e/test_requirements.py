@@ -176,6 +176,9 @@ def test_tenants_see_only_the_requirements_their_sessions_use(srv):
     r = srv.client()
     tenants = make_tenants(srv, r)
     code = "import gbtoy\nGB('CommandReader').map(lambda x: gbtoy.VERSION).register(trigger=%r)"
+    # An administrator installs; tenants use what is installed.
+    run(r, VERSION, "REQUIREMENTS", "gbtoy==1.0")
+    run(r, VERSION, "REQUIREMENTS", "gbtoy==2.0")
     assert pyexec(tenants["alice"], code % "a", "REQUIREMENTS", "gbtoy==1.0") == "OK"
     assert pyexec(tenants["bob"], code % "b", "REQUIREMENTS", "gbtoy==2.0") == "OK"
     assert set(reqs(tenants["alice"])) == {"gbtoy==1.0"}
@@ -191,3 +194,41 @@ def test_requirements_need_blocking_allowed_and_empty_requirements_are_ignored(s
     p.execute_command("RG.PYEXECUTE", "x = 1", "REQUIREMENTS", "gbtoy==1.0")
     with pytest.raises(redis.ResponseError, match="Can not run gears inside a multi exec"):
         p.execute()
+
+
+def test_attack_a_tenant_cannot_install_by_default_but_uses_what_is_installed(srv):
+    r = srv.client()
+    tenants = make_tenants(srv, r)
+    alice = tenants["alice"]
+    for args in (("REQUIREMENTS", "gbtoy==1.0"), ("FORCE_REINSTALL_REQUIREMENTS", "REQUIREMENTS", "gbtoy==1.0")):
+        err = pyexec_error(alice, "x = 1", *args)
+        assert err.startswith(FAILED[:-1]) and "only administrators may install" in err
+        assert "gbtoy==1.0" not in reqs(r)
+    run(r, VERSION, "REQUIREMENTS", "gbtoy==1.0")
+    assert run(alice, VERSION, "REQUIREMENTS", "gbtoy==1.0")[0] == ["1.0one"]
+    assert "only administrators may install" in pyexec_error(alice, "x = 1", "FORCE_REINSTALL_REQUIREMENTS", "REQUIREMENTS", "gbtoy==1.0")
+    assert_healthy(srv, r)
+
+
+def test_with_installers_all_a_tenant_installs(gears, index):
+    srv = gears("RequirementsIndexUrl", "none", "RequirementsFindLinks", index[0], "RequirementsInstallers", "all")
+    r = srv.client()
+    alice = make_tenants(srv, r)["alice"]
+    assert run(alice, VERSION, "REQUIREMENTS", "gbtoy==2.0")[0] == ["2.0two"]
+
+
+def test_attack_installs_past_the_disk_cap_are_removed(gears, index):
+    srv = gears("RequirementsIndexUrl", "none", "RequirementsFindLinks", index[0], "RequirementsMaxMB", "2")
+    r = srv.client()
+    r.set("canary", "still-here")
+    assert pyexec_error(r, "import gbbig", "REQUIREMENTS", "gbbig") == FAILED
+    assert "over RequirementsMaxMB (2 MiB)" in srv.log_text()
+    assert "gbbig" not in reqs(r)
+    assert sum(f.stat().st_size for f in (srv.dir / "gearbox-requirements").rglob("*") if f.is_file()) < 1 << 20
+    assert run(r, VERSION, "REQUIREMENTS", "gbtoy==1.0")[0] == ["1.0one"]
+    assert_healthy(srv, r)
+
+
+def test_a_bad_installers_value_refuses_the_load(gears):
+    failure = gears.load_failure("RequirementsInstallers", "everyone")
+    assert "RequirementsInstallers must be 'admins' or 'all'" in failure.log

@@ -6,6 +6,7 @@ the network: the server is started with `RequirementsIndexUrl none RequirementsF
   gbdep 1.0             pure Python, depends on gbtoy==1.0
   gbnative 1.0          a platform wheel holding a (fake) compiled extension
   gbsdist 1.0           an sdist only, whose setup.py would write a marker file if pip ran it
+  gbbig 1.0             3 MiB of incompressible data (for RequirementsMaxMB)
 """
 import base64
 import hashlib
@@ -63,4 +64,5 @@ def toy_index(dest, sdist_marker):
                                          "gbnative/_speedups.cpython-313-x86_64-linux-gnu.so": b"\x7fELF not really"},
                tag="cp313-cp313-linux_x86_64")
     make_sdist(dest, "gbsdist", "1.0", sdist_marker)
+    make_wheel(dest, "gbbig", "1.0", {"gbbig/__init__.py": "", "gbbig/blob.bin": os.urandom(3 << 20)})
     return dest

@@ -41,14 +41,15 @@ fn collect(dir: &Path, prefix: &str, out: &mut Vec<Value>, total: &mut u64) -> R
         if kind.is_dir() && name != "__pycache__" {
             collect(&entry.path(), &rel, out, total)?;
         } else if kind.is_file() && !name.ends_with(".pyc") {
-            let data = std::fs::read(entry.path()).map_err(|e| format!("gearbox: could not read {}: {e}", entry.path().display()))?;
-            *total += data.len() as u64;
+            // The size first: a huge file is refused without being read.
+            *total += entry.metadata().map_or(u64::MAX / 2, |m| m.len());
             if *total > MAX_BYTES || out.len() >= MAX_FILES {
                 return Err(format!(
                     "gearbox: requirements too large for a wasm session (more than {} MiB or {MAX_FILES} files)",
                     MAX_BYTES >> 20
                 ));
             }
+            let data = std::fs::read(entry.path()).map_err(|e| format!("gearbox: could not read {}: {e}", entry.path().display()))?;
             out.push(Value::Array(vec![Value::bulk(rel), Value::Bulk(data)]));
         }
     }
