@@ -22,6 +22,9 @@ all: build
 
 deps:
 	@scripts/install-deps.sh
+	@# REQUIREMENTS runs `python -m pip` of the Python gearbox is built against: give it pip if it lacks one.
+	@py="$$(scripts/find-python.sh 2>/dev/null)"; if [ -n "$$py" ] && ! "$$py" -m pip --version >/dev/null 2>&1; then \
+	  echo "installing pip for $$py (REQUIREMENTS needs it)"; "$$py" -m ensurepip --default-pip >/dev/null; fi
 
 # The Python to build against: found once per make invocation.
 python-path = $(shell scripts/find-python.sh)
