@@ -404,11 +404,14 @@ _on_registered = _events.on_registered
 
 # ---------------------------------------------------------------- scripts
 
+# RedisGears' name for the generator behind ShardsIDReader (a PythonReader over this shard's id).
+shardReaderCallback = _pipeline.shards_id_reader
+
 _EXPORTS = (
     "GearsBuilder", "GB", "execute", "atomic", "hashtag", "log", "configGet", "gearsConfigGet",
     "registerTE", "gearsFuture", "call_next", "get_command", "override_reply", "isAsyncAllow",
     "flat_error", "createFuture", "setFutureResults", "setFutureException", "runCoroutine",
-    "Log", "ConfigGet", "GearsConfigGet", "error", "forcestopped",
+    "Log", "ConfigGet", "GearsConfigGet", "error", "forcestopped", "shardReaderCallback",
 )
 
 

@@ -264,3 +264,9 @@ def test_streamreader_reads_only_named_stream(r):
 
 def test_commandreader_run_refused(r):
     assert "reader do not support run" in pyexec_error(r, "GB('CommandReader').run()")
+
+
+def test_shard_reader_callback_is_the_shards_id_generator(r):
+    # RedisGears exposes ShardsIDReader's generator as `shardReaderCallback`; its own tests use it.
+    assert run(r, "GB('PythonReader').run(shardReaderCallback)") == (["1"], [])
+    assert "pyreader argument must be a function" in pyexec_error(r, "GB('PythonReader', shardReaderCallback).run('*')")
