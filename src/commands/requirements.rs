@@ -34,24 +34,37 @@ fn visible(ctx: Ctx, name: &str) -> Option<Arc<Requirement>> {
     gb.engine.sessions.requirements_in_use(|owner| viewer.sees(owner)).into_iter().map(|(r, _)| r).find(|r| r.name == name)
 }
 
-/// RG.PYEXPORTREQ <name>: `[record, [bulk, ...]]`.
+/// RG.PYEXPORTREQ <name>: `[record, [bulk, ...]]`. The wheels (up to 64 MiB) are read and
+/// encoded on a thread of its own while the client waits, not on Redis' main thread.
 pub fn export(ctx: Ctx, args: &[Vec<u8>]) -> Reply {
     if args.len() != 2 {
         return Reply::WrongArity;
     }
+    if redis_ffi::blocking_forbidden(ctx) {
+        return Reply::error(gearbox_engine::errors::BLOCKING_NOT_ALLOWED);
+    }
     let Some(req) = visible(ctx, &text(&args[1])) else {
         return Reply::error("requirement does not exists");
     };
-    let exported = requirements::exports(std::slice::from_ref(&req));
-    let Some(exported) = exported.first() else {
-        return Reply::error(format!("gearbox: the wheels of requirement '{}' could not be read (see the log)", req.name));
-    };
-    let blob = codec::to_bytes(&exported.to_value());
-    let chunks = blob.chunks(CHUNK).map(|c| Value::Bulk(c.to_vec())).collect();
     let gb = gearbox::get();
     let users = gb.engine.sessions.requirements_in_use(|_| true).into_iter().find(|(r, _)| Arc::ptr_eq(r, &req)).map_or(0, |(_, n)| n);
-    let os = gearbox_engine::requirements::compiled_os();
-    Reply::Value(Value::Array(vec![gb.engine.requirements.dump(&req, users, &os), Value::Array(chunks)]))
+    let record = gb.engine.requirements.dump(&req, users, &gearbox_engine::requirements::compiled_os());
+    let client = redis_ffi::block_client(ctx);
+    let spawned = std::thread::Builder::new().name("gearbox-export".into()).spawn(move || {
+        let reply = match requirements::exports(std::slice::from_ref(&req)).pop() {
+            Some(exported) => {
+                let blob = codec::to_bytes(&exported.to_value());
+                drop(exported);
+                Value::Array(vec![record, Value::Array(blob.chunks(CHUNK).map(|c| Value::Bulk(c.to_vec())).collect())])
+            }
+            None => Value::Error(format!("gearbox: the wheels of requirement '{}' could not be exported (see the log)", req.name)),
+        };
+        client.reply(&reply);
+    });
+    if let Err(e) = spawned {
+        redis_ffi::log("warning", &format!("gearbox: could not start a thread to export a requirement: {e}"));
+    }
+    Reply::Blocked
 }
 
 /// RG.PYIMPORTREQ <bulk> [<bulk> ...]: install an exported requirement; `OK`.
