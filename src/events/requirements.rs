@@ -9,6 +9,7 @@ use gearbox_engine::errors;
 use gearbox_engine::requirements::{is_valid_requirement, Exported, Requirement};
 
 use crate::gearbox;
+use crate::host::lock::RedisLock;
 use crate::host::pip::{self, PipSettings};
 use crate::host::redis_ffi;
 
@@ -116,6 +117,17 @@ pub fn install(names: &[String], force: bool) -> Result<Vec<Arc<Requirement>>, S
                 );
                 let req = Arc::new(req);
                 gb.engine.requirements.put(req.clone());
+                if force {
+                    // Older installs of this name that no session uses any more go. Under the
+                    // Redis lock, sessions cannot pick one up meanwhile (they do so under it).
+                    let lock = RedisLock::acquire();
+                    let mut keep: Vec<String> =
+                        gb.engine.sessions.requirements_in_use(|_| true).iter().map(|(r, _)| r.path.clone()).collect();
+                    keep.push(req.path.clone());
+                    let retired = pip::retire_unused(&settings, name, &keep);
+                    drop(lock);
+                    pip::remove_retired(retired);
+                }
                 out.push(req);
             }
             Err(why) => {

@@ -254,6 +254,34 @@ fn disk_use(dir: &Path) -> u64 {
         .sum()
 }
 
+/// Take the installs of `name` other than those at `keep` (`site` paths sessions still use, and
+/// the current one) out of use: each is renamed at once (the caller holds the Redis lock, under
+/// which sessions pick their installs); [`remove_retired`] deletes them later, without the lock.
+pub fn retire_unused(settings: &PipSettings, name: &str, keep: &[String]) -> Vec<PathBuf> {
+    let home = home_of(&settings.base_dir, name);
+    let Ok(entries) = std::fs::read_dir(&home) else { return Vec::new() };
+    let mut retired = Vec::new();
+    for entry in entries.flatten() {
+        let generation = entry.path();
+        let site = generation.join("site").to_string_lossy().into_owned();
+        let Some(n) = entry.file_name().to_str().and_then(|g| g.parse::<u64>().ok()) else { continue };
+        if !keep.contains(&site) {
+            let to = home.join(format!("retired-{n}"));
+            if std::fs::rename(&generation, &to).is_ok() {
+                retired.push(to);
+            }
+        }
+    }
+    retired
+}
+
+/// Delete installs [`retire_unused`] took out of use.
+pub fn remove_retired(retired: Vec<PathBuf>) {
+    for dir in retired {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
+
 /// A new, empty generation directory of `name`'s installs.
 fn next_generation(settings: &PipSettings, name: &str) -> Result<PathBuf, String> {
     let home = home_of(&settings.base_dir, name);

@@ -232,3 +232,21 @@ def test_attack_installs_past_the_disk_cap_are_removed(gears, index):
 def test_a_bad_installers_value_refuses_the_load(gears):
     failure = gears.load_failure("RequirementsInstallers", "everyone")
     assert "RequirementsInstallers must be 'admins' or 'all'" in failure.log
+
+
+def test_force_reinstall_removes_installs_no_session_uses(srv):
+    r = srv.client()
+
+    def generations():
+        (home,) = list((srv.dir / "gearbox-requirements").glob("gbtoy__1_0-*"))
+        return sorted(p.name for p in home.iterdir())
+
+    assert run(r, VERSION, "REQUIREMENTS", "gbtoy==1.0")[0] == ["1.0one"]
+    assert generations() == ["1"]
+    assert run(r, VERSION, "FORCE_REINSTALL_REQUIREMENTS", "REQUIREMENTS", "gbtoy==1.0")[0] == ["1.0one"]
+    assert generations() == ["2"]  # the first was used by a session that has ended
+    code = "import gbtoy\nGB('CommandReader').map(lambda x: gbtoy.__file__).register(trigger='held')"
+    assert pyexec(r, code, "ID", "held", "REQUIREMENTS", "gbtoy==1.0") == "OK"
+    assert run(r, VERSION, "FORCE_REINSTALL_REQUIREMENTS", "REQUIREMENTS", "gbtoy==1.0")[0] == ["1.0one"]
+    assert generations() == ["2", "3"]  # the registration's session still uses the second
+    assert r.execute_command("RG.TRIGGER", "held")[0].endswith("__init__.py")
