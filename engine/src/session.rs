@@ -183,6 +183,13 @@ impl SessionRegistry {
             .collect()
     }
 
+    /// How many live sessions (of anyone) hold `req`.
+    pub fn users_of(&self, req: &Arc<Requirement>) -> usize {
+        let mut all = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
+        all.retain(|w| w.strong_count() > 0);
+        holders(&all.iter().filter_map(Weak::upgrade).collect::<Vec<_>>(), req)
+    }
+
     /// The requirements live sessions whose owner `visible` accepts hold, each with how many
     /// live sessions (of anyone) hold it.
     pub fn requirements_in_use(&self, visible: impl Fn(Option<&str>) -> bool) -> Vec<(Arc<Requirement>, usize)> {
@@ -194,13 +201,18 @@ impl SessionRegistry {
         for s in sessions.iter().filter(|s| visible(s.owner.as_deref())) {
             for r in s.requirements() {
                 if !found.iter().any(|(f, _)| Arc::ptr_eq(f, &r)) {
-                    let users = sessions.iter().filter(|o| o.requirements().iter().any(|x| Arc::ptr_eq(x, &r))).count();
+                    let users = holders(&sessions, &r);
                     found.push((r, users));
                 }
             }
         }
         found
     }
+}
+
+/// How many of `sessions` hold `req`.
+fn holders(sessions: &[Arc<Session>], req: &Arc<Requirement>) -> usize {
+    sessions.iter().filter(|s| s.requirements().iter().any(|r| Arc::ptr_eq(r, req))).count()
 }
 
 #[cfg(test)]

@@ -47,8 +47,7 @@ pub fn export(ctx: Ctx, args: &[Vec<u8>]) -> Reply {
         return Reply::error("requirement does not exists");
     };
     let gb = gearbox::get();
-    let users = gb.engine.sessions.requirements_in_use(|_| true).into_iter().find(|(r, _)| Arc::ptr_eq(r, &req)).map_or(0, |(_, n)| n);
-    let record = gb.engine.requirements.dump(&req, users, &gearbox_engine::requirements::compiled_os());
+    let record = gb.engine.requirements.dump(&req, gb.engine.sessions.users_of(&req), &gearbox_engine::requirements::compiled_os());
     let client = redis_ffi::block_client(ctx);
     let spawned = std::thread::Builder::new().name("gearbox-export".into()).spawn(move || {
         let reply = match requirements::exports(std::slice::from_ref(&req)).pop() {

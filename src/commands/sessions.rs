@@ -105,16 +105,8 @@ fn requirements_value(reqs: &[std::sync::Arc<gearbox_engine::requirements::Requi
         return Value::bulks(reqs.iter().map(|r| r.name.as_bytes().to_vec()));
     }
     let gb = gearbox::get();
-    let in_use = gb.engine.sessions.requirements_in_use(|_| true);
     let os = gearbox_engine::requirements::compiled_os();
-    Value::Array(
-        reqs.iter()
-            .map(|r| {
-                let users = in_use.iter().find(|(u, _)| std::sync::Arc::ptr_eq(u, r)).map_or(0, |(_, n)| *n);
-                gb.engine.requirements.dump(r, users, &os)
-            })
-            .collect(),
-    )
+    Value::Array(reqs.iter().map(|r| gb.engine.requirements.dump(r, gb.engine.sessions.users_of(r), &os)).collect())
 }
 
 /// RG.PYDUMPREQS: the installed requirements, as RedisGears shows them. An administrator sees

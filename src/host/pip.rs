@@ -94,9 +94,15 @@ fn home_of(base: &Path, name: &str) -> PathBuf {
 /// The newest complete install of `name`, if any (no pip run, no network).
 pub fn find_installed(settings: &PipSettings, name: &str) -> Option<Requirement> {
     let home = home_of(&settings.base_dir, name);
-    let mut generations: Vec<u64> = std::fs::read_dir(&home).ok()?.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok()).collect();
-    generations.sort_unstable();
-    generations.into_iter().rev().find_map(|g| read_install(&home.join(g.to_string()), name))
+    generations(&home).into_iter().rev().find_map(|g| read_install(&home.join(g.to_string()), name))
+}
+
+/// The generation numbers of the installs in `home`, oldest first (retired ones are not).
+fn generations(home: &Path) -> Vec<u64> {
+    let Ok(entries) = std::fs::read_dir(home) else { return Vec::new() };
+    let mut found: Vec<u64> = entries.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok()).collect();
+    found.sort_unstable();
+    found
 }
 
 fn read_install(dir: &Path, name: &str) -> Option<Requirement> {
@@ -141,12 +147,7 @@ pub fn install(settings: &PipSettings, name: &str, force: bool) -> Result<Requir
         }
     }
     let _slot = InstallSlot::take()?;
-    let dir = next_generation(settings, name)?;
-    let result = pip_into(settings, name, &dir).and_then(|r| within_disk_cap(settings, r));
-    if result.is_err() {
-        let _ = std::fs::remove_dir_all(&dir);
-    }
-    result
+    in_new_generation(settings, name, |dir| pip_into(settings, name, dir))
 }
 
 fn pip_into(settings: &PipSettings, name: &str, dir: &Path) -> Result<Requirement, String> {
@@ -198,14 +199,27 @@ pub fn install_wheels(settings: &PipSettings, name: &str, wheels: &[(String, Vec
     if let Some(found) = find_installed(settings, name).filter(|f| f.wheels == names && same_wheels(f, wheels)) {
         return Ok(found);
     }
-    let dir = next_generation(settings, name)?;
-    let result = (|| {
+    in_new_generation(settings, name, |dir| {
         std::fs::create_dir_all(dir.join("wheels")).map_err(|e| format!("could not create {}: {e}", dir.display()))?;
         for (n, bytes) in wheels {
             std::fs::write(dir.join("wheels").join(n), bytes).map_err(|e| format!("could not write {n}: {e}"))?;
         }
-        finish_install(&dir, name, &names).and_then(|r| within_disk_cap(settings, r))
-    })();
+        finish_install(dir, name, &names)
+    })
+}
+
+/// Make the next generation directory of `name`, fill it with `fill`, and keep it only if that
+/// succeeded and all installs stay within `RequirementsMaxMB`.
+fn in_new_generation(
+    settings: &PipSettings,
+    name: &str,
+    fill: impl FnOnce(&Path) -> Result<Requirement, String>,
+) -> Result<Requirement, String> {
+    let home = home_of(&settings.base_dir, name);
+    std::fs::create_dir_all(&home).map_err(|e| format!("could not create {}: {e}", home.display()))?;
+    let dir = home.join(generations(&home).last().map_or(1, |g| g + 1).to_string());
+    std::fs::create_dir(&dir).map_err(|e| format!("could not create {}: {e}", dir.display()))?;
+    let result = fill(&dir).and_then(|r| within_disk_cap(settings, r));
     if result.is_err() {
         let _ = std::fs::remove_dir_all(&dir);
     }
@@ -259,13 +273,10 @@ fn disk_use(dir: &Path) -> u64 {
 /// which sessions pick their installs); [`remove_retired`] deletes them later, without the lock.
 pub fn retire_unused(settings: &PipSettings, name: &str, keep: &[String]) -> Vec<PathBuf> {
     let home = home_of(&settings.base_dir, name);
-    let Ok(entries) = std::fs::read_dir(&home) else { return Vec::new() };
     let mut retired = Vec::new();
-    for entry in entries.flatten() {
-        let generation = entry.path();
-        let site = generation.join("site").to_string_lossy().into_owned();
-        let Some(n) = entry.file_name().to_str().and_then(|g| g.parse::<u64>().ok()) else { continue };
-        if !keep.contains(&site) {
+    for n in generations(&home) {
+        let generation = home.join(n.to_string());
+        if !keep.contains(&generation.join("site").to_string_lossy().into_owned()) {
             let to = home.join(format!("retired-{n}"));
             if std::fs::rename(&generation, &to).is_ok() {
                 retired.push(to);
@@ -280,20 +291,6 @@ pub fn remove_retired(retired: Vec<PathBuf>) {
     for dir in retired {
         let _ = std::fs::remove_dir_all(dir);
     }
-}
-
-/// A new, empty generation directory of `name`'s installs.
-fn next_generation(settings: &PipSettings, name: &str) -> Result<PathBuf, String> {
-    let home = home_of(&settings.base_dir, name);
-    std::fs::create_dir_all(&home).map_err(|e| format!("could not create {}: {e}", home.display()))?;
-    let next = std::fs::read_dir(&home)
-        .map_err(|e| format!("could not read {}: {e}", home.display()))?
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u64>().ok())
-        .max()
-        .map_or(1, |g| g + 1);
-    let dir = home.join(next.to_string());
-    std::fs::create_dir(&dir).map_err(|e| format!("could not create {}: {e}", dir.display()))?;
-    Ok(dir)
 }
 
 /// Run `python -m pip <args>` until `deadline`; `Err` carries the end of pip's output.
